@@ -1,0 +1,194 @@
+//! The boundary between a runner and whoever coordinates it.
+//!
+//! [`Coordinator`] is implemented in-process (the embedded engine in `torc-store`) and over HTTP
+//! (the client in `torc-http`); the runner is generic over it and cannot tell which it talks to.
+
+use crate::changes::WorkflowState;
+use crate::ids::{JobId, RunnerId, Timestamp, WorkflowId};
+use crate::model::{opt_duration_secs, FailureHandler, JobStatus, Resources};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// What a runner has free right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreeResources {
+    pub num_cpus: u32,
+    pub memory_bytes: u64,
+    pub num_gpus: u32,
+    /// Time left in the runner's allocation; `None` means unbounded.
+    #[serde(default, with = "opt_duration_secs")]
+    pub time_left: Option<Duration>,
+}
+
+/// A request for ready jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    pub workflow_id: WorkflowId,
+    pub runner_id: RunnerId,
+    /// At most this many jobs.
+    pub limit: u32,
+    /// Resource-based claim: only jobs that fit, together, in these. `None`: count-based claim.
+    pub resources: Option<FreeResources>,
+    /// When nothing fits now, wait up to this long for a job that does (long poll).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// A job handed to a runner: everything it needs to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub workflow_id: WorkflowId,
+    pub job_id: JobId,
+    pub run_id: u32,
+    pub attempt_id: u32,
+    pub name: String,
+    pub command: String,
+    pub invocation_script: Option<String>,
+    pub resources: Resources,
+    pub supports_termination: bool,
+    #[serde(default, with = "opt_duration_secs")]
+    pub timeout: Option<Duration>,
+    pub env: BTreeMap<String, String>,
+    /// The job's failure handler, so that the runner can run a recovery script before a retry.
+    pub failure_handler: Option<FailureHandler>,
+}
+
+impl ClaimedJob {
+    /// The full shell command: the invocation script, if any, then the command.
+    pub fn shell_command(&self) -> String {
+        match &self.invocation_script {
+            Some(script) if !script.trim().is_empty() => format!("{script} {}", self.command),
+            _ => self.command.clone(),
+        }
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub jobs: Vec<ClaimedJob>,
+    /// When not active, the runner has nothing more to wait for in this workflow.
+    pub workflow_state: WorkflowState,
+}
+
+/// A job started running on the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartReport {
+    pub job_id: JobId,
+    pub attempt_id: u32,
+    pub start_time: Timestamp,
+}
+
+/// A job's process ended (or was ended by the runner).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionReport {
+    pub job_id: JobId,
+    pub run_id: u32,
+    pub attempt_id: u32,
+    /// Exit code; the negated signal number when killed by a signal.
+    pub return_code: i32,
+    /// The runner stopped the job (timeout, shutdown, cancel): recorded as terminated.
+    #[serde(default)]
+    pub terminated: bool,
+    /// The failure handler's recovery script ran before this report and failed: do not retry.
+    #[serde(default)]
+    pub recovery_failed: bool,
+    pub start_time: Timestamp,
+    pub end_time: Timestamp,
+    pub peak_memory_bytes: Option<u64>,
+    pub avg_memory_bytes: Option<u64>,
+    pub peak_cpu_percent: Option<f64>,
+    pub avg_cpu_percent: Option<f64>,
+}
+
+/// Starts and completions sent together; either list may be empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportBatch {
+    pub workflow_id: WorkflowId,
+    pub runner_id: RunnerId,
+    #[serde(default)]
+    pub starts: Vec<StartReport>,
+    #[serde(default)]
+    pub completions: Vec<CompletionReport>,
+}
+
+/// What became of one completion report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CompletionOutcome {
+    /// Applied: the job is now in `status` (ready again when it will be retried).
+    Accepted { status: JobStatus },
+    /// The same report was applied before; nothing changed.
+    Duplicate { status: JobStatus },
+    /// Not applied (a stale attempt, a job not running), with the reason.
+    Refused { reason: String },
+}
+
+/// The answer to a report batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportResponse {
+    /// One outcome per completion, in the order sent.
+    pub outcomes: Vec<CompletionOutcome>,
+    pub workflow_state: WorkflowState,
+}
+
+/// A stable, machine-readable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    InvalidInput,
+    Conflict,
+    PayloadTooLarge,
+    Unauthorized,
+    Forbidden,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// Why a coordinator call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The coordinator could not be reached or did not answer; the call may be retried.
+    #[error("coordinator unavailable: {message}")]
+    Unavailable { message: String },
+    /// The coordinator refused the call; retrying the same call will not help.
+    #[error("{}: {message}", code.name())]
+    Rejected { code: ErrorCode, message: String },
+}
+
+impl CoordinatorError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CoordinatorError::Unavailable { .. })
+    }
+}
+
+/// The hot path as a runner sees it.
+pub trait Coordinator: Send + Sync + 'static {
+    /// Claims ready jobs; may wait up to `req.wait_ms` when none fits now.
+    fn claim(
+        &self,
+        req: ClaimRequest,
+    ) -> impl Future<Output = Result<ClaimResponse, CoordinatorError>> + Send;
+
+    /// Reports starts and completions. Answered only once they are durable.
+    fn report(
+        &self,
+        batch: ReportBatch,
+    ) -> impl Future<Output = Result<ReportResponse, CoordinatorError>> + Send;
+}

@@ -1,0 +1,1 @@
+//! The per-workflow scheduler. (Being written.)

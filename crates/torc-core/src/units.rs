@@ -1,0 +1,1 @@
+//! Memory sizes and ISO 8601 durations. (Being written.)
