@@ -118,10 +118,9 @@ pub struct ReportBatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CompletionOutcome {
-    /// Applied: the job is now in `status` (ready again when it will be retried).
+    /// Applied: the job is now in `status` (ready again when it will be retried). A report sent
+    /// again after it was applied gets the same answer and changes nothing.
     Accepted { status: JobStatus },
-    /// The same report was applied before; nothing changed.
-    Duplicate { status: JobStatus },
     /// Not applied (a stale attempt, a job not running), with the reason.
     Refused { reason: String },
 }
