@@ -1,1 +1,0 @@
-//! The per-workflow scheduler. (Being written.)

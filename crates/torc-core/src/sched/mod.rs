@@ -1,0 +1,753 @@
+//! The per-workflow scheduler: live state of every job, the dependency graph and the ready
+//! queue, and the operations that move jobs through their states.
+//!
+//! [`WorkflowSched`] is a plain synchronous state machine. Every operation takes `now`, changes
+//! memory, and returns the [`Changes`] it made; the caller persists them (in one transaction per
+//! batch) before it answers anyone. Invariants, checked by the tests:
+//!
+//! - a job is in the ready queue exactly when its status is `Ready`;
+//! - a `Blocked` job's count of unfinished dependencies is exact, and it becomes `Ready` (or
+//!   `Canceled`, by the failure cascade) in the same operation that finishes its last dependency;
+//! - a job is handed out by a claim only from `Ready`, so never to two runners at once;
+//! - the per-status counts always match the jobs' statuses.
+
+mod ready;
+
+use crate::api::{ClaimedJob, CompletionOutcome, CompletionReport, FreeResources, StartReport};
+use crate::changes::{
+    Changes, Event, EventKind, JobChange, JobResult, WorkflowChange, WorkflowState,
+};
+use crate::ids::{JobId, RunnerId, Timestamp, WorkflowId};
+use crate::model::{JobStatus, WorkflowDef};
+use ready::{Fit, ReadyQueue};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why an operation on a workflow was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedError {
+    #[error("workflow {workflow} has {running} job(s) pending or running; cancel it or wait for them before a reset")]
+    JobsInFlight { workflow: WorkflowId, running: u64 },
+    #[error("the saved state of workflow {workflow} does not match its definition: {detail}")]
+    Inconsistent { workflow: WorkflowId, detail: String },
+}
+
+/// Live state of one job.
+#[derive(Debug, Clone, Copy)]
+struct JobRt {
+    status: JobStatus,
+    attempt: u32,
+    /// Unfinished dependencies; meaningful while `Blocked`.
+    unfinished: u32,
+    /// Index into `runners` of the runner holding it while pending or running.
+    holder: u32,
+    /// The last completion applied in this run: its attempt (0: none) and the answer given.
+    done_attempt: u32,
+    done_status: JobStatus,
+}
+
+const NO_HOLDER: u32 = u32::MAX;
+
+/// The live state of one workflow. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct WorkflowSched {
+    id: WorkflowId,
+    def: Arc<WorkflowDef>,
+    jobs: Vec<JobRt>,
+    /// Reverse edges in compressed form: the dependents of job `i` are
+    /// `dependents[dependents_start[i]..dependents_start[i + 1]]`.
+    dependents_start: Vec<u32>,
+    dependents: Vec<u32>,
+    ready: ReadyQueue,
+    counts: [u64; 11],
+    state: WorkflowState,
+    run_id: u32,
+    runners: Vec<RunnerId>,
+    runner_index: HashMap<RunnerId, u32>,
+    /// Bumped whenever a job becomes ready: lets a caller with parked claims skip retrying them.
+    ready_generation: u64,
+}
+
+/// Job counts by status, with the workflow's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSummary {
+    pub state: WorkflowState,
+    pub run_id: u32,
+    pub counts: Vec<(JobStatus, u64)>,
+    pub total: u64,
+}
+
+impl WorkflowSched {
+    /// A new workflow: every job uninitialized, attempt 1, run 1. Call [`Self::initialize`].
+    pub fn new(id: WorkflowId, def: Arc<WorkflowDef>) -> WorkflowSched {
+        let states = vec![(JobStatus::Uninitialized, 1); def.jobs.len()];
+        Self::build(id, def, WorkflowState::Active, 1, &states)
+    }
+
+    /// Rebuilds live state from what a store saved: each job's status and attempt (by index).
+    pub fn restore(
+        id: WorkflowId,
+        def: Arc<WorkflowDef>,
+        state: WorkflowState,
+        run_id: u32,
+        jobs: &[(JobStatus, u32)],
+    ) -> Result<WorkflowSched, SchedError> {
+        if jobs.len() != def.jobs.len() {
+            return Err(SchedError::Inconsistent {
+                workflow: id,
+                detail: format!("{} job states for {} jobs", jobs.len(), def.jobs.len()),
+            });
+        }
+        let mut s = Self::build(id, def, state, run_id, jobs);
+        // Blocked counts are derived, never stored; a blocked job whose dependencies all
+        // finished (a crash between two writes cannot cause it, but a hand-edited database can)
+        // is re-evaluated by `initialize`.
+        for i in 0..s.jobs.len() {
+            match s.jobs[i].status {
+                JobStatus::Blocked => {
+                    s.jobs[i].unfinished = s.count_unfinished_deps(i);
+                    if s.jobs[i].unfinished == 0 {
+                        s.set_raw(i, JobStatus::Uninitialized);
+                    }
+                }
+                JobStatus::Ready => s.ready.push(i as u32),
+                status if status.is_finished() => {
+                    s.jobs[i].done_attempt = s.jobs[i].attempt;
+                    s.jobs[i].done_status = status;
+                }
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    fn build(
+        id: WorkflowId,
+        def: Arc<WorkflowDef>,
+        state: WorkflowState,
+        run_id: u32,
+        jobs: &[(JobStatus, u32)],
+    ) -> WorkflowSched {
+        let n = def.jobs.len();
+        let mut degree = vec![0u32; n + 1];
+        for job in &def.jobs {
+            for dep in &job.depends_on {
+                degree[dep.index()] += 1;
+            }
+        }
+        let mut dependents_start = Vec::with_capacity(n + 1);
+        let mut acc = 0u32;
+        for d in &degree[..n] {
+            dependents_start.push(acc);
+            acc += d;
+        }
+        dependents_start.push(acc);
+        let mut fill = dependents_start.clone();
+        let mut dependents = vec![0u32; acc as usize];
+        for (i, job) in def.jobs.iter().enumerate() {
+            for dep in &job.depends_on {
+                let slot = &mut fill[dep.index()];
+                dependents[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+        }
+        let mut counts = [0u64; 11];
+        let rt = jobs
+            .iter()
+            .map(|&(status, attempt)| {
+                counts[status as usize] += 1;
+                JobRt {
+                    status,
+                    attempt,
+                    unfinished: 0,
+                    holder: NO_HOLDER,
+                    done_attempt: 0,
+                    done_status: JobStatus::Uninitialized,
+                }
+            })
+            .collect();
+        WorkflowSched {
+            id,
+            ready: ReadyQueue::new(&def),
+            def,
+            jobs: rt,
+            dependents_start,
+            dependents,
+            counts,
+            state,
+            run_id,
+            runners: Vec::new(),
+            runner_index: HashMap::new(),
+            ready_generation: 0,
+        }
+    }
+
+    pub fn id(&self) -> WorkflowId {
+        self.id
+    }
+
+    pub fn def(&self) -> &Arc<WorkflowDef> {
+        &self.def
+    }
+
+    pub fn state(&self) -> WorkflowState {
+        self.state
+    }
+
+    pub fn run_id(&self) -> u32 {
+        self.run_id
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn ready_generation(&self) -> u64 {
+        self.ready_generation
+    }
+
+    /// A job's status and current attempt.
+    pub fn job_status(&self, job: JobId) -> Option<(JobStatus, u32)> {
+        self.jobs.get(job.index()).map(|j| (j.status, j.attempt))
+    }
+
+    pub fn count(&self, status: JobStatus) -> u64 {
+        self.counts[status as usize]
+    }
+
+    pub fn summary(&self) -> StatusSummary {
+        StatusSummary {
+            state: self.state,
+            run_id: self.run_id,
+            counts: JobStatus::ALL
+                .into_iter()
+                .map(|s| (s, self.counts[s as usize]))
+                .filter(|&(_, n)| n > 0)
+                .collect(),
+            total: self.jobs.len() as u64,
+        }
+    }
+
+    fn dependents_of(&self, i: usize) -> &[u32] {
+        &self.dependents[self.dependents_start[i] as usize..self.dependents_start[i + 1] as usize]
+    }
+
+    fn count_unfinished_deps(&self, i: usize) -> u32 {
+        self.def.jobs[i]
+            .depends_on
+            .iter()
+            .filter(|d| !self.jobs[d.index()].status.is_finished())
+            .count() as u32
+    }
+
+    fn unfinished_total(&self) -> u64 {
+        JobStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_finished())
+            .map(|s| self.counts[s as usize])
+            .sum()
+    }
+
+    /// Sets a status in memory only (counts kept), without recording a change.
+    fn set_raw(&mut self, i: usize, status: JobStatus) {
+        let job = &mut self.jobs[i];
+        self.counts[job.status as usize] -= 1;
+        self.counts[status as usize] += 1;
+        job.status = status;
+    }
+
+    fn set(&mut self, i: usize, status: JobStatus, changes: &mut Changes) {
+        self.set_raw(i, status);
+        if status == JobStatus::Ready {
+            self.ready.push(i as u32);
+            self.ready_generation += 1;
+        }
+        if !matches!(status, JobStatus::Pending | JobStatus::Running) {
+            self.jobs[i].holder = NO_HOLDER;
+        }
+        changes.jobs.push(JobChange {
+            job: JobId::from_index(i),
+            status,
+            attempt_id: self.jobs[i].attempt,
+        });
+    }
+
+    /// Evaluates every uninitialized job: ready when all its dependencies finished, canceled
+    /// when one of them failed and it asks for that, blocked otherwise. Also marks the workflow
+    /// complete when nothing is left to run.
+    pub fn initialize(&mut self, now: Timestamp) -> Changes {
+        let mut changes = Changes::default();
+        let fresh: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].status == JobStatus::Uninitialized)
+            .collect();
+        // First give every fresh job its exact count, counting fresh jobs as unfinished...
+        let mut cancel_now = Vec::new();
+        for &i in &fresh {
+            let unfinished = self.count_unfinished_deps(i);
+            self.jobs[i].unfinished = unfinished;
+            self.set_raw(i, JobStatus::Blocked);
+            let failed_dep = self.def.jobs[i]
+                .depends_on
+                .iter()
+                .any(|d| self.jobs[d.index()].status.is_blocking_failure());
+            if failed_dep && self.def.jobs[i].cancel_on_blocking_job_failure {
+                cancel_now.push(i);
+            }
+        }
+        // ...then release what can go. A cascade can only lower counts of still-blocked jobs.
+        for &i in &cancel_now {
+            if self.jobs[i].status == JobStatus::Blocked {
+                self.finish_blocked_as_canceled(i, &mut changes);
+            }
+        }
+        for &i in &fresh {
+            match self.jobs[i].status {
+                JobStatus::Blocked if self.jobs[i].unfinished == 0 => {
+                    self.set(i, JobStatus::Ready, &mut changes)
+                }
+                JobStatus::Blocked => changes.jobs.push(JobChange {
+                    job: JobId::from_index(i),
+                    status: JobStatus::Blocked,
+                    attempt_id: self.jobs[i].attempt,
+                }),
+                _ => {}
+            }
+        }
+        self.check_complete(now, &mut changes);
+        changes
+    }
+
+    /// Claims up to `limit` ready jobs for `runner`: with `free`, only jobs that fit together in
+    /// those resources; without, any. Claimed jobs go from ready to pending.
+    pub fn claim(
+        &mut self,
+        runner: &RunnerId,
+        limit: u32,
+        free: Option<&FreeResources>,
+    ) -> (Vec<ClaimedJob>, Changes) {
+        let mut changes = Changes::default();
+        if self.state != WorkflowState::Active || limit == 0 || self.ready.len() == 0 {
+            return (Vec::new(), changes);
+        }
+        let mut fit = free.map(|f| Fit {
+            cpus: f.num_cpus,
+            memory_bytes: f.memory_bytes,
+            gpus: f.num_gpus,
+            time_left: f.time_left,
+        });
+        let taken = self.ready.take(limit as usize, fit.as_mut());
+        if taken.is_empty() {
+            return (Vec::new(), changes);
+        }
+        let holder = self.runner_slot(runner);
+        let mut claimed = Vec::with_capacity(taken.len());
+        for i in taken {
+            let i = i as usize;
+            self.set_raw(i, JobStatus::Pending);
+            self.jobs[i].holder = holder;
+            changes.jobs.push(JobChange {
+                job: JobId::from_index(i),
+                status: JobStatus::Pending,
+                attempt_id: self.jobs[i].attempt,
+            });
+            claimed.push(self.claimed_job(i));
+        }
+        (claimed, changes)
+    }
+
+    fn runner_slot(&mut self, runner: &RunnerId) -> u32 {
+        if let Some(&slot) = self.runner_index.get(runner) {
+            return slot;
+        }
+        let slot = self.runners.len() as u32;
+        self.runners.push(runner.clone());
+        self.runner_index.insert(runner.clone(), slot);
+        slot
+    }
+
+    fn claimed_job(&self, i: usize) -> ClaimedJob {
+        let job = &self.def.jobs[i];
+        ClaimedJob {
+            workflow_id: self.id,
+            job_id: JobId::from_index(i),
+            run_id: self.run_id,
+            attempt_id: self.jobs[i].attempt,
+            name: job.name.clone(),
+            command: job.command.clone(),
+            invocation_script: job.invocation_script.clone(),
+            resources: self.def.resources_of(job),
+            supports_termination: job.supports_termination,
+            timeout: job.timeout,
+            env: job.env.clone(),
+            failure_handler: job
+                .failure_handler
+                .and_then(|h| self.def.failure_handlers.get(h as usize))
+                .cloned(),
+        }
+    }
+
+    /// Records that claimed jobs started. Starts for another attempt, or for a job that is not
+    /// pending, are ignored (a late start after a completion in the same batch is harmless).
+    pub fn start(&mut self, starts: &[StartReport]) -> Changes {
+        let mut changes = Changes::default();
+        for s in starts {
+            let i = s.job_id.index();
+            match self.jobs.get(i) {
+                Some(job) if job.status == JobStatus::Pending && job.attempt == s.attempt_id => {
+                    self.set_raw(i, JobStatus::Running);
+                    changes.jobs.push(JobChange {
+                        job: s.job_id,
+                        status: JobStatus::Running,
+                        attempt_id: s.attempt_id,
+                    });
+                }
+                _ => {}
+            }
+        }
+        changes
+    }
+
+    /// Applies completion reports in order; returns one outcome per report. Unblocks
+    /// dependents at once, applies failure handlers and the failure cascade, and marks the
+    /// workflow complete when nothing is left.
+    pub fn complete(
+        &mut self,
+        runner: &RunnerId,
+        reports: &[CompletionReport],
+        now: Timestamp,
+    ) -> (Vec<CompletionOutcome>, Changes) {
+        let mut changes = Changes::default();
+        let outcomes = reports
+            .iter()
+            .map(|r| self.complete_one(runner, r, now, &mut changes))
+            .collect();
+        self.check_complete(now, &mut changes);
+        (outcomes, changes)
+    }
+
+    fn complete_one(
+        &mut self,
+        runner: &RunnerId,
+        r: &CompletionReport,
+        now: Timestamp,
+        changes: &mut Changes,
+    ) -> CompletionOutcome {
+        let i = r.job_id.index();
+        let Some(job) = self.jobs.get(i).copied() else {
+            return self.refuse(r, now, changes, format!("job {} does not exist", r.job_id));
+        };
+        if r.run_id == self.run_id && r.attempt_id == job.done_attempt && job.done_attempt > 0 {
+            return CompletionOutcome::Accepted {
+                status: job.done_status,
+            };
+        }
+        if r.run_id != self.run_id || r.attempt_id != job.attempt {
+            let reason = format!(
+                "job {} run {} attempt {} is stale: the job is at run {} attempt {}",
+                r.job_id, r.run_id, r.attempt_id, self.run_id, job.attempt
+            );
+            return self.refuse(r, now, changes, reason);
+        }
+        if !matches!(job.status, JobStatus::Pending | JobStatus::Running) {
+            let reason = format!("job {} is {}, not running", r.job_id, job.status);
+            return self.refuse(r, now, changes, reason);
+        }
+        let wdef = Arc::clone(&self.def);
+        let def = &wdef.jobs[i];
+        let attempt_status = if r.terminated {
+            JobStatus::Terminated
+        } else if r.return_code == 0 {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        };
+        let retry_rule = (attempt_status == JobStatus::Failed)
+            .then(|| {
+                def.failure_handler
+                    .and_then(|h| wdef.failure_handlers.get(h as usize))
+                    .and_then(|h| h.rule_for(r.return_code))
+            })
+            .flatten();
+        let retry = retry_rule.is_some_and(|rule| r.attempt_id <= rule.max_retries);
+        let runner_name = match self.runners.get(job.holder as usize) {
+            Some(holder) => holder.clone(),
+            None => runner.clone(),
+        };
+        changes.results.push(JobResult {
+            job: r.job_id,
+            run_id: r.run_id,
+            attempt_id: r.attempt_id,
+            runner: Some(runner_name),
+            return_code: r.return_code,
+            status: attempt_status,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            peak_memory_bytes: r.peak_memory_bytes,
+            avg_memory_bytes: r.avg_memory_bytes,
+            peak_cpu_percent: r.peak_cpu_percent,
+            avg_cpu_percent: r.avg_cpu_percent,
+        });
+        let new_status = if retry && !r.recovery_failed {
+            self.jobs[i].attempt += 1;
+            changes.events.push(Event {
+                time: now,
+                kind: EventKind::JobRetried,
+                job: Some(r.job_id),
+                message: format!(
+                    "{} exited with {}; retrying as attempt {}",
+                    def.name,
+                    r.return_code,
+                    r.attempt_id + 1
+                ),
+            });
+            self.set(i, JobStatus::Ready, changes);
+            JobStatus::Ready
+        } else {
+            if retry {
+                changes.events.push(Event {
+                    time: now,
+                    kind: EventKind::JobRecoveryFailed,
+                    job: Some(r.job_id),
+                    message: format!("{}: recovery script failed; not retried", def.name),
+                });
+            }
+            self.set(i, attempt_status, changes);
+            self.release_dependents(i, changes);
+            attempt_status
+        };
+        self.jobs[i].done_attempt = r.attempt_id;
+        self.jobs[i].done_status = new_status;
+        CompletionOutcome::Accepted { status: new_status }
+    }
+
+    fn refuse(
+        &self,
+        r: &CompletionReport,
+        now: Timestamp,
+        changes: &mut Changes,
+        reason: String,
+    ) -> CompletionOutcome {
+        changes.events.push(Event {
+            time: now,
+            kind: EventKind::ReportRefused,
+            job: self.jobs.get(r.job_id.index()).map(|_| r.job_id),
+            message: reason.clone(),
+        });
+        CompletionOutcome::Refused { reason }
+    }
+
+    /// Job `i` just finished: lower its dependents' counts, readying or canceling them, and
+    /// cascade through cancellations (iteratively: chains can be very long).
+    fn release_dependents(&mut self, i: usize, changes: &mut Changes) {
+        let mut stack = vec![i];
+        while let Some(done) = stack.pop() {
+            let failed = self.jobs[done].status.is_blocking_failure();
+            let start = self.dependents_start[done] as usize;
+            let end = self.dependents_start[done + 1] as usize;
+            for k in start..end {
+                let d = self.dependents[k] as usize;
+                if self.jobs[d].status != JobStatus::Blocked {
+                    continue;
+                }
+                self.jobs[d].unfinished -= 1;
+                if failed && self.def.jobs[d].cancel_on_blocking_job_failure {
+                    self.set(d, JobStatus::Canceled, changes);
+                    stack.push(d);
+                } else if self.jobs[d].unfinished == 0 {
+                    self.set(d, JobStatus::Ready, changes);
+                }
+            }
+        }
+    }
+
+    fn finish_blocked_as_canceled(&mut self, i: usize, changes: &mut Changes) {
+        self.set(i, JobStatus::Canceled, changes);
+        self.release_dependents(i, changes);
+    }
+
+    fn check_complete(&mut self, now: Timestamp, changes: &mut Changes) {
+        if self.state == WorkflowState::Active && self.unfinished_total() == 0 {
+            self.state = WorkflowState::Complete;
+            changes.workflow = Some(WorkflowChange {
+                state: self.state,
+                run_id: self.run_id,
+            });
+            changes.events.push(Event {
+                time: now,
+                kind: EventKind::WorkflowCompleted,
+                job: None,
+                message: self.completion_message(),
+            });
+        }
+    }
+
+    fn completion_message(&self) -> String {
+        let parts: Vec<String> = JobStatus::ALL
+            .into_iter()
+            .filter(|&s| self.counts[s as usize] > 0)
+            .map(|s| format!("{} {}", self.counts[s as usize], s))
+            .collect();
+        format!("workflow complete: {}", parts.join(", "))
+    }
+
+    /// Cancels the workflow: nothing more is claimed; uninitialized, blocked, ready and pending
+    /// jobs are canceled; running jobs are left to their runners, which terminate them.
+    pub fn cancel(&mut self, now: Timestamp) -> Changes {
+        let mut changes = Changes::default();
+        if self.state == WorkflowState::Canceled {
+            return changes;
+        }
+        self.ready.clear();
+        for i in 0..self.jobs.len() {
+            if matches!(
+                self.jobs[i].status,
+                JobStatus::Uninitialized | JobStatus::Blocked | JobStatus::Ready | JobStatus::Pending
+            ) {
+                self.set_raw(i, JobStatus::Canceled);
+                self.jobs[i].holder = NO_HOLDER;
+                changes.jobs.push(JobChange {
+                    job: JobId::from_index(i),
+                    status: JobStatus::Canceled,
+                    attempt_id: self.jobs[i].attempt,
+                });
+            }
+        }
+        self.state = WorkflowState::Canceled;
+        changes.workflow = Some(WorkflowChange {
+            state: self.state,
+            run_id: self.run_id,
+        });
+        changes.events.push(Event {
+            time: now,
+            kind: EventKind::WorkflowCanceled,
+            job: None,
+            message: "workflow canceled".into(),
+        });
+        changes
+    }
+
+    /// Resets jobs for a new run (`run_id` + 1): with `failed_only`, the failed, canceled,
+    /// terminated and pending-failed jobs and everything downstream of them; else every job.
+    /// Completed jobs outside that set keep their state. Refused while jobs are in flight.
+    pub fn reset(&mut self, failed_only: bool, now: Timestamp) -> Result<Changes, SchedError> {
+        let in_flight = self.count(JobStatus::Pending) + self.count(JobStatus::Running);
+        if in_flight > 0 {
+            return Err(SchedError::JobsInFlight {
+                workflow: self.id,
+                running: in_flight,
+            });
+        }
+        let seeds: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| {
+                !failed_only
+                    || matches!(
+                        self.jobs[i].status,
+                        JobStatus::Failed
+                            | JobStatus::Canceled
+                            | JobStatus::Terminated
+                            | JobStatus::PendingFailed
+                    )
+            })
+            .collect();
+        let affected = self.downstream_closure(&seeds);
+        self.run_id += 1;
+        let mut changes = Changes::default();
+        self.ready.clear();
+        for i in 0..self.jobs.len() {
+            self.jobs[i].done_attempt = 0;
+            if affected[i] {
+                self.jobs[i].attempt = 1;
+                self.set_raw(i, JobStatus::Uninitialized);
+            } else if self.jobs[i].status == JobStatus::Ready {
+                self.ready.push(i as u32);
+            }
+        }
+        self.state = WorkflowState::Active;
+        changes.workflow = Some(WorkflowChange {
+            state: self.state,
+            run_id: self.run_id,
+        });
+        changes.events.push(Event {
+            time: now,
+            kind: EventKind::WorkflowReset,
+            job: None,
+            message: format!(
+                "{} reset of {} job(s); run {} begins",
+                if failed_only { "failed-only" } else { "full" },
+                affected.iter().filter(|&&a| a).count(),
+                self.run_id
+            ),
+        });
+        changes.extend(self.initialize(now));
+        Ok(changes)
+    }
+
+    /// Puts jobs interrupted by a stop (terminated, or left pending or running by a crash) and
+    /// everything downstream of them back in play, each interrupted job with a new attempt.
+    /// This is how a stopped workflow resumes; completed and failed jobs are kept.
+    pub fn resume(&mut self, now: Timestamp) -> Changes {
+        let seeds: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| {
+                matches!(
+                    self.jobs[i].status,
+                    JobStatus::Terminated | JobStatus::Pending | JobStatus::Running
+                )
+            })
+            .collect();
+        let affected = self.downstream_closure(&seeds);
+        for i in 0..self.jobs.len() {
+            if !affected[i] {
+                continue;
+            }
+            let status = self.jobs[i].status;
+            if matches!(
+                status,
+                JobStatus::Terminated | JobStatus::Pending | JobStatus::Running
+            ) {
+                self.jobs[i].attempt += 1;
+            }
+            if status == JobStatus::Ready {
+                continue; // already in the queue
+            }
+            if status == JobStatus::Completed || status == JobStatus::Failed {
+                continue; // ran to an end under its own steam: keep it
+            }
+            self.jobs[i].holder = NO_HOLDER;
+            self.set_raw(i, JobStatus::Uninitialized);
+        }
+        let mut changes = Changes::default();
+        if self.state == WorkflowState::Complete && self.unfinished_total() > 0 {
+            self.state = WorkflowState::Active;
+            changes.workflow = Some(WorkflowChange {
+                state: self.state,
+                run_id: self.run_id,
+            });
+        }
+        changes.extend(self.initialize(now));
+        changes
+    }
+
+    /// Marks `seeds` and every job downstream of them.
+    fn downstream_closure(&self, seeds: &[usize]) -> Vec<bool> {
+        let mut marked = vec![false; self.jobs.len()];
+        let mut stack: Vec<usize> = Vec::new();
+        for &s in seeds {
+            if !marked[s] {
+                marked[s] = true;
+                stack.push(s);
+            }
+        }
+        while let Some(i) = stack.pop() {
+            for &d in self.dependents_of(i) {
+                if !marked[d as usize] {
+                    marked[d as usize] = true;
+                    stack.push(d as usize);
+                }
+            }
+        }
+        marked
+    }
+}
+
+#[cfg(test)]
+mod tests;
