@@ -1,1 +1,24 @@
-//! torc-store
+//! The storage adapter of torc: the durable record of every workflow, in SQLite (bundled, WAL)
+//! through diesel and an r2d2 pool.
+//!
+//! It stores a workflow's definition when it is created ([`Store::create_workflow`]), writes
+//! what the scheduling core changed ([`Store::apply`]: many operations group-committed in one
+//! transaction), and reads it all back, either to rebuild the core's live state
+//! ([`Store::load_workflow`]) or to list jobs, results and events for people.
+//!
+//! It must never make a scheduling decision: it persists exactly what the core decided, and a
+//! workflow loaded back is exactly what was created plus the changes applied. Schema and queries
+//! are written once in diesel's DSL; what is specific to SQLite (URLs, connection settings,
+//! transaction start, statement limits) lives in one module, so that PostgreSQL can join it.
+
+mod error;
+mod read;
+mod records;
+mod rows;
+mod schema;
+mod sqlite;
+mod store;
+
+pub use error::StoreError;
+pub use records::{EventRecord, JobRecord, LoadedWorkflow, ResultRecord, WorkflowSummary};
+pub use store::Store;

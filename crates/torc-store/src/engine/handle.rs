@@ -1,0 +1,181 @@
+//! The callers' side of the engine: a cheap, cloneable handle that sends requests to the writer
+//! thread and awaits their answers. It implements the runner's [`Coordinator`] trait.
+
+use super::{EngineError, Request, Writer};
+use crate::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use torc_core::api::{
+    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ReportBatch, ReportResponse,
+};
+use torc_core::sched::StatusSummary;
+use torc_core::{WorkflowDef, WorkflowId};
+
+/// Counters of the hot path, readable at any time.
+#[derive(Debug, Default)]
+pub struct Stats {
+    claimed_jobs: AtomicU64,
+    completions: AtomicU64,
+    commits: AtomicU64,
+    committed_requests: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    pub claimed_jobs: u64,
+    pub completions: u64,
+    pub commits: u64,
+    /// Requests answered by those commits (their ratio is the mean group-commit size).
+    pub committed_requests: u64,
+    pub commit_micros: u64,
+}
+
+impl Stats {
+    pub(crate) fn claimed(&self, n: usize) {
+        self.claimed_jobs.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn completed(&self, n: usize) {
+        self.completions.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn committed(&self, requests: usize, took: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.committed_requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
+        self.commit_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            claimed_jobs: self.claimed_jobs.load(Ordering::Relaxed),
+            completions: self.completions.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            committed_requests: self.committed_requests.load(Ordering::Relaxed),
+            commit_micros: self.commit_micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A handle to a running engine. Cloning is cheap; the writer thread stops when the last
+/// handle is dropped (after answering what it holds).
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: Sender<Request>,
+    stats: Arc<Stats>,
+    thread: Arc<ThreadGuard>,
+}
+
+struct ThreadGuard(Option<JoinHandle<()>>);
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        // The last handle is gone; the sender drops with it, so the thread ends after its
+        // current batch. Joining here makes "dropped" mean "everything committed".
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Starts the writer thread over `store`.
+    pub fn start(store: Store) -> EngineHandle {
+        let (tx, rx) = channel();
+        let stats = Arc::new(Stats::default());
+        let writer = Writer::new(store, Arc::clone(&stats));
+        let thread = std::thread::Builder::new()
+            .name("torc-writer".into())
+            .spawn(move || writer.run(rx))
+            .expect("failed to spawn the writer thread");
+        EngineHandle {
+            tx,
+            stats,
+            thread: Arc::new(ThreadGuard(Some(thread))),
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Request,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Creates a workflow (bulk insert) and evaluates its jobs.
+    pub async fn create_workflow(
+        &self,
+        def: WorkflowDef,
+        spec: Option<String>,
+    ) -> Result<WorkflowId, EngineError> {
+        self.call(|reply| Request::Create {
+            def: Box::new(def),
+            spec,
+            reply,
+        })
+        .await
+    }
+
+    /// Loads a stored workflow and puts its interrupted jobs back in play.
+    pub async fn resume(&self, id: WorkflowId) -> Result<StatusSummary, EngineError> {
+        self.call(|reply| Request::Resume { id, reply }).await
+    }
+
+    pub async fn cancel(&self, id: WorkflowId) -> Result<StatusSummary, EngineError> {
+        self.call(|reply| Request::Cancel { id, reply }).await
+    }
+
+    pub async fn reset(
+        &self,
+        id: WorkflowId,
+        failed_only: bool,
+    ) -> Result<StatusSummary, EngineError> {
+        self.call(|reply| Request::Reset {
+            id,
+            failed_only,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn status(&self, id: WorkflowId) -> Result<StatusSummary, EngineError> {
+        self.call(|reply| Request::Status { id, reply }).await
+    }
+
+    /// Drops a workflow's live state (it stays in the database).
+    pub async fn unload(&self, id: WorkflowId) -> Result<(), EngineError> {
+        self.call(|reply| Request::Unload { id, reply }).await
+    }
+}
+
+impl Coordinator for EngineHandle {
+    async fn claim(&self, req: ClaimRequest) -> Result<ClaimResponse, CoordinatorError> {
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        self.call(|reply| Request::Claim {
+            req,
+            deadline,
+            reply,
+        })
+        .await
+        .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn report(&self, batch: ReportBatch) -> Result<ReportResponse, CoordinatorError> {
+        self.call(|reply| Request::Report { batch, reply })
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+}

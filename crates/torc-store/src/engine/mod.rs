@@ -1,0 +1,439 @@
+//! The engine: every active workflow's live state in memory, one writer thread, group commit.
+//!
+//! Callers (the embedded CLI, HTTP handlers, the in-process runner) hold an [`EngineHandle`] and
+//! send it requests. The writer thread takes every request waiting, applies each to the core
+//! ([`torc_core::sched::WorkflowSched`]), writes all their [`Changes`] in ONE transaction, and
+//! only after the commit answers each caller. A failed commit drops the affected workflows from
+//! memory (they are reloaded from the database on next use) and answers every caller of the
+//! batch with an error: nothing is acknowledged that is not durable.
+//!
+//! Claims that find nothing may park until their deadline (long poll): after every batch that
+//! made a job ready in their workflow, parked claims are tried again.
+
+mod handle;
+
+pub use handle::EngineHandle;
+
+use crate::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use torc_core::api::{
+    ClaimRequest, ClaimResponse, CoordinatorError, ErrorCode, ReportBatch, ReportResponse,
+};
+use torc_core::changes::{Changes, Event, EventKind};
+use torc_core::sched::{SchedError, StatusSummary, WorkflowSched};
+use torc_core::{Timestamp, WorkflowDef, WorkflowId};
+
+/// Why an engine request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("workflow {0} not found")]
+    WorkflowNotFound(WorkflowId),
+    #[error(transparent)]
+    Sched(#[from] SchedError),
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the engine has stopped")]
+    Stopped,
+    /// The batch holding this request could not be committed; nothing of it took effect.
+    #[error("commit failed, nothing was changed: {detail}")]
+    CommitFailed { detail: String },
+}
+
+impl EngineError {
+    /// The same error as a runner sees it.
+    pub fn to_coordinator_error(&self) -> CoordinatorError {
+        match self {
+            EngineError::WorkflowNotFound(_) => CoordinatorError::Rejected {
+                code: ErrorCode::NotFound,
+                message: self.to_string(),
+            },
+            EngineError::Sched(SchedError::JobsInFlight { .. }) => CoordinatorError::Rejected {
+                code: ErrorCode::Conflict,
+                message: self.to_string(),
+            },
+            EngineError::Sched(SchedError::Inconsistent { .. }) => CoordinatorError::Rejected {
+                code: ErrorCode::Internal,
+                message: self.to_string(),
+            },
+            EngineError::Store(_) | EngineError::Stopped | EngineError::CommitFailed { .. } => {
+                CoordinatorError::Unavailable {
+                    message: self.to_string(),
+                }
+            }
+        }
+    }
+}
+
+
+/// The current wall-clock time as the core's [`Timestamp`].
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Timestamp(ms)
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// A request to the writer thread.
+pub(crate) enum Request {
+    Create {
+        def: Box<WorkflowDef>,
+        spec: Option<String>,
+        reply: Reply<WorkflowId>,
+    },
+    Resume {
+        id: WorkflowId,
+        reply: Reply<StatusSummary>,
+    },
+    Claim {
+        req: ClaimRequest,
+        deadline: Instant,
+        reply: Reply<ClaimResponse>,
+    },
+    Report {
+        batch: ReportBatch,
+        reply: Reply<ReportResponse>,
+    },
+    Cancel {
+        id: WorkflowId,
+        reply: Reply<StatusSummary>,
+    },
+    Reset {
+        id: WorkflowId,
+        failed_only: bool,
+        reply: Reply<StatusSummary>,
+    },
+    Status {
+        id: WorkflowId,
+        reply: Reply<StatusSummary>,
+    },
+    Unload {
+        id: WorkflowId,
+        reply: Reply<()>,
+    },
+}
+
+/// An answer held back until the batch that produced it is committed.
+enum Pending {
+    Id(Reply<WorkflowId>, Result<WorkflowId, EngineError>),
+    Status(Reply<StatusSummary>, Result<StatusSummary, EngineError>),
+    Claim(Reply<ClaimResponse>, Result<ClaimResponse, EngineError>),
+    Report(Reply<ReportResponse>, Result<ReportResponse, EngineError>),
+    Unit(Reply<()>, Result<(), EngineError>),
+}
+
+impl Pending {
+    fn send(self, commit_failed: Option<&str>) {
+        let fail = |msg: &str| EngineError::CommitFailed {
+            detail: msg.to_string(),
+        };
+        // Send errors mean the caller went away; nothing to do about it.
+        match (self, commit_failed) {
+            (Pending::Id(tx, r), None) => drop(tx.send(r)),
+            (Pending::Id(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+            (Pending::Status(tx, r), None) => drop(tx.send(r)),
+            (Pending::Status(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+            (Pending::Claim(tx, r), None) => drop(tx.send(r)),
+            (Pending::Claim(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+            (Pending::Report(tx, r), None) => drop(tx.send(r)),
+            (Pending::Report(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+            (Pending::Unit(tx, r), None) => drop(tx.send(r)),
+            (Pending::Unit(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+        }
+    }
+}
+
+struct Parked {
+    req: ClaimRequest,
+    deadline: Instant,
+    reply: Reply<ClaimResponse>,
+    /// The workflow's ready generation when last tried.
+    seen: u64,
+}
+
+/// Most requests taken into one batch (one transaction).
+const MAX_BATCH: usize = 4096;
+
+/// The state owned by the writer thread.
+pub(crate) struct Writer {
+    store: Store,
+    workflows: HashMap<WorkflowId, WorkflowSched>,
+    parked: Vec<Parked>,
+    /// Changes of the batch being built, per workflow.
+    changes: HashMap<WorkflowId, Changes>,
+    answers: Vec<Pending>,
+    stats: Arc<handle::Stats>,
+}
+
+impl Writer {
+    pub(crate) fn new(store: Store, stats: Arc<handle::Stats>) -> Writer {
+        Writer {
+            store,
+            workflows: HashMap::new(),
+            parked: Vec::new(),
+            changes: HashMap::new(),
+            answers: Vec::new(),
+            stats,
+        }
+    }
+
+    /// Runs until every handle is dropped.
+    pub(crate) fn run(mut self, rx: Receiver<Request>) {
+        loop {
+            let first = match self.parked.iter().map(|p| p.deadline).min() {
+                Some(deadline) => {
+                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(req) => Some(req),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match rx.recv() {
+                    Ok(req) => Some(req),
+                    Err(_) => break,
+                },
+            };
+            let mut n = 0;
+            if let Some(req) = first {
+                self.handle(req);
+                n += 1;
+                while n < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(req) => {
+                            self.handle(req);
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.retry_parked();
+            self.commit();
+        }
+        // Handles are gone: answer parked claims so no task waits forever.
+        for p in self.parked.drain(..) {
+            drop(p.reply.send(Err(EngineError::Stopped)));
+        }
+    }
+
+    fn record(&mut self, id: WorkflowId, changes: Changes) {
+        if !changes.is_empty() {
+            self.changes.entry(id).or_default().extend(changes);
+        }
+    }
+
+    /// The workflow's live state, loaded from the database when not in memory.
+    fn workflow(&mut self, id: WorkflowId) -> Result<&mut WorkflowSched, EngineError> {
+        if !self.workflows.contains_key(&id) {
+            let loaded = match self.store.load_workflow(id) {
+                Ok(l) => l,
+                Err(StoreError::NotFound { .. }) => return Err(EngineError::WorkflowNotFound(id)),
+                Err(e) => return Err(e.into()),
+            };
+            let mut sched = WorkflowSched::restore(
+                id,
+                Arc::new(loaded.def),
+                loaded.state,
+                loaded.run_id,
+                &loaded.jobs,
+            )?;
+            let changes = sched.initialize(now());
+            self.workflows.insert(id, sched);
+            self.record(id, changes);
+        }
+        Ok(self.workflows.get_mut(&id).expect("inserted above"))
+    }
+
+    fn handle(&mut self, req: Request) {
+        match req {
+            Request::Create { def, spec, reply } => {
+                let r = self.create(*def, spec);
+                self.answers.push(Pending::Id(reply, r));
+            }
+            Request::Resume { id, reply } => {
+                let r = self.workflow(id).map(|s| {
+                    let c = s.resume(now());
+                    (c, s.summary())
+                });
+                let r = r.map(|(c, summary)| {
+                    self.record(id, c);
+                    summary
+                });
+                self.answers.push(Pending::Status(reply, r));
+            }
+            Request::Claim {
+                req,
+                deadline,
+                reply,
+            } => self.claim(req, deadline, reply),
+            Request::Report { batch, reply } => {
+                let r = self.report(batch);
+                self.answers.push(Pending::Report(reply, r));
+            }
+            Request::Cancel { id, reply } => {
+                let r = self.workflow(id).map(|s| (s.cancel(now()), s.summary()));
+                let r = r.map(|(c, summary)| {
+                    self.record(id, c);
+                    summary
+                });
+                self.answers.push(Pending::Status(reply, r));
+            }
+            Request::Reset {
+                id,
+                failed_only,
+                reply,
+            } => {
+                let r = self.workflow(id).and_then(|s| {
+                    let c = s.reset(failed_only, now())?;
+                    Ok((c, s.summary()))
+                });
+                let r = r.map(|(c, summary)| {
+                    self.record(id, c);
+                    summary
+                });
+                self.answers.push(Pending::Status(reply, r));
+            }
+            Request::Status { id, reply } => {
+                let r = self.workflow(id).map(|s| s.summary());
+                self.answers.push(Pending::Status(reply, r));
+            }
+            Request::Unload { id, reply } => {
+                self.workflows.remove(&id);
+                self.answers.push(Pending::Unit(reply, Ok(())));
+            }
+        }
+    }
+
+    fn create(&mut self, def: WorkflowDef, spec: Option<String>) -> Result<WorkflowId, EngineError> {
+        let t = now();
+        // Creation is its own transaction (bulk inserts); initial states follow in the batch.
+        let id = self.store.create_workflow(&def, spec.as_deref(), t)?;
+        let mut sched = WorkflowSched::new(id, Arc::new(def));
+        let mut changes = Changes::default();
+        changes.events.push(Event {
+            time: t,
+            kind: EventKind::WorkflowCreated,
+            job: None,
+            message: format!("workflow created with {} jobs", sched.def().jobs.len()),
+        });
+        changes.extend(sched.initialize(t));
+        self.workflows.insert(id, sched);
+        self.record(id, changes);
+        Ok(id)
+    }
+
+    fn claim(&mut self, req: ClaimRequest, deadline: Instant, reply: Reply<ClaimResponse>) {
+        let id = req.workflow_id;
+        let sched = match self.workflow(id) {
+            Ok(s) => s,
+            Err(e) => return self.answers.push(Pending::Claim(reply, Err(e))),
+        };
+        let (jobs, changes) = sched.claim(&req.runner_id, req.limit, req.resources.as_ref());
+        let state = sched.state();
+        let seen = sched.ready_generation();
+        if jobs.is_empty() && !state.is_done() && deadline > Instant::now() {
+            self.parked.push(Parked {
+                req,
+                deadline,
+                reply,
+                seen,
+            });
+            return;
+        }
+        self.stats.claimed(jobs.len());
+        self.record(id, changes);
+        self.answers.push(Pending::Claim(
+            reply,
+            Ok(ClaimResponse {
+                jobs,
+                workflow_state: state,
+            }),
+        ));
+    }
+
+    fn report(&mut self, batch: ReportBatch) -> Result<ReportResponse, EngineError> {
+        let id = batch.workflow_id;
+        let sched = self.workflow(id)?;
+        let t = now();
+        let mut changes = sched.start(&batch.starts);
+        let (outcomes, done) = sched.complete(&batch.runner_id, &batch.completions, t);
+        changes.extend(done);
+        let state = sched.state();
+        self.stats.completed(batch.completions.len());
+        self.record(id, changes);
+        Ok(ReportResponse {
+            outcomes,
+            workflow_state: state,
+        })
+    }
+
+    /// Tries parked claims whose workflow gained ready jobs (or ended); expires the rest.
+    fn retry_parked(&mut self) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let parked = std::mem::take(&mut self.parked);
+        for mut p in parked {
+            let id = p.req.workflow_id;
+            // Reloaded from the database if a failed commit dropped it from memory.
+            let sched = match self.workflow(id) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.answers.push(Pending::Claim(p.reply, Err(e)));
+                    continue;
+                }
+            };
+            let changed = sched.ready_generation() != p.seen || sched.state().is_done();
+            let (jobs, changes) = if changed {
+                sched.claim(&p.req.runner_id, p.req.limit, p.req.resources.as_ref())
+            } else {
+                (Vec::new(), Changes::default())
+            };
+            p.seen = sched.ready_generation();
+            let state = sched.state();
+            if jobs.is_empty() && !state.is_done() && p.deadline > t {
+                self.parked.push(p);
+                continue;
+            }
+            self.stats.claimed(jobs.len());
+            self.record(id, changes);
+            self.answers.push(Pending::Claim(
+                p.reply,
+                Ok(ClaimResponse {
+                    jobs,
+                    workflow_state: state,
+                }),
+            ));
+        }
+    }
+
+    /// Writes the batch in one transaction, then answers its callers.
+    fn commit(&mut self) {
+        let changes = std::mem::take(&mut self.changes);
+        let answers = std::mem::take(&mut self.answers);
+        let mut failure = None;
+        if !changes.is_empty() {
+            let batch: Vec<(WorkflowId, &Changes)> = changes.iter().map(|(id, c)| (*id, c)).collect();
+            let started = Instant::now();
+            match self.store.apply(&batch) {
+                Ok(()) => self.stats.committed(answers.len(), started.elapsed()),
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; reloading affected workflows");
+                    for id in changes.keys() {
+                        self.workflows.remove(id);
+                    }
+                    failure = Some(e.to_string());
+                }
+            }
+        }
+        for a in answers {
+            a.send(failure.as_deref());
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The operations that only read: loading a workflow to rebuild live state, and listings.
+
+use crate::error::StoreError;
+use crate::records::{EventRecord, JobRecord, LoadedWorkflow, ResultRecord, WorkflowSummary};
+use crate::rows::{
+    job_id_to_i32, status_from_code, DependencyRow, EventRow, FileRow, HandlerRow, JobFileRow,
+    JobListRow, JobRow, JobUserDataRow, RequirementRow, ResultRow, SummaryRow, UserDataRow,
+    WorkflowRow, WorkflowRows,
+};
+use crate::schema::{
+    events, failure_handlers, files, job_dependencies, job_files, job_user_data, jobs,
+    resource_requirements, results, user_data, workflows,
+};
+use crate::sqlite::Conn;
+use crate::store::Store;
+use diesel::prelude::*;
+use std::collections::BTreeMap;
+use torc_core::ids::{JobId, WorkflowId};
+use torc_core::model::JobStatus;
+
+/// `offset` or `limit` as SQL wants it (anything above `i64::MAX` means "all").
+fn sql_count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn ensure_exists(conn: &mut Conn, id: WorkflowId) -> Result<(), StoreError> {
+    let found = workflows::table
+        .find(id.0)
+        .select(workflows::id)
+        .first::<i64>(conn)
+        .optional()?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::workflow_not_found(id)),
+    }
+}
+
+impl Store {
+    /// Runs `f` in a read transaction, so that all its queries see the same snapshot.
+    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut pooled = self.conn()?;
+        let conn: &mut Conn = &mut pooled;
+        conn.transaction(f)
+    }
+
+    /// Reads a workflow back: exactly the definition it was created with, and the durable state
+    /// of the workflow and each job.
+    pub fn load_workflow(&self, id: WorkflowId) -> Result<LoadedWorkflow, StoreError> {
+        let w = id.0;
+        let rows = self.read(|conn| {
+            let workflow = workflows::table
+                .find(w)
+                .select(WorkflowRow::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or_else(|| StoreError::workflow_not_found(id))?;
+            Ok(WorkflowRows {
+                workflow,
+                requirements: resource_requirements::table
+                    .filter(resource_requirements::workflow_id.eq(w))
+                    .order(resource_requirements::id)
+                    .select(RequirementRow::as_select())
+                    .load(conn)?,
+                handlers: failure_handlers::table
+                    .filter(failure_handlers::workflow_id.eq(w))
+                    .order(failure_handlers::id)
+                    .select(HandlerRow::as_select())
+                    .load(conn)?,
+                files: files::table
+                    .filter(files::workflow_id.eq(w))
+                    .order(files::id)
+                    .select(FileRow::as_select())
+                    .load(conn)?,
+                user_data: user_data::table
+                    .filter(user_data::workflow_id.eq(w))
+                    .order(user_data::id)
+                    .select(UserDataRow::as_select())
+                    .load(conn)?,
+                jobs: jobs::table
+                    .filter(jobs::workflow_id.eq(w))
+                    .order(jobs::id)
+                    .select(JobRow::as_select())
+                    .load(conn)?,
+                dependencies: job_dependencies::table
+                    .filter(job_dependencies::workflow_id.eq(w))
+                    .order((
+                        job_dependencies::job_id,
+                        job_dependencies::depends_on_job_id,
+                    ))
+                    .select(DependencyRow::as_select())
+                    .load(conn)?,
+                job_files: job_files::table
+                    .filter(job_files::workflow_id.eq(w))
+                    .order((job_files::job_id, job_files::is_output, job_files::position))
+                    .select(JobFileRow::as_select())
+                    .load(conn)?,
+                job_user_data: job_user_data::table
+                    .filter(job_user_data::workflow_id.eq(w))
+                    .order((
+                        job_user_data::job_id,
+                        job_user_data::is_output,
+                        job_user_data::position,
+                    ))
+                    .select(JobUserDataRow::as_select())
+                    .load(conn)?,
+            })
+        })?;
+        rows.into_loaded()
+    }
+
+    /// The spec text a workflow was created from, if it was given.
+    pub fn workflow_spec(&self, id: WorkflowId) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            workflows::table
+                .find(id.0)
+                .select(workflows::spec)
+                .first::<Option<String>>(conn)
+                .optional()?
+                .ok_or_else(|| StoreError::workflow_not_found(id))
+        })
+    }
+
+    /// Every workflow, oldest first.
+    pub fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
+        let rows = self.read(|conn| {
+            Ok(workflows::table
+                .order(workflows::id)
+                .select(SummaryRow::as_select())
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(SummaryRow::into_record).collect()
+    }
+
+    /// One workflow's summary.
+    pub fn workflow_summary(&self, id: WorkflowId) -> Result<WorkflowSummary, StoreError> {
+        self.read(|conn| {
+            workflows::table
+                .find(id.0)
+                .select(SummaryRow::as_select())
+                .first(conn)
+                .optional()?
+                .ok_or_else(|| StoreError::workflow_not_found(id))
+        })?
+        .into_record()
+    }
+
+    /// How many of a workflow's jobs are in each status (statuses with no job are absent).
+    pub fn job_counts(&self, id: WorkflowId) -> Result<BTreeMap<JobStatus, u64>, StoreError> {
+        let rows = self.read(|conn| {
+            ensure_exists(conn, id)?;
+            Ok(jobs::table
+                .filter(jobs::workflow_id.eq(id.0))
+                .group_by(jobs::status)
+                .select((jobs::status, diesel::dsl::count_star()))
+                .load::<(i16, i64)>(conn)?)
+        })?;
+        rows.into_iter()
+            .map(|(code, n)| {
+                Ok((
+                    status_from_code("job status", code)?,
+                    u64::try_from(n).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// A page of a workflow's jobs in id order, optionally only those in `status`.
+    pub fn list_jobs(
+        &self,
+        id: WorkflowId,
+        status: Option<JobStatus>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = self.read(|conn| {
+            ensure_exists(conn, id)?;
+            let mut query = jobs::table
+                .filter(jobs::workflow_id.eq(id.0))
+                .select(JobListRow::as_select())
+                .into_boxed();
+            if let Some(status) = status {
+                query = query.filter(jobs::status.eq(status.code()));
+            }
+            Ok(query
+                .order(jobs::id)
+                .offset(sql_count(offset))
+                .limit(sql_count(limit))
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(JobListRow::into_record).collect()
+    }
+
+    /// A page of a workflow's results in the order they were recorded, optionally only those of
+    /// one job.
+    pub fn list_results(
+        &self,
+        id: WorkflowId,
+        job: Option<JobId>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<ResultRecord>, StoreError> {
+        let rows = self.read(|conn| {
+            ensure_exists(conn, id)?;
+            let mut query = results::table
+                .filter(results::workflow_id.eq(id.0))
+                .select(ResultRow::as_select())
+                .into_boxed();
+            if let Some(job) = job {
+                query = query.filter(results::job_id.eq(job_id_to_i32(job)?));
+            }
+            Ok(query
+                .order(results::id)
+                .offset(sql_count(offset))
+                .limit(sql_count(limit))
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(ResultRow::into_record).collect()
+    }
+
+    /// A page of a workflow's event log, oldest first.
+    pub fn list_events(
+        &self,
+        id: WorkflowId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self.read(|conn| {
+            ensure_exists(conn, id)?;
+            Ok(events::table
+                .filter(events::workflow_id.eq(id.0))
+                .order(events::id)
+                .offset(sql_count(offset))
+                .limit(sql_count(limit))
+                .select(EventRow::as_select())
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(EventRow::into_record).collect()
+    }
+}

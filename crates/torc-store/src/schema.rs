@@ -1,0 +1,160 @@
+//! Diesel's view of the tables created by the migrations in `migrations/`.
+//!
+//! Written by hand with the types that both SQLite and PostgreSQL have, so that the same DSL
+//! queries serve both backends.
+
+diesel::table! {
+    workflows (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Nullable<Text>,
+        user -> Nullable<Text>,
+        project -> Nullable<Text>,
+        metadata -> Nullable<Text>,
+        jobs_sort_method -> Text,
+        state -> Text,
+        run_id -> Integer,
+        created_at -> BigInt,
+        num_jobs -> Integer,
+        spec -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    resource_requirements (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        name -> Text,
+        num_cpus -> Integer,
+        memory_bytes -> BigInt,
+        num_gpus -> Integer,
+        num_nodes -> Integer,
+        runtime_secs -> Double,
+    }
+}
+
+diesel::table! {
+    failure_handlers (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        name -> Text,
+        rules -> Text,
+    }
+}
+
+diesel::table! {
+    files (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        name -> Text,
+        path -> Text,
+    }
+}
+
+diesel::table! {
+    user_data (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        name -> Text,
+        data -> Nullable<Text>,
+        is_ephemeral -> Bool,
+    }
+}
+
+diesel::table! {
+    jobs (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        name -> Text,
+        command -> Text,
+        invocation_script -> Nullable<Text>,
+        status -> SmallInt,
+        attempt_id -> Integer,
+        resource_requirement_id -> Nullable<Integer>,
+        cancel_on_blocking_job_failure -> Bool,
+        supports_termination -> Bool,
+        failure_handler_id -> Nullable<Integer>,
+        priority -> BigInt,
+        tags -> Text,
+        env -> Text,
+        timeout_secs -> Nullable<Double>,
+        scheduler -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    job_dependencies (workflow_id, job_id, depends_on_job_id) {
+        workflow_id -> BigInt,
+        job_id -> Integer,
+        depends_on_job_id -> Integer,
+    }
+}
+
+diesel::table! {
+    job_files (workflow_id, job_id, is_output, position) {
+        workflow_id -> BigInt,
+        job_id -> Integer,
+        is_output -> Bool,
+        position -> Integer,
+        file_id -> Integer,
+    }
+}
+
+diesel::table! {
+    job_user_data (workflow_id, job_id, is_output, position) {
+        workflow_id -> BigInt,
+        job_id -> Integer,
+        is_output -> Bool,
+        position -> Integer,
+        user_data_id -> Integer,
+    }
+}
+
+diesel::table! {
+    results (id) {
+        id -> BigInt,
+        workflow_id -> BigInt,
+        job_id -> Integer,
+        run_id -> Integer,
+        attempt_id -> Integer,
+        runner -> Nullable<Text>,
+        return_code -> Integer,
+        status -> SmallInt,
+        start_time -> BigInt,
+        end_time -> BigInt,
+        exec_time_secs -> Double,
+        peak_memory_bytes -> Nullable<BigInt>,
+        avg_memory_bytes -> Nullable<BigInt>,
+        peak_cpu_percent -> Nullable<Double>,
+        avg_cpu_percent -> Nullable<Double>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        workflow_id -> BigInt,
+        time -> BigInt,
+        kind -> Text,
+        job_id -> Nullable<Integer>,
+        message -> Text,
+    }
+}
+
+diesel::joinable!(jobs -> workflows (workflow_id));
+diesel::joinable!(results -> workflows (workflow_id));
+diesel::joinable!(events -> workflows (workflow_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    workflows,
+    resource_requirements,
+    failure_handlers,
+    files,
+    user_data,
+    jobs,
+    job_dependencies,
+    job_files,
+    job_user_data,
+    results,
+    events,
+);

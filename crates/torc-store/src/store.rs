@@ -1,0 +1,280 @@
+//! The [`Store`] handle: opening a database, and the operations that write to it.
+
+use crate::error::StoreError;
+use crate::rows::{
+    job_id_to_i32, to_i32, BatchRow, DefinitionRows, NewEvent, NewResult, NewWorkflow,
+};
+use crate::schema::{
+    events, failure_handlers, files, job_dependencies, job_files, job_user_data, jobs,
+    resource_requirements, results, user_data, workflows,
+};
+use crate::sqlite::{self, Conn, Pool, Target, MAX_BIND_PARAMS};
+use diesel::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use torc_core::changes::{Changes, WorkflowChange};
+use torc_core::ids::{Timestamp, WorkflowId};
+use torc_core::model::WorkflowDef;
+
+/// Job ids per `UPDATE ... WHERE id IN (...)`, leaving room for the other bind parameters.
+const IDS_PER_UPDATE: usize = MAX_BIND_PARAMS - 16;
+
+/// A handle on the database: a pool of connections, cheap to clone and safe to share.
+///
+/// Reads may run from any thread at any time. Writes are meant to come from one writer (the
+/// engine's), which group-commits many requests into one [`Store::apply`]; concurrent writers
+/// are safe but wait for each other.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    target: Arc<str>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Calls `insert` on successive slices of `rows`, each small enough for one statement.
+fn insert_all<R: BatchRow>(
+    rows: &[R],
+    mut insert: impl FnMut(&[R]) -> QueryResult<usize>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(R::PER_STATEMENT) {
+        insert(chunk)?;
+    }
+    Ok(())
+}
+
+/// What a batch does to one workflow: its job changes in order, and its last workflow change.
+#[derive(Default)]
+struct WorkflowBatch {
+    jobs: Changes,
+    workflow: Option<WorkflowChange>,
+}
+
+impl Store {
+    /// Opens the database named by `url`: `sqlite://PATH`, `sqlite:PATH` or a plain path.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        match sqlite::parse_url(url)? {
+            Target::Sqlite(path) => Store::open_sqlite(&path),
+        }
+    }
+
+    /// Opens (creating it if needed) the SQLite database at `path` and brings its schema up to
+    /// date. The parent directory must exist.
+    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let pool = sqlite::open_pool(path)?;
+        tracing::debug!(path = %path.display(), "opened store");
+        Ok(Store {
+            pool,
+            target: path.display().to_string().into(),
+        })
+    }
+
+    /// The path or URL this store was opened with.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub(crate) fn conn(
+        &self,
+    ) -> Result<diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<Conn>>, StoreError>
+    {
+        Ok(self.pool.get()?)
+    }
+
+    /// Records a new workflow, active in its first run, with every job uninitialized at attempt
+    /// 1, in one transaction of a few multi-row inserts. `spec_text` is the spec it came from.
+    pub fn create_workflow(
+        &self,
+        def: &WorkflowDef,
+        spec_text: Option<&str>,
+        now: Timestamp,
+    ) -> Result<WorkflowId, StoreError> {
+        let started = Instant::now();
+        let new = NewWorkflow::new(def, spec_text, now)?;
+        let mut conn = self.conn()?;
+        let id = sqlite::write_transaction(&mut conn, |conn| {
+            let id = WorkflowId(
+                diesel::insert_into(workflows::table)
+                    .values(&new)
+                    .returning(workflows::id)
+                    .get_result::<i64>(conn)?,
+            );
+            let rows = DefinitionRows::new(id, def)?;
+            insert_all(&rows.requirements, |c| {
+                diesel::insert_into(resource_requirements::table)
+                    .values(c)
+                    .execute(conn)
+            })?;
+            insert_all(&rows.handlers, |c| {
+                diesel::insert_into(failure_handlers::table)
+                    .values(c)
+                    .execute(conn)
+            })?;
+            insert_all(&rows.files, |c| {
+                diesel::insert_into(files::table).values(c).execute(conn)
+            })?;
+            insert_all(&rows.user_data, |c| {
+                diesel::insert_into(user_data::table)
+                    .values(c)
+                    .execute(conn)
+            })?;
+            insert_all(&rows.jobs, |c| {
+                diesel::insert_into(jobs::table).values(c).execute(conn)
+            })?;
+            insert_all(&rows.dependencies, |c| {
+                diesel::insert_into(job_dependencies::table)
+                    .values(c)
+                    .execute(conn)
+            })?;
+            insert_all(&rows.job_files, |c| {
+                diesel::insert_into(job_files::table)
+                    .values(c)
+                    .execute(conn)
+            })?;
+            insert_all(&rows.job_user_data, |c| {
+                diesel::insert_into(job_user_data::table)
+                    .values(c)
+                    .execute(conn)
+            })?;
+            Ok(id)
+        })?;
+        tracing::debug!(
+            workflow = %id,
+            jobs = def.jobs.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "created workflow"
+        );
+        Ok(id)
+    }
+
+    /// Writes the changes of a batch of operations, on any number of workflows, in one
+    /// transaction: each job's last state and attempt, new results and events, and workflow
+    /// state and run. Entries are applied in order (for a job changed twice, the later wins).
+    ///
+    /// Either all of it is durable when this returns `Ok`, or none of it is written. A batch
+    /// naming a workflow or job that does not exist is refused as a whole.
+    pub fn apply(&self, batch: &[(WorkflowId, &Changes)]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut per_workflow: BTreeMap<WorkflowId, WorkflowBatch> = BTreeMap::new();
+        let mut new_results = Vec::new();
+        let mut new_events = Vec::new();
+        for (wf, changes) in batch {
+            if changes.is_empty() {
+                continue;
+            }
+            let entry = per_workflow.entry(*wf).or_default();
+            entry.jobs.jobs.extend_from_slice(&changes.jobs);
+            if changes.workflow.is_some() {
+                entry.workflow = changes.workflow;
+            }
+            for r in &changes.results {
+                new_results.push(NewResult::new(*wf, r)?);
+            }
+            for e in &changes.events {
+                new_events.push(NewEvent::new(*wf, e)?);
+            }
+        }
+        if per_workflow.is_empty() {
+            return Ok(());
+        }
+
+        // Per workflow: the job ids to set to each (status, attempt).
+        let mut updates: Vec<(WorkflowId, BTreeMap<(i16, i32), Vec<i32>>)> =
+            Vec::with_capacity(per_workflow.len());
+        let mut job_rows = 0;
+        for (wf, b) in &per_workflow {
+            let mut groups: BTreeMap<(i16, i32), Vec<i32>> = BTreeMap::new();
+            for c in b.jobs.final_job_states() {
+                let key = (c.status.code(), to_i32("attempt_id", c.attempt_id)?);
+                groups.entry(key).or_default().push(job_id_to_i32(c.job)?);
+                job_rows += 1;
+            }
+            updates.push((*wf, groups));
+        }
+
+        let mut conn = self.conn()?;
+        sqlite::write_transaction(&mut conn, |conn| {
+            let wanted: Vec<i64> = per_workflow.keys().map(|w| w.0).collect();
+            let found: Vec<i64> = workflows::table
+                .select(workflows::id)
+                .filter(workflows::id.eq_any(&wanted))
+                .load(conn)?;
+            if found.len() != wanted.len() {
+                let missing = wanted
+                    .iter()
+                    .find(|w| !found.contains(w))
+                    .copied()
+                    .unwrap_or_default();
+                return Err(StoreError::workflow_not_found(WorkflowId(missing)));
+            }
+            for (wf, groups) in &updates {
+                for ((status, attempt), ids) in groups {
+                    for chunk in ids.chunks(IDS_PER_UPDATE) {
+                        let updated = diesel::update(
+                            jobs::table
+                                .filter(jobs::workflow_id.eq(wf.0))
+                                .filter(jobs::id.eq_any(chunk)),
+                        )
+                        .set((jobs::status.eq(status), jobs::attempt_id.eq(attempt)))
+                        .execute(conn)?;
+                        if updated != chunk.len() {
+                            return Err(StoreError::UnknownJobs {
+                                workflow_id: *wf,
+                                expected: chunk.len(),
+                                found: updated,
+                            });
+                        }
+                    }
+                }
+            }
+            for (wf, b) in &per_workflow {
+                if let Some(change) = b.workflow {
+                    diesel::update(workflows::table.find(wf.0))
+                        .set((
+                            workflows::state.eq(change.state.name()),
+                            workflows::run_id.eq(to_i32("run_id", change.run_id)?),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+            insert_all(&new_results, |c| {
+                diesel::insert_into(results::table).values(c).execute(conn)
+            })?;
+            insert_all(&new_events, |c| {
+                diesel::insert_into(events::table).values(c).execute(conn)
+            })?;
+            Ok(())
+        })?;
+        tracing::debug!(
+            workflows = per_workflow.len(),
+            job_rows,
+            results = new_results.len(),
+            events = new_events.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "applied batch"
+        );
+        Ok(())
+    }
+
+    /// Deletes a workflow and everything that belongs to it.
+    pub fn delete_workflow(&self, id: WorkflowId) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let deleted = sqlite::write_transaction(&mut conn, |conn| {
+            Ok(diesel::delete(workflows::table.find(id.0)).execute(conn)?)
+        })?;
+        if deleted == 0 {
+            return Err(StoreError::workflow_not_found(id));
+        }
+        tracing::debug!(workflow = %id, "deleted workflow");
+        Ok(())
+    }
+}
