@@ -6,11 +6,16 @@
 //! transaction), and reads it all back, either to rebuild the core's live state
 //! ([`Store::load_workflow`]) or to list jobs, results and events for people.
 //!
+//! The [`engine`] keeps every active workflow's live state in memory on one writer thread and
+//! group-commits what the core changes; it is the in-process coordinator of embedded runs and
+//! the state behind the HTTP server.
+//!
 //! It must never make a scheduling decision: it persists exactly what the core decided, and a
 //! workflow loaded back is exactly what was created plus the changes applied. Schema and queries
 //! are written once in diesel's DSL; what is specific to SQLite (URLs, connection settings,
 //! transaction start, statement limits) lives in one module, so that PostgreSQL can join it.
 
+pub mod engine;
 mod error;
 mod read;
 mod records;

@@ -70,7 +70,8 @@ impl Stats {
 pub struct EngineHandle {
     tx: Sender<Request>,
     stats: Arc<Stats>,
-    thread: Arc<ThreadGuard>,
+    /// Held for its `Drop`: the last handle joins the writer thread.
+    _thread: Arc<ThreadGuard>,
 }
 
 struct ThreadGuard(Option<JoinHandle<()>>);
@@ -98,7 +99,7 @@ impl EngineHandle {
         EngineHandle {
             tx,
             stats,
-            thread: Arc::new(ThreadGuard(Some(thread))),
+            _thread: Arc::new(ThreadGuard(Some(thread))),
         }
     }
 

@@ -68,7 +68,6 @@ impl EngineError {
     }
 }
 
-
 /// The current wall-clock time as the core's [`Timestamp`].
 pub fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -309,7 +308,11 @@ impl Writer {
         }
     }
 
-    fn create(&mut self, def: WorkflowDef, spec: Option<String>) -> Result<WorkflowId, EngineError> {
+    fn create(
+        &mut self,
+        def: WorkflowDef,
+        spec: Option<String>,
+    ) -> Result<WorkflowId, EngineError> {
         let t = now();
         // Creation is its own transaction (bulk inserts); initial states follow in the batch.
         let id = self.store.create_workflow(&def, spec.as_deref(), t)?;
@@ -419,7 +422,8 @@ impl Writer {
         let answers = std::mem::take(&mut self.answers);
         let mut failure = None;
         if !changes.is_empty() {
-            let batch: Vec<(WorkflowId, &Changes)> = changes.iter().map(|(id, c)| (*id, c)).collect();
+            let batch: Vec<(WorkflowId, &Changes)> =
+                changes.iter().map(|(id, c)| (*id, c)).collect();
             let started = Instant::now();
             match self.store.apply(&batch) {
                 Ok(()) => self.stats.committed(answers.len(), started.elapsed()),
@@ -437,3 +441,6 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
