@@ -1,1 +1,84 @@
-fn main() {}
+//! The `torc` command line. Wiring only: argument parsing, logging, and calls into the
+//! library crates; see `run.rs` (embedded runs) and `inspect.rs` (listing and validation).
+
+mod cli;
+mod inspect;
+mod run;
+mod table;
+
+use clap::Parser;
+use cli::{Cli, Command, JobsCommand, ResultsCommand, WorkflowsCommand};
+use std::process::ExitCode;
+
+/// An error that exits with a given code (2 for bad input) after printing its message.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match &cli.command {
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Workflows(WorkflowsCommand::Create {
+            spec,
+            dry_run,
+            json,
+        }) => inspect::create(&cli.global, spec, *dry_run, *json),
+        Command::Workflows(WorkflowsCommand::List { json }) => {
+            inspect::list_workflows(&cli.global, *json)
+        }
+        Command::Workflows(WorkflowsCommand::Status { id, json }) => {
+            inspect::status(&cli.global, *id, *json)
+        }
+        Command::Jobs(JobsCommand::List {
+            workflow_id,
+            status,
+            offset,
+            limit,
+            json,
+        }) => inspect::list_jobs(
+            &cli.global,
+            *workflow_id,
+            status.as_deref(),
+            (*offset, *limit),
+            *json,
+        ),
+        Command::Results(ResultsCommand::List {
+            workflow_id,
+            job,
+            offset,
+            limit,
+            json,
+        }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(exit) => {
+                eprintln!("error: {exit}");
+                ExitCode::from(exit.code)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

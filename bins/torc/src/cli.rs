@@ -1,0 +1,133 @@
+//! Command-line definitions.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// torc: run workflows of shell-command jobs with dependencies, resources and retries.
+///
+/// Start with `torc run SPEC`: it validates the spec, stores the workflow in an SQLite file
+/// under the output directory and runs every job on this machine, no server needed.
+#[derive(Debug, Parser)]
+#[command(name = "torc", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Directory for job output (job_stdio/) and, by default, the database.
+    #[arg(long, global = true, default_value = "torc_output", env = "TORC_OUTPUT_DIR")]
+    pub output_dir: PathBuf,
+    /// SQLite database file [default: OUTPUT_DIR/torc.db].
+    #[arg(long, global = true, env = "TORC_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| self.output_dir.join("torc.db"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a workflow on this machine: a spec file (creates the workflow) or the id of a
+    /// stored workflow (resumes it: completed jobs are not run again).
+    Run(RunArgs),
+    /// Create, validate and list workflows.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
+    /// Inspect jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspect job results (one per attempt).
+    #[command(subcommand)]
+    Results(ResultsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A spec file (.yaml, .yml, .json, .json5) or a workflow id.
+    pub spec_or_id: String,
+    /// Run at most N jobs at once, ignoring their resource requirements.
+    #[arg(long, value_name = "N", conflicts_with_all = ["num_cpus", "memory", "num_gpus"])]
+    pub max_parallel_jobs: Option<u32>,
+    /// CPUs to use [default: detected].
+    #[arg(long, value_name = "N")]
+    pub num_cpus: Option<u32>,
+    /// Memory to use, e.g. 16g [default: detected].
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// GPUs to use [default: detected].
+    #[arg(long, value_name = "N")]
+    pub num_gpus: Option<u32>,
+    /// Seconds a job that supports termination gets after SIGTERM on shutdown.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub grace_period: u64,
+    /// Do not show progress, only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// Validate a spec and store the workflow (or, with --dry-run, only validate and count).
+    Create {
+        spec: PathBuf,
+        /// Validate and print the expanded job count; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored workflows.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a workflow's job counts by state.
+    Status {
+        id: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List a workflow's jobs [default: the latest workflow].
+    List {
+        workflow_id: Option<i64>,
+        /// Only jobs in this state (ready, running, completed, failed, ...).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 10_000)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// List a workflow's results [default: the latest workflow].
+    List {
+        workflow_id: Option<i64>,
+        /// Only results of this job id.
+        #[arg(long)]
+        job: Option<u32>,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 10_000)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,228 @@
+//! Validation and listings on the embedded database.
+
+use crate::cli::Global;
+use crate::run::{load_spec, open_store};
+use crate::{table, Exit};
+use anyhow::Result;
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+use torc_core::units::{format_duration, format_memory};
+use torc_core::{JobId, JobStatus, Timestamp, WorkflowId};
+use torc_store::Store;
+
+pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let (expanded, text) = load_spec(spec)?;
+    let def = &expanded.def;
+    let edges: usize = def.jobs.iter().map(|j| j.depends_on.len()).sum();
+    let id = if dry_run {
+        None
+    } else {
+        let store = open_store(global)?;
+        Some(store.create_workflow(def, Some(&text), torc_store::engine::now())?)
+    };
+    if json {
+        let out = json!({
+            "name": def.name,
+            "workflow_id": id,
+            "num_jobs": def.jobs.len(),
+            "num_dependencies": edges,
+            "num_files": def.files.len(),
+            "num_user_data": def.user_data.len(),
+            "warnings": expanded.warnings,
+            "dry_run": dry_run,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let what = match id {
+            Some(id) => format!("created workflow {id}"),
+            None => "valid".to_string(),
+        };
+        println!(
+            "{} ({}): {} jobs, {} dependencies, {} files, {} user data",
+            what,
+            def.name,
+            def.jobs.len(),
+            edges,
+            def.files.len(),
+            def.user_data.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The workflow to show: the one named, else the most recent.
+fn pick(store: &Store, id: Option<i64>) -> Result<WorkflowId> {
+    if let Some(id) = id {
+        return Ok(WorkflowId(id));
+    }
+    store
+        .list_workflows()?
+        .iter()
+        .map(|w| w.id)
+        .max()
+        .ok_or_else(|| {
+            Exit {
+                code: 2,
+                message: "no workflow in this database; create one with `torc run SPEC`".into(),
+            }
+            .into()
+        })
+}
+
+fn time(t: Timestamp) -> String {
+    let secs = t.0.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        t.0.rem_euclid(1000)
+    )
+}
+
+pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
+    let store = open_store(global)?;
+    let all = store.list_workflows()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|w| {
+            vec![
+                w.id.to_string(),
+                w.name.clone(),
+                w.state.name().to_string(),
+                w.run_id.to_string(),
+                w.num_jobs.to_string(),
+                time(w.created_at),
+            ]
+        })
+        .collect();
+    table::print(&["ID", "NAME", "STATE", "RUN", "JOBS", "CREATED"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(global: &Global, id: Option<i64>, json: bool) -> Result<ExitCode> {
+    let store = open_store(global)?;
+    let id = pick(&store, id)?;
+    let summary = store.workflow_summary(id)?;
+    let counts = store.job_counts(id)?;
+    if json {
+        let by_state: serde_json::Map<String, serde_json::Value> = counts
+            .iter()
+            .map(|(s, n)| (s.name().to_string(), json!(n)))
+            .collect();
+        let out = json!({"workflow": summary, "job_counts": by_state});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "workflow {} ({}): {}, run {}, {} jobs",
+        summary.id,
+        summary.name,
+        summary.state.name(),
+        summary.run_id,
+        summary.num_jobs
+    );
+    let rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(s, n)| vec![s.name().to_string(), n.to_string()])
+        .collect();
+    table::print(&["STATE", "JOBS"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list_jobs(
+    global: &Global,
+    id: Option<i64>,
+    status: Option<&str>,
+    (offset, limit): (u64, u64),
+    json: bool,
+) -> Result<ExitCode> {
+    let status = status
+        .map(|s| {
+            JobStatus::from_name(s).ok_or_else(|| Exit {
+                code: 2,
+                message: format!(
+                    "unknown job state `{s}`; one of: {}",
+                    JobStatus::ALL.map(|s| s.name()).join(", ")
+                ),
+            })
+        })
+        .transpose()?;
+    let store = open_store(global)?;
+    let id = pick(&store, id)?;
+    let jobs = store.list_jobs(id, status, offset, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.name.clone(),
+                j.status.name().to_string(),
+                j.attempt_id.to_string(),
+                j.command.clone(),
+            ]
+        })
+        .collect();
+    table::print(&["ID", "NAME", "STATE", "ATTEMPT", "COMMAND"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list_results(
+    global: &Global,
+    id: Option<i64>,
+    job: Option<u32>,
+    (offset, limit): (u64, u64),
+    json: bool,
+) -> Result<ExitCode> {
+    let store = open_store(global)?;
+    let id = pick(&store, id)?;
+    let results = store.list_results(id, job.map(JobId), offset, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opt_mem = |m: Option<u64>| m.map_or("-".to_string(), format_memory);
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.job_id.to_string(),
+                r.run_id.to_string(),
+                r.attempt_id.to_string(),
+                r.status.name().to_string(),
+                r.return_code.to_string(),
+                time(r.start_time),
+                format_duration(std::time::Duration::from_secs_f64(r.exec_time_secs.max(0.0))),
+                opt_mem(r.peak_memory_bytes),
+                r.peak_cpu_percent.map_or("-".into(), |c| format!("{c:.0}%")),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "JOB", "RUN", "ATTEMPT", "STATE", "RC", "STARTED", "WALL", "PEAK MEM", "PEAK CPU",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! `torc run`: an embedded run — engine, SQLite store and a local runner in one process.
+
+use crate::cli::{Global, RunArgs};
+use crate::Exit;
+use anyhow::{Context, Result};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use torc_core::changes::WorkflowState;
+use torc_core::sched::StatusSummary;
+use torc_core::spec::{self, SpecFormat};
+use torc_core::{JobStatus, RunnerId, WorkflowId};
+use torc_runner::{Capacity, RunnerConfig, Shutdown};
+use torc_store::engine::EngineHandle;
+use torc_store::Store;
+
+pub fn run(global: &Global, args: &RunArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(global, args))
+}
+
+/// Reads and expands a spec file; bad specs become exit code 2 with every problem listed.
+pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Exit {
+        code: 2,
+        message: format!("cannot read spec {}: {e}", path.display()),
+    })?;
+    let format = SpecFormat::from_path(&path.to_string_lossy());
+    let expanded = spec::load(&text, format).map_err(|errors| Exit {
+        code: 2,
+        message: format!("{}: {errors}", path.display()),
+    })?;
+    for w in &expanded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok((expanded, text))
+}
+
+pub fn open_store(global: &Global) -> Result<Store> {
+    let db = global.db_path();
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create directory {}", parent.display()))?;
+    }
+    Store::open_sqlite(&db).with_context(|| format!("cannot open database {}", db.display()))
+}
+
+async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
+    let capacity = capacity(args)?;
+    std::fs::create_dir_all(&global.output_dir).with_context(|| {
+        format!("cannot create output directory {}", global.output_dir.display())
+    })?;
+    let engine = EngineHandle::start(open_store(global)?);
+    let as_path = Path::new(&args.spec_or_id);
+    let id = match args.spec_or_id.parse::<i64>() {
+        Ok(id) if !as_path.exists() => {
+            engine.resume(WorkflowId(id)).await?;
+            WorkflowId(id)
+        }
+        _ => {
+            let (expanded, text) = load_spec(as_path)?;
+            engine.create_workflow(expanded.def, Some(text)).await?
+        }
+    };
+    let before = engine.status(id).await?;
+    let shutdown = Shutdown::new();
+    torc_runner::install_signal_handlers(shutdown.clone())
+        .context("cannot install signal handlers")?;
+    let config = RunnerConfig {
+        grace_period: Duration::from_secs(args.grace_period),
+        ..RunnerConfig::new(
+            id,
+            RunnerId(format!("local:{}", std::process::id())),
+            capacity,
+            global.output_dir.clone(),
+        )
+    };
+    let started = Instant::now();
+    let progress = (!args.quiet && std::io::stderr().is_terminal())
+        .then(|| tokio::spawn(show_progress(engine.clone(), id, started)));
+    let outcome = torc_runner::run(Arc::new(engine.clone()), config, shutdown).await;
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let summary = outcome.context("the runner failed")?;
+    let after = engine.status(id).await?;
+    let elapsed = started.elapsed();
+    print_summary(id, &before, &after, elapsed);
+    let failed: u64 = [JobStatus::Failed, JobStatus::Canceled, JobStatus::Terminated]
+        .iter()
+        .map(|&s| count(&after, s))
+        .sum();
+    if after.state == WorkflowState::Active {
+        eprintln!(
+            "stopped before the end ({summary:?}); resume with: torc run {id} --output-dir {}",
+            global.output_dir.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn capacity(args: &RunArgs) -> Result<Capacity> {
+    if let Some(n) = args.max_parallel_jobs {
+        if n == 0 {
+            return Err(Exit {
+                code: 2,
+                message: "--max-parallel-jobs must be at least 1".into(),
+            }
+            .into());
+        }
+        return Ok(Capacity::MaxParallelJobs(n));
+    }
+    let detected = torc_runner::detect_resources();
+    let memory_bytes = match &args.memory {
+        Some(m) => torc_core::units::parse_memory(m).map_err(|e| Exit {
+            code: 2,
+            message: format!("--memory {m}: {e}"),
+        })?,
+        None => detected.memory_bytes,
+    };
+    Ok(Capacity::Resources {
+        num_cpus: args.num_cpus.unwrap_or(detected.num_cpus),
+        memory_bytes,
+        num_gpus: args.num_gpus.unwrap_or(detected.num_gpus),
+    })
+}
+
+fn count(s: &StatusSummary, status: JobStatus) -> u64 {
+    s.counts
+        .iter()
+        .find(|(st, _)| *st == status)
+        .map_or(0, |(_, n)| *n)
+}
+
+fn counts_line(s: &StatusSummary) -> String {
+    s.counts
+        .iter()
+        .map(|(st, n)| format!("{n} {st}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn show_progress(engine: EngineHandle, id: WorkflowId, started: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let Ok(s) = engine.status(id).await else {
+            return;
+        };
+        let done = count(&s, JobStatus::Completed) + count(&s, JobStatus::Failed);
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        eprint!(
+            "\r\x1b[2Kworkflow {id}: {} | {rate:.0} jobs/s",
+            counts_line(&s)
+        );
+    }
+}
+
+fn print_summary(id: WorkflowId, before: &StatusSummary, after: &StatusSummary, took: Duration) {
+    let ran = count(after, JobStatus::Completed) + count(after, JobStatus::Failed)
+        - count(before, JobStatus::Completed)
+        - count(before, JobStatus::Failed);
+    let secs = took.as_secs_f64();
+    println!(
+        "workflow {id} {}: {} ({} jobs in {:.2} s, {:.1} jobs/s)",
+        after.state.name(),
+        counts_line(after),
+        ran,
+        secs,
+        ran as f64 / secs.max(1e-6)
+    );
+}

@@ -1,0 +1,298 @@
+//! End to end: the real `torc` binary, real subprocesses, real signals.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn torc() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_torc"));
+    cmd.env_remove("TORC_OUTPUT_DIR").env_remove("TORC_DB");
+    cmd
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+/// Runs `torc ARGS` in `dir` and returns its output.
+fn torc_in(dir: &Path, args: &[&str]) -> Output {
+    torc().current_dir(dir).args(args).output().unwrap()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = torc_in(dir, args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_spec(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn states(dir: &Path) -> Vec<(String, String)> {
+    json(dir, &["jobs", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap().to_string(),
+                j["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn state_of(states: &[(String, String)], name: &str) -> String {
+    states.iter().find(|(n, _)| n == name).unwrap().1.clone()
+}
+
+#[test]
+fn diamond_runs_end_to_end_through_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = torc_in(dir.path(), &["run", example("diamond.yaml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let result = std::fs::read_to_string(dir.path().join("data/result.txt")).unwrap();
+    assert_eq!(result, "HELLO\ndlrow\n");
+    let s = states(dir.path());
+    assert_eq!(s.len(), 4);
+    assert!(s.iter().all(|(_, st)| st == "completed"), "{s:?}");
+    // Job output lands in the documented place.
+    let stdio = dir.path().join("torc_output/job_stdio");
+    assert!(stdio.join("job_wf1_j1_r1_a1.o").exists());
+    assert!(stdio.join("job_wf1_j4_r1_a1.e").exists());
+}
+
+#[test]
+fn pipeline3001_completes_with_one_result_per_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example("pipeline3001.yaml");
+    let out = torc_in(
+        dir.path(),
+        &["run", spec.to_str().unwrap(), "--max-parallel-jobs", "4"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let results = json(dir.path(), &["results", "list", "--json"]);
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 3001);
+    let mut ids: Vec<u64> = results
+        .iter()
+        .map(|r| {
+            assert_eq!(r["return_code"], 0);
+            r["job_id"].as_u64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3001);
+}
+
+#[test]
+fn a_failure_cancels_downstream_unless_the_job_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "fail.yaml",
+        r#"
+name: fail
+jobs:
+  - name: a
+    command: "exit 1"
+  - name: b
+    command: "true"
+    depends_on: [a]
+  - name: c
+    command: "true"
+    depends_on: [b]
+  - name: d
+    command: "echo still ran > d.txt"
+    depends_on: [a]
+    cancel_on_blocking_job_failure: false
+"#,
+    );
+    let out = torc_in(dir.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let s = states(dir.path());
+    assert_eq!(state_of(&s, "a"), "failed");
+    assert_eq!(state_of(&s, "b"), "canceled");
+    assert_eq!(state_of(&s, "c"), "canceled");
+    assert_eq!(state_of(&s, "d"), "completed");
+    assert!(dir.path().join("d.txt").exists());
+}
+
+#[test]
+fn a_failure_handler_retries_by_its_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "retry.yaml",
+        r#"
+name: retry
+failure_handlers:
+  - name: flaky
+    rules:
+      - exit_codes: [3]
+        max_retries: 2
+jobs:
+  - name: flaky_job
+    command: "echo x >> attempts.txt; [ $(wc -l < attempts.txt) -ge 2 ] || exit 3"
+    failure_handler: flaky
+  - name: other
+    command: "exit 4"
+    failure_handler: flaky
+"#,
+    );
+    let out = torc_in(dir.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let s = states(dir.path());
+    assert_eq!(state_of(&s, "flaky_job"), "completed");
+    assert_eq!(state_of(&s, "other"), "failed", "exit 4 has no rule");
+    let results = json(dir.path(), &["results", "list", "--job", "1", "--json"]);
+    let codes: Vec<(i64, i64)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["attempt_id"].as_i64().unwrap(),
+                r["return_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(codes, [(1, 3), (2, 0)]);
+}
+
+#[test]
+fn dry_run_counts_jobs_and_bad_specs_exit_2_writing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example("pipeline3001.yaml");
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "create", "--dry-run", spec.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("3001 jobs"), "{}", text(&out.stdout));
+
+    let bad = write_spec(
+        dir.path(),
+        "bad.yaml",
+        "name: bad\njobs:\n  - name: a\n    command: x\n    depend_on: [b]\n",
+    );
+    for args in [
+        vec!["workflows", "create", "--dry-run", bad.to_str().unwrap()],
+        vec!["run", bad.to_str().unwrap()],
+    ] {
+        let out = torc_in(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out.stderr);
+        assert!(err.contains("depend_on") && err.contains("depends_on"), "{err}");
+    }
+    assert!(!dir.path().join("torc_output").exists(), "a bad spec wrote something");
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 && !zombie(pid)
+}
+
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().unwrap_or("").trim().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+fn interrupt(child: &Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+#[test]
+fn ctrl_c_leaves_no_orphan_and_the_workflow_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pids")).unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "long.yaml",
+        r#"
+name: long
+jobs:
+  - name: first
+    command: "echo ran >> first.txt"
+  - name: polite_{i}
+    command: "[ -f release ] && exit 0; echo $$ > pids/$TORC_JOB_NAME; trap 'exit 143' TERM; sleep 60 & wait"
+    depends_on: [first]
+    supports_termination: true
+    parameters:
+      i: "1:2"
+  - name: stubborn
+    command: "[ -f release ] && exit 0; echo $$ > pids/$TORC_JOB_NAME; exec sleep 60"
+    depends_on: [first]
+  - name: after
+    command: "echo done > after.txt"
+    depends_on: [polite_1, polite_2, stubborn]
+"#,
+    );
+    let child = torc()
+        .current_dir(dir.path())
+        .args(["run", spec.to_str().unwrap(), "--num-cpus", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids_dir = dir.path().join("pids");
+    wait_for("three running jobs", || {
+        std::fs::read_dir(&pids_dir).map_or(0, |d| d.count()) == 3
+    });
+    // Wait until each job wrote its pid completely.
+    let mut pids = Vec::new();
+    for name in ["polite_1", "polite_2", "stubborn"] {
+        wait_for("a pid file", || {
+            std::fs::read_to_string(pids_dir.join(name)).is_ok_and(|s| s.ends_with('\n'))
+        });
+        pids.push(
+            std::fs::read_to_string(pids_dir.join(name))
+                .unwrap()
+                .trim()
+                .parse::<i32>()
+                .unwrap(),
+        );
+    }
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    for pid in pids {
+        assert!(!alive(pid), "job process {pid} outlived the runner");
+    }
+    let s = states(dir.path());
+    assert_eq!(state_of(&s, "first"), "completed");
+    for name in ["polite_1", "polite_2", "stubborn"] {
+        assert_eq!(state_of(&s, name), "terminated", "{s:?}");
+    }
+    // Resume: the interrupted jobs run again (now quickly), the completed one does not.
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    let out = torc_in(dir.path(), &["run", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = states(dir.path());
+    assert!(s.iter().all(|(_, st)| st == "completed"), "{s:?}");
+    let first = std::fs::read_to_string(dir.path().join("first.txt")).unwrap();
+    assert_eq!(first.lines().count(), 1, "a completed job ran again");
+    assert!(dir.path().join("after.txt").exists());
+}
