@@ -1,0 +1,898 @@
+//! The store's test suite: every public operation against a temporary SQLite database.
+
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use torc_core::changes::{
+    Changes, Event, EventKind, JobChange, JobResult, WorkflowChange, WorkflowState,
+};
+use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
+use torc_core::model::{
+    FailureHandler, FailureRule, FileDef, JobDef, JobStatus, ResourceRequirement, Resources,
+    SortMethod, UserDataDef, WorkflowDef,
+};
+use torc_store::{Store, StoreError};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn temp_store() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("torc.db")).unwrap();
+    (dir, store)
+}
+
+/// A workflow that uses every part of the model.
+fn rich_def() -> WorkflowDef {
+    let mut prep = JobDef::new("prep", "python prep.py ${files.output.raw}");
+    prep.output_files = vec![2, 0];
+    prep.output_user_data = vec![1];
+    prep.resource_requirement = Some(1);
+    prep.priority = -3;
+    prep.tags = vec!["gpu".into(), "fast".into()];
+    prep.env = BTreeMap::from([("A".into(), "1".into()), ("B".into(), "two".into())]);
+    prep.timeout = Some(Duration::from_millis(1500));
+    prep.scheduler = Some("short".into());
+
+    let mut work = JobDef::new("work", "run --in data.csv");
+    work.invocation_script = Some("srun -n 1".into());
+    work.depends_on = vec![JobId(1)];
+    work.input_files = vec![2, 0];
+    work.output_files = vec![1];
+    work.input_user_data = vec![1, 0];
+    work.cancel_on_blocking_job_failure = false;
+    work.supports_termination = true;
+    work.failure_handler = Some(0);
+    work.priority = 10;
+
+    let mut post = JobDef::new("post", "echo done");
+    post.depends_on = vec![JobId(1), JobId(2)];
+    post.input_files = vec![1];
+    post.resource_requirement = Some(0);
+    post.failure_handler = Some(1);
+
+    WorkflowDef {
+        name: "rich".into(),
+        description: Some("all the parts".into()),
+        user: Some("ana".into()),
+        project: Some("p1".into()),
+        metadata: Some("{\"k\": 1}".into()),
+        jobs_sort_method: SortMethod::GpusMemoryRuntime,
+        resource_requirements: vec![
+            ResourceRequirement {
+                name: "small".into(),
+                resources: Resources::DEFAULT_JOB,
+            },
+            ResourceRequirement {
+                name: "big".into(),
+                resources: Resources {
+                    num_cpus: 32,
+                    memory_bytes: 64 << 30,
+                    num_gpus: 2,
+                    num_nodes: 3,
+                    runtime: Duration::from_secs(36 * 3600) + Duration::from_millis(250),
+                },
+            },
+        ],
+        failure_handlers: vec![
+            FailureHandler {
+                name: "retry_oom".into(),
+                rules: vec![
+                    FailureRule {
+                        exit_codes: vec![137, 9],
+                        match_all_exit_codes: false,
+                        recovery_script: Some("./shrink.sh".into()),
+                        max_retries: 2,
+                    },
+                    FailureRule {
+                        exit_codes: vec![],
+                        match_all_exit_codes: true,
+                        recovery_script: None,
+                        max_retries: 1,
+                    },
+                ],
+            },
+            FailureHandler {
+                name: "none".into(),
+                rules: vec![],
+            },
+        ],
+        files: vec![
+            FileDef {
+                name: "raw".into(),
+                path: "data/raw.csv".into(),
+            },
+            FileDef {
+                name: "out".into(),
+                path: "out/result.json".into(),
+            },
+            FileDef {
+                name: "cfg".into(),
+                path: "cfg.toml".into(),
+            },
+        ],
+        user_data: vec![
+            UserDataDef {
+                name: "params".into(),
+                data: Some(serde_json::json!({"alpha": 0.5, "list": [1, 2, 3]})),
+                is_ephemeral: false,
+            },
+            UserDataDef {
+                name: "handoff".into(),
+                data: None,
+                is_ephemeral: true,
+            },
+            UserDataDef {
+                name: "explicit_null".into(),
+                data: Some(serde_json::Value::Null),
+                is_ephemeral: false,
+            },
+        ],
+        jobs: vec![prep, work, post],
+    }
+}
+
+/// `n` independent jobs named `job_1`...
+fn flat_def(n: usize) -> WorkflowDef {
+    WorkflowDef {
+        name: format!("flat{n}"),
+        jobs: (1..=n)
+            .map(|i| JobDef::new(format!("job_{i}"), format!("echo {i}")))
+            .collect(),
+        ..WorkflowDef::default()
+    }
+}
+
+fn change(job: u32, status: JobStatus, attempt_id: u32) -> JobChange {
+    JobChange {
+        job: JobId(job),
+        status,
+        attempt_id,
+    }
+}
+
+fn result(job: u32, run_id: u32, attempt_id: u32, return_code: i32) -> JobResult {
+    JobResult {
+        job: JobId(job),
+        run_id,
+        attempt_id,
+        runner: Some(RunnerId("node1:42".into())),
+        return_code,
+        status: if return_code == 0 {
+            JobStatus::Completed
+        } else {
+            JobStatus::Failed
+        },
+        start_time: Timestamp(1_000),
+        end_time: Timestamp(3_500),
+        peak_memory_bytes: Some(1 << 30),
+        avg_memory_bytes: Some(1 << 29),
+        peak_cpu_percent: Some(180.5),
+        avg_cpu_percent: None,
+    }
+}
+
+fn event(kind: EventKind, job: Option<u32>, message: &str) -> Event {
+    Event {
+        time: Timestamp(7),
+        kind,
+        job: job.map(JobId),
+        message: message.into(),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Rows of `table` that belong to workflow `id`, read behind the store's back.
+fn raw_count(db: &Path, table: &str, id: WorkflowId) -> i64 {
+    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    diesel::sql_query(format!(
+        "SELECT COUNT(*) AS n FROM {table} WHERE workflow_id = {}",
+        id.0
+    ))
+    .get_result::<Count>(&mut conn)
+    .unwrap()
+    .n
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating and loading.
+
+#[test]
+fn store_is_shareable() {
+    fn check<T: Clone + Send + Sync + 'static>() {}
+    check::<Store>();
+}
+
+#[test]
+fn create_then_load_gives_back_the_definition() {
+    let (_dir, store) = temp_store();
+    let def = rich_def();
+    let id = store
+        .create_workflow(&def, Some("name: rich\n"), Timestamp(1234))
+        .unwrap();
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(loaded.id, id);
+    assert_eq!(loaded.def, def);
+    assert_eq!(loaded.state, WorkflowState::Active);
+    assert_eq!(loaded.run_id, 1);
+    assert_eq!(loaded.created_at, Timestamp(1234));
+    assert_eq!(loaded.jobs, vec![(JobStatus::Uninitialized, 1); 3]);
+    assert_eq!(
+        store.workflow_spec(id).unwrap().as_deref(),
+        Some("name: rich\n")
+    );
+
+    let summary = store.workflow_summary(id).unwrap();
+    assert_eq!(summary.name, "rich");
+    assert_eq!(summary.user.as_deref(), Some("ana"));
+    assert_eq!(summary.num_jobs, 3);
+    assert_eq!(summary.state, WorkflowState::Active);
+    assert_eq!(store.list_workflows().unwrap(), vec![summary]);
+}
+
+#[test]
+fn empty_and_minimal_workflows_round_trip() {
+    let (_dir, store) = temp_store();
+    for def in [flat_def(0), flat_def(1)] {
+        let id = store.create_workflow(&def, None, Timestamp(0)).unwrap();
+        assert_eq!(store.load_workflow(id).unwrap().def, def);
+        assert_eq!(store.workflow_spec(id).unwrap(), None);
+    }
+}
+
+#[test]
+fn large_workflows_span_many_statements() {
+    let (_dir, store) = temp_store();
+    // More jobs than fit in one insert, and more ids than fit in one UPDATE ... IN (...).
+    let n = 35_000;
+    let mut def = flat_def(n);
+    for i in 1..n {
+        def.jobs[i].depends_on = vec![JobId(i as u32)];
+    }
+    let id = store.create_workflow(&def, None, Timestamp(0)).unwrap();
+    let changes = Changes {
+        jobs: (1..=n as u32)
+            .map(|j| change(j, JobStatus::Blocked, 1))
+            .collect(),
+        ..Changes::default()
+    };
+    store.apply(&[(id, &changes)]).unwrap();
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(loaded.def, def);
+    assert!(loaded.jobs.iter().all(|j| *j == (JobStatus::Blocked, 1)));
+    assert_eq!(
+        store.job_counts(id).unwrap(),
+        BTreeMap::from([(JobStatus::Blocked, n as u64)])
+    );
+}
+
+#[test]
+fn workflow_ids_are_not_reused() {
+    let (_dir, store) = temp_store();
+    let a = store
+        .create_workflow(&flat_def(1), None, Timestamp(0))
+        .unwrap();
+    store.delete_workflow(a).unwrap();
+    let b = store
+        .create_workflow(&flat_def(1), None, Timestamp(0))
+        .unwrap();
+    assert!(b > a);
+}
+
+#[test]
+fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torc.db");
+    let def = rich_def();
+    let id = {
+        let store = Store::open_sqlite(&path).unwrap();
+        let id = store.create_workflow(&def, None, Timestamp(5)).unwrap();
+        let c = Changes {
+            jobs: vec![change(1, JobStatus::Ready, 1)],
+            ..Changes::default()
+        };
+        store.apply(&[(id, &c)]).unwrap();
+        id
+    };
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url).unwrap();
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(loaded.def, def);
+    assert_eq!(loaded.jobs[0], (JobStatus::Ready, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying changes.
+
+#[test]
+fn applied_changes_are_loaded_back() {
+    let (_dir, store) = temp_store();
+    let id = store
+        .create_workflow(&rich_def(), None, Timestamp(0))
+        .unwrap();
+    let first = Changes {
+        jobs: vec![
+            change(1, JobStatus::Ready, 1),
+            change(2, JobStatus::Blocked, 1),
+            change(3, JobStatus::Blocked, 1),
+            change(1, JobStatus::Pending, 1),
+        ],
+        events: vec![event(EventKind::WorkflowStarted, None, "started")],
+        ..Changes::default()
+    };
+    let second = Changes {
+        jobs: vec![
+            change(1, JobStatus::Running, 1),
+            change(1, JobStatus::Ready, 2),
+            change(3, JobStatus::Canceled, 1),
+        ],
+        results: vec![result(1, 1, 1, 137)],
+        events: vec![event(
+            EventKind::JobRetried,
+            Some(1),
+            "exit 137, retry 1 of 2",
+        )],
+        workflow: Some(WorkflowChange {
+            state: WorkflowState::Canceled,
+            run_id: 2,
+        }),
+    };
+    store.apply(&[(id, &first), (id, &second)]).unwrap();
+
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(
+        loaded.jobs,
+        vec![
+            (JobStatus::Ready, 2),
+            (JobStatus::Blocked, 1),
+            (JobStatus::Canceled, 1)
+        ]
+    );
+    assert_eq!(loaded.state, WorkflowState::Canceled);
+    assert_eq!(loaded.run_id, 2);
+    let summary = store.workflow_summary(id).unwrap();
+    assert_eq!(
+        (summary.state, summary.run_id),
+        (WorkflowState::Canceled, 2)
+    );
+
+    let results = store.list_results(id, None, 0, 100).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].to_job_result(), second.results[0]);
+    assert_eq!(results[0].exec_time_secs, 2.5);
+
+    let events = store.list_events(id, 0, 100).unwrap();
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.job_id, e.message.as_str(), e.time))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (EventKind::WorkflowStarted, None, "started", Timestamp(7)),
+            (
+                EventKind::JobRetried,
+                Some(JobId(1)),
+                "exit 137, retry 1 of 2",
+                Timestamp(7)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn one_batch_spans_many_workflows() {
+    let (_dir, store) = temp_store();
+    let a = store
+        .create_workflow(&flat_def(3), None, Timestamp(0))
+        .unwrap();
+    let b = store
+        .create_workflow(&flat_def(2), None, Timestamp(0))
+        .unwrap();
+    let to_a = Changes {
+        jobs: vec![change(3, JobStatus::Ready, 1)],
+        results: vec![result(2, 1, 1, 0)],
+        ..Changes::default()
+    };
+    let to_b = Changes {
+        jobs: vec![change(1, JobStatus::Completed, 1)],
+        results: vec![result(1, 1, 1, 0)],
+        workflow: Some(WorkflowChange {
+            state: WorkflowState::Complete,
+            run_id: 1,
+        }),
+        ..Changes::default()
+    };
+    let nothing = Changes::default();
+    store
+        .apply(&[(a, &to_a), (b, &to_b), (WorkflowId(999), &nothing)])
+        .unwrap();
+    assert_eq!(
+        store.load_workflow(a).unwrap().jobs[2],
+        (JobStatus::Ready, 1)
+    );
+    let lb = store.load_workflow(b).unwrap();
+    assert_eq!(lb.jobs[0], (JobStatus::Completed, 1));
+    assert_eq!(lb.state, WorkflowState::Complete);
+    assert_eq!(
+        store.list_results(a, None, 0, 10).unwrap()[0].job_id,
+        JobId(2)
+    );
+    assert_eq!(
+        store.list_results(b, None, 0, 10).unwrap()[0].job_id,
+        JobId(1)
+    );
+    // An empty batch is a no-op.
+    store.apply(&[]).unwrap();
+}
+
+#[test]
+fn a_bad_batch_writes_nothing() {
+    let (dir, store) = temp_store();
+    let db = dir.path().join("torc.db");
+    let id = store
+        .create_workflow(&flat_def(2), None, Timestamp(0))
+        .unwrap();
+    let good = Changes {
+        jobs: vec![change(1, JobStatus::Ready, 1)],
+        results: vec![result(1, 1, 1, 0)],
+        events: vec![event(EventKind::WorkflowStarted, None, "")],
+        ..Changes::default()
+    };
+
+    // A workflow that does not exist.
+    let missing = WorkflowId(id.0 + 100);
+    let err = store.apply(&[(id, &good), (missing, &good)]).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "workflow", id } if id == missing.0),
+        "{err}"
+    );
+
+    // A job that does not exist.
+    let unknown_job = Changes {
+        jobs: vec![change(3, JobStatus::Ready, 1)],
+        ..Changes::default()
+    };
+    let err = store.apply(&[(id, &good), (id, &unknown_job)]).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownJobs { .. }), "{err}");
+
+    // The same attempt's result twice.
+    let err = store.apply(&[(id, &good), (id, &good)]).unwrap_err();
+    assert!(matches!(err, StoreError::Query(_)), "{err}");
+
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(loaded.jobs, vec![(JobStatus::Uninitialized, 1); 2]);
+    assert_eq!(raw_count(&db, "results", id), 0);
+    assert_eq!(raw_count(&db, "events", id), 0);
+
+    // Values that do not fit are refused before anything is written.
+    let mut huge = result(1, 1, 1, 0);
+    huge.peak_memory_bytes = Some(u64::MAX);
+    let c = Changes {
+        results: vec![huge],
+        ..Changes::default()
+    };
+    assert!(matches!(
+        store.apply(&[(id, &c)]),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    store.apply(&[(id, &good)]).unwrap();
+    assert_eq!(raw_count(&db, "results", id), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings.
+
+#[test]
+fn listings_paginate_and_filter() {
+    let (_dir, store) = temp_store();
+    let id = store
+        .create_workflow(&flat_def(25), None, Timestamp(0))
+        .unwrap();
+    // Jobs 1..=10 completed, 11..=15 failed at attempt 2, the rest ready.
+    let mut c = Changes::default();
+    for j in 1..=25 {
+        c.jobs.push(match j {
+            1..=10 => change(j, JobStatus::Completed, 1),
+            11..=15 => change(j, JobStatus::Failed, 2),
+            _ => change(j, JobStatus::Ready, 1),
+        });
+    }
+    for j in 1..=10 {
+        c.results.push(result(j, 1, 1, 0));
+    }
+    for j in 11..=15 {
+        c.results.push(result(j, 1, 1, 1));
+        c.results.push(result(j, 1, 2, 1));
+    }
+    for i in 0..12 {
+        c.events
+            .push(event(EventKind::JobRetried, Some(11), &format!("e{i}")));
+    }
+    store.apply(&[(id, &c)]).unwrap();
+
+    assert_eq!(
+        store.job_counts(id).unwrap(),
+        BTreeMap::from([
+            (JobStatus::Ready, 10),
+            (JobStatus::Completed, 10),
+            (JobStatus::Failed, 5),
+        ])
+    );
+
+    let all = store.list_jobs(id, None, 0, 100).unwrap();
+    assert_eq!(all.len(), 25);
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, j)| j.id == JobId::from_index(i)));
+    assert_eq!(all[0].name, "job_1");
+    assert_eq!(all[0].command, "echo 1");
+
+    let page = store.list_jobs(id, None, 20, 10).unwrap();
+    let ids: Vec<u32> = page.iter().map(|j| j.id.0).collect();
+    assert_eq!(ids, vec![21, 22, 23, 24, 25]);
+
+    let failed = store.list_jobs(id, Some(JobStatus::Failed), 1, 3).unwrap();
+    let ids: Vec<(u32, u32)> = failed.iter().map(|j| (j.id.0, j.attempt_id)).collect();
+    assert_eq!(ids, vec![(12, 2), (13, 2), (14, 2)]);
+    assert!(failed.iter().all(|j| j.status == JobStatus::Failed));
+    assert!(store
+        .list_jobs(id, Some(JobStatus::Running), 0, 10)
+        .unwrap()
+        .is_empty());
+
+    let results = store.list_results(id, None, 0, 100).unwrap();
+    assert_eq!(results.len(), 20);
+    assert!(results.windows(2).all(|w| w[0].id < w[1].id));
+    let of_12 = store.list_results(id, Some(JobId(12)), 0, 100).unwrap();
+    let attempts: Vec<u32> = of_12.iter().map(|r| r.attempt_id).collect();
+    assert_eq!(attempts, vec![1, 2]);
+    assert!(of_12.iter().all(|r| r.status == JobStatus::Failed));
+    let page = store.list_results(id, None, 18, 5).unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[1].id, results[19].id);
+
+    let events = store.list_events(id, 5, 4).unwrap();
+    let msgs: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(msgs, vec!["e5", "e6", "e7", "e8"]);
+    assert!(store.list_events(id, 12, 10).unwrap().is_empty());
+    assert_eq!(store.list_events(id, 0, u64::MAX).unwrap().len(), 12);
+
+    // Records print as JSON with statuses by name.
+    let json = serde_json::to_value(&failed[0]).unwrap();
+    assert_eq!(json["status"], "failed");
+    assert_eq!(json["id"], 12);
+}
+
+#[test]
+fn missing_workflows_are_not_found() {
+    let (_dir, store) = temp_store();
+    let id = WorkflowId(42);
+    let not_found = |e: StoreError| {
+        matches!(
+            e,
+            StoreError::NotFound {
+                what: "workflow",
+                id: 42
+            }
+        )
+    };
+    assert!(not_found(store.load_workflow(id).unwrap_err()));
+    assert!(not_found(store.workflow_summary(id).unwrap_err()));
+    assert!(not_found(store.workflow_spec(id).unwrap_err()));
+    assert!(not_found(store.job_counts(id).unwrap_err()));
+    assert!(not_found(store.list_jobs(id, None, 0, 1).unwrap_err()));
+    assert!(not_found(store.list_results(id, None, 0, 1).unwrap_err()));
+    assert!(not_found(store.list_events(id, 0, 1).unwrap_err()));
+    let err = store.delete_workflow(id).unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(err.to_string(), "workflow 42 not found");
+    assert!(store.list_workflows().unwrap().is_empty());
+}
+
+#[test]
+fn delete_cascades_to_every_table() {
+    let (dir, store) = temp_store();
+    let db = dir.path().join("torc.db");
+    let keep = store
+        .create_workflow(&rich_def(), None, Timestamp(0))
+        .unwrap();
+    let gone = store
+        .create_workflow(&rich_def(), None, Timestamp(0))
+        .unwrap();
+    let c = Changes {
+        jobs: vec![change(1, JobStatus::Completed, 1)],
+        results: vec![result(1, 1, 1, 0)],
+        events: vec![event(EventKind::WorkflowStarted, None, "go")],
+        ..Changes::default()
+    };
+    store.apply(&[(keep, &c), (gone, &c)]).unwrap();
+    let tables = [
+        "resource_requirements",
+        "failure_handlers",
+        "files",
+        "user_data",
+        "jobs",
+        "job_dependencies",
+        "job_files",
+        "job_user_data",
+        "results",
+        "events",
+    ];
+    for table in tables {
+        assert!(raw_count(&db, table, gone) > 0, "{table}");
+    }
+
+    store.delete_workflow(gone).unwrap();
+    for table in tables {
+        assert_eq!(raw_count(&db, table, gone), 0, "{table}");
+        assert!(raw_count(&db, table, keep) > 0, "{table}");
+    }
+    assert!(store.load_workflow(gone).unwrap_err().is_not_found());
+    assert!(store.delete_workflow(gone).unwrap_err().is_not_found());
+    assert_eq!(store.load_workflow(keep).unwrap().def, rich_def());
+    let listed: Vec<WorkflowId> = store
+        .list_workflows()
+        .unwrap()
+        .iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(listed, vec![keep]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening.
+
+#[test]
+fn urls_and_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.db");
+    let b = dir.path().join("b.db");
+    let c = dir.path().join("c.db");
+    for (url, path) in [
+        (format!("sqlite://{}", a.display()), &a),
+        (format!("sqlite:{}", b.display()), &b),
+        (c.display().to_string(), &c),
+    ] {
+        let store = Store::open(&url).unwrap();
+        store
+            .create_workflow(&flat_def(1), None, Timestamp(0))
+            .unwrap();
+        assert!(path.exists(), "{url}");
+        assert_eq!(store.target(), path.display().to_string());
+    }
+}
+
+#[test]
+fn bad_urls_and_paths_are_clear_errors() {
+    for url in ["postgres://user@host/torc", "postgresql://host/torc"] {
+        let err = Store::open(url).unwrap_err();
+        assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
+        assert!(
+            err.to_string().contains("PostgreSQL is not supported yet"),
+            "{err}"
+        );
+    }
+    for url in ["mysql://host/torc", "sqlite://", ""] {
+        let err = Store::open(url).unwrap_err();
+        assert!(
+            matches!(err, StoreError::UnsupportedUrl { .. }),
+            "{url}: {err}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/torc.db");
+    let err = Store::open_sqlite(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+
+    // A file that is not a database.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let err = Store::open_sqlite(&junk).unwrap_err();
+    assert!(err.to_string().contains("junk.db"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency.
+
+/// Readers see whole transactions: while the writer moves every job to the next attempt in one
+/// batch after another, a reader never sees jobs of two different attempts at once.
+#[test]
+fn readers_run_while_the_writer_applies() {
+    let (_dir, store) = temp_store();
+    let n = 200u32;
+    let id = store
+        .create_workflow(&flat_def(n as usize), None, Timestamp(0))
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let store = store.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    if r == 0 {
+                        let loaded = store.load_workflow(id).unwrap();
+                        let first = loaded.jobs[0];
+                        assert!(loaded.jobs.iter().all(|j| *j == first), "torn read");
+                    } else {
+                        let counts = store.job_counts(id).unwrap();
+                        assert_eq!(counts.len(), 1, "torn read: {counts:?}");
+                        assert_eq!(counts.values().sum::<u64>(), u64::from(n));
+                        let page = store.list_jobs(id, None, 0, u64::from(n)).unwrap();
+                        assert!(page.iter().all(|j| j.attempt_id == page[0].attempt_id));
+                    }
+                    reads += 1;
+                    if finished {
+                        return reads;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    for attempt in 2..=40u32 {
+        let status = if attempt % 2 == 0 {
+            JobStatus::Ready
+        } else {
+            JobStatus::Running
+        };
+        let c = Changes {
+            jobs: (1..=n).map(|j| change(j, status, attempt)).collect(),
+            results: (1..=n).map(|j| result(j, 1, attempt, 0)).collect(),
+            ..Changes::default()
+        };
+        store.apply(&[(id, &c)]).unwrap();
+    }
+    done.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    let loaded = store.load_workflow(id).unwrap();
+    assert!(loaded.jobs.iter().all(|j| *j == (JobStatus::Ready, 40)));
+    assert_eq!(
+        store.list_results(id, None, 0, u64::MAX).unwrap().len(),
+        39 * n as usize
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batching is invisible.
+
+const JOBS: u32 = 6;
+
+fn any_status() -> impl Strategy<Value = JobStatus> {
+    proptest::sample::select(JobStatus::ALL.to_vec())
+}
+
+fn any_event_kind() -> impl Strategy<Value = EventKind> {
+    proptest::sample::select(vec![
+        EventKind::WorkflowStarted,
+        EventKind::JobRetried,
+        EventKind::JobLost,
+        EventKind::ReportRefused,
+    ])
+}
+
+fn any_workflow_state() -> impl Strategy<Value = WorkflowState> {
+    proptest::sample::select(vec![
+        WorkflowState::Active,
+        WorkflowState::Complete,
+        WorkflowState::Canceled,
+    ])
+}
+
+/// Changes whose results are not yet numbered (attempts are made unique afterwards).
+fn any_changes() -> impl Strategy<Value = Changes> {
+    (
+        proptest::collection::vec((1..=JOBS, any_status(), 1..4u32), 0..10),
+        proptest::collection::vec((1..=JOBS, -3..3i32, 0..5_000i64), 0..4),
+        proptest::collection::vec(
+            (
+                any_event_kind(),
+                proptest::option::of(1..=JOBS),
+                "[a-z ]{0,8}",
+            ),
+            0..3,
+        ),
+        proptest::option::of((any_workflow_state(), 1..4u32)),
+    )
+        .prop_map(|(jobs, results, events, workflow)| Changes {
+            jobs: jobs.into_iter().map(|(j, s, a)| change(j, s, a)).collect(),
+            results: results
+                .into_iter()
+                .map(|(j, rc, ms)| {
+                    let mut r = result(j, 1, 0, rc);
+                    r.end_time = Timestamp(r.start_time.0 + ms);
+                    r.runner = None;
+                    r
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|(k, j, m)| event(k, j, &m))
+                .collect(),
+            workflow: workflow.map(|(state, run_id)| WorkflowChange { state, run_id }),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Applying a sequence of changes in one batch, or one by one, gives the same stored state,
+    /// and that state is what folding the changes in order gives.
+    #[test]
+    fn batching_does_not_change_the_outcome(
+        mut sequence in proptest::collection::vec(any_changes(), 1..6)
+    ) {
+        let mut attempt = 0;
+        for c in &mut sequence {
+            for r in &mut c.results {
+                attempt += 1;
+                r.attempt_id = attempt;
+            }
+        }
+        let (_dir, store) = temp_store();
+        let def = flat_def(JOBS as usize);
+        let batched = store.create_workflow(&def, None, Timestamp(0)).unwrap();
+        let single = store.create_workflow(&def, None, Timestamp(0)).unwrap();
+
+        let batch: Vec<(WorkflowId, &Changes)> = sequence.iter().map(|c| (batched, c)).collect();
+        store.apply(&batch).unwrap();
+        for c in &sequence {
+            store.apply(&[(single, c)]).unwrap();
+        }
+
+        let mut expected_jobs = vec![(JobStatus::Uninitialized, 1); JOBS as usize];
+        let mut expected_workflow = (WorkflowState::Active, 1);
+        for c in &sequence {
+            for j in &c.jobs {
+                expected_jobs[j.job.index()] = (j.status, j.attempt_id);
+            }
+            if let Some(w) = c.workflow {
+                expected_workflow = (w.state, w.run_id);
+            }
+        }
+        for id in [batched, single] {
+            let loaded = store.load_workflow(id).unwrap();
+            prop_assert_eq!(&loaded.def, &def);
+            prop_assert_eq!(&loaded.jobs, &expected_jobs);
+            prop_assert_eq!((loaded.state, loaded.run_id), expected_workflow);
+            let results: Vec<JobResult> = store
+                .list_results(id, None, 0, u64::MAX)
+                .unwrap()
+                .iter()
+                .map(|r| r.to_job_result())
+                .collect();
+            let expected: Vec<&JobResult> = sequence.iter().flat_map(|c| &c.results).collect();
+            prop_assert_eq!(results.iter().collect::<Vec<_>>(), expected);
+            let events: Vec<Event> = store
+                .list_events(id, 0, u64::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|e| Event { time: e.time, kind: e.kind, job: e.job_id, message: e.message })
+                .collect();
+            let expected: Vec<&Event> = sequence.iter().flat_map(|c| &c.events).collect();
+            prop_assert_eq!(events.iter().collect::<Vec<_>>(), expected);
+        }
+    }
+}
