@@ -21,6 +21,9 @@ use torc_core::model::{
 };
 
 /// A row type written with multi-row inserts: how many rows fit in one statement.
+///
+/// Its `Insertable` derive must say `treat_none_as_default_value = false`: otherwise diesel
+/// writes a batch to SQLite as one statement per row (checked by a test below).
 pub(crate) trait BatchRow {
     /// Bind parameters per row (the number of columns inserted).
     const COLUMNS: usize;
@@ -168,7 +171,7 @@ impl<'a> NewWorkflow<'a> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = resource_requirements)]
+#[diesel(table_name = resource_requirements, treat_none_as_default_value = false)]
 pub(crate) struct NewRequirement<'a> {
     workflow_id: i64,
     id: i32,
@@ -185,7 +188,7 @@ impl BatchRow for NewRequirement<'_> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = failure_handlers)]
+#[diesel(table_name = failure_handlers, treat_none_as_default_value = false)]
 pub(crate) struct NewHandler<'a> {
     workflow_id: i64,
     id: i32,
@@ -198,7 +201,7 @@ impl BatchRow for NewHandler<'_> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = files)]
+#[diesel(table_name = files, treat_none_as_default_value = false)]
 pub(crate) struct NewFile<'a> {
     workflow_id: i64,
     id: i32,
@@ -250,7 +253,7 @@ impl BatchRow for NewJob<'_> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = job_dependencies)]
+#[diesel(table_name = job_dependencies, treat_none_as_default_value = false)]
 pub(crate) struct NewDependency {
     workflow_id: i64,
     job_id: i32,
@@ -262,7 +265,7 @@ impl BatchRow for NewDependency {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = job_files)]
+#[diesel(table_name = job_files, treat_none_as_default_value = false)]
 pub(crate) struct NewJobFile {
     workflow_id: i64,
     job_id: i32,
@@ -276,7 +279,7 @@ impl BatchRow for NewJobFile {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = job_user_data)]
+#[diesel(table_name = job_user_data, treat_none_as_default_value = false)]
 pub(crate) struct NewJobUserData {
     workflow_id: i64,
     job_id: i32,

@@ -52,6 +52,9 @@ fn insert_all<R: BatchRow>(
     Ok(())
 }
 
+/// Job ids to set to each `(status code, attempt_id)`: one `UPDATE` per group.
+type UpdateGroups = BTreeMap<(i16, i32), Vec<i32>>;
+
 /// What a batch does to one workflow: its job changes in order, and its last workflow change.
 #[derive(Default)]
 struct WorkflowBatch {
@@ -188,11 +191,10 @@ impl Store {
         }
 
         // Per workflow: the job ids to set to each (status, attempt).
-        let mut updates: Vec<(WorkflowId, BTreeMap<(i16, i32), Vec<i32>>)> =
-            Vec::with_capacity(per_workflow.len());
+        let mut updates: Vec<(WorkflowId, UpdateGroups)> = Vec::with_capacity(per_workflow.len());
         let mut job_rows = 0;
         for (wf, b) in &per_workflow {
-            let mut groups: BTreeMap<(i16, i32), Vec<i32>> = BTreeMap::new();
+            let mut groups = UpdateGroups::new();
             for c in b.jobs.final_job_states() {
                 let key = (c.status.code(), to_i32("attempt_id", c.attempt_id)?);
                 groups.entry(key).or_default().push(job_id_to_i32(c.job)?);

@@ -257,8 +257,8 @@ fn large_workflows_span_many_statements() {
     // More jobs than fit in one insert, and more ids than fit in one UPDATE ... IN (...).
     let n = 35_000;
     let mut def = flat_def(n);
-    for i in 1..n {
-        def.jobs[i].depends_on = vec![JobId(i as u32)];
+    for (i, job) in def.jobs.iter_mut().enumerate().skip(1) {
+        job.depends_on = vec![JobId::from_index(i - 1)];
     }
     let id = store.create_workflow(&def, None, Timestamp(0)).unwrap();
     let changes = Changes {
