@@ -103,6 +103,13 @@ pub(crate) fn open_pool(path: &Path) -> Result<Pool, StoreError> {
         target: target.clone(),
         source,
     };
+    if target == ":memory:" || target.starts_with("file::memory:") {
+        // Every pooled connection would get a database of its own.
+        return Err(StoreError::UnsupportedUrl {
+            url: target,
+            reason: "in-memory databases cannot be shared by a pool; use a file",
+        });
+    }
     let url = path.to_str().ok_or_else(|| {
         open_error(diesel::r2d2::Error::ConnectionError(
             diesel::ConnectionError::InvalidConnectionUrl("the path is not valid UTF-8".into()),
@@ -151,6 +158,45 @@ pub(crate) fn write_transaction<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::sql_types::Integer;
+
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Integer)]
+        value: i32,
+    }
+
+    fn setting(conn: &mut Conn, pragma: &str, column: &str) -> i32 {
+        diesel::sql_query(format!("SELECT {column} AS value FROM pragma_{pragma}"))
+            .get_result::<Setting>(conn)
+            .unwrap()
+            .value
+    }
+
+    /// Every connection of the pool, not only the first, has the durable settings.
+    #[test]
+    fn pooled_connections_are_set_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open_pool(&dir.path().join("t.db")).unwrap();
+        let mut conns: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
+        for conn in &mut conns {
+            let mode = diesel::sql_query("PRAGMA journal_mode")
+                .get_result::<JournalMode>(&mut **conn)
+                .unwrap();
+            assert_eq!(mode.journal_mode, "wal");
+            assert_eq!(setting(conn, "synchronous", "synchronous"), 2, "FULL");
+            assert_eq!(setting(conn, "foreign_keys", "foreign_keys"), 1);
+            assert_eq!(setting(conn, "busy_timeout", "timeout"), 10_000);
+        }
+    }
+
+    #[test]
+    fn in_memory_databases_are_refused() {
+        assert!(matches!(
+            open_pool(Path::new(":memory:")),
+            Err(StoreError::UnsupportedUrl { .. })
+        ));
+    }
 
     #[test]
     fn urls() {
