@@ -29,7 +29,10 @@ pub enum SchedError {
     #[error("workflow {workflow} has {running} job(s) pending or running; cancel it or wait for them before a reset")]
     JobsInFlight { workflow: WorkflowId, running: u64 },
     #[error("the saved state of workflow {workflow} does not match its definition: {detail}")]
-    Inconsistent { workflow: WorkflowId, detail: String },
+    Inconsistent {
+        workflow: WorkflowId,
+        detail: String,
+    },
 }
 
 /// Live state of one job.
@@ -601,7 +604,10 @@ impl WorkflowSched {
         for i in 0..self.jobs.len() {
             if matches!(
                 self.jobs[i].status,
-                JobStatus::Uninitialized | JobStatus::Blocked | JobStatus::Ready | JobStatus::Pending
+                JobStatus::Uninitialized
+                    | JobStatus::Blocked
+                    | JobStatus::Ready
+                    | JobStatus::Pending
             ) {
                 self.set_raw(i, JobStatus::Canceled);
                 self.jobs[i].holder = NO_HOLDER;
@@ -653,9 +659,9 @@ impl WorkflowSched {
         self.run_id += 1;
         let mut changes = Changes::default();
         self.ready.clear();
-        for i in 0..self.jobs.len() {
+        for (i, &hit) in affected.iter().enumerate() {
             self.jobs[i].done_attempt = 0;
-            if affected[i] {
+            if hit {
                 self.jobs[i].attempt = 1;
                 self.set_raw(i, JobStatus::Uninitialized);
             } else if self.jobs[i].status == JobStatus::Ready {
@@ -695,8 +701,8 @@ impl WorkflowSched {
             })
             .collect();
         let affected = self.downstream_closure(&seeds);
-        for i in 0..self.jobs.len() {
-            if !affected[i] {
+        for (i, &hit) in affected.iter().enumerate() {
+            if !hit {
                 continue;
             }
             let status = self.jobs[i].status;

@@ -56,7 +56,13 @@ impl ReadyQueue {
             } else {
                 r.num_gpus
             };
-            (Reverse(priority), Reverse(gpus), Reverse(a), Reverse(b), spec_pos(req))
+            (
+                Reverse(priority),
+                Reverse(gpus),
+                Reverse(a),
+                Reverse(b),
+                spec_pos(req),
+            )
         });
         let rank: HashMap<(i64, Option<u32>), u32> = keys
             .iter()
@@ -147,7 +153,7 @@ impl Fit {
         if need.num_nodes > 1 || self.time_left.is_some_and(|t| need.runtime > t) {
             return 0;
         }
-        let per = |free: u64, each: u64| if each == 0 { u64::MAX } else { free / each };
+        let per = |free: u64, each: u64| free.checked_div(each).unwrap_or(u64::MAX);
         let n = (want as u64)
             .min(per(self.cpus as u64, need.num_cpus as u64))
             .min(per(self.memory_bytes, need.memory_bytes))

@@ -397,14 +397,9 @@ fn restore_rebuilds_counts_and_ready_queue() {
     let jobs = claim_all(&mut s);
     s.complete(&runner("r"), &[report(&jobs[0], 0)], T0);
     let saved: Vec<(JobStatus, u32)> = (1..=4).map(|i| s.job_status(JobId(i)).unwrap()).collect();
-    let mut back = WorkflowSched::restore(
-        WorkflowId(1),
-        Arc::new(def),
-        s.state(),
-        s.run_id(),
-        &saved,
-    )
-    .unwrap();
+    let mut back =
+        WorkflowSched::restore(WorkflowId(1), Arc::new(def), s.state(), s.run_id(), &saved)
+            .unwrap();
     back.initialize(T0);
     assert_eq!(back.summary(), s.summary());
     assert_eq!(names(&claim_all(&mut back)), names(&claim_all(&mut s)));
@@ -500,7 +495,10 @@ fn simulate(
         }
         let take = (usize::from(next()) % in_flight.len()) + 1;
         let done: Vec<ClaimedJob> = in_flight.drain(..take).collect();
-        let reports: Vec<_> = done.iter().map(|j| report(j, exit_code(codes, j))).collect();
+        let reports: Vec<_> = done
+            .iter()
+            .map(|j| report(j, exit_code(codes, j)))
+            .collect();
         if one_by_one {
             for r in &reports {
                 s.complete(&runner("r"), std::slice::from_ref(r), T0);
@@ -527,7 +525,12 @@ fn check_invariants(s: &WorkflowSched, def: &WorkflowDef) {
             .count();
         match st {
             JobStatus::Ready | JobStatus::Pending | JobStatus::Running => {
-                assert_eq!(unfinished, 0, "job {} active before its dependencies", i + 1)
+                assert_eq!(
+                    unfinished,
+                    0,
+                    "job {} active before its dependencies",
+                    i + 1
+                )
             }
             JobStatus::Blocked => assert!(unfinished > 0, "job {} blocked for nothing", i + 1),
             _ => {}

@@ -12,8 +12,8 @@ fn chain(n: usize) -> WorkflowDef {
     let mut jobs: Vec<JobDef> = (1..=n)
         .map(|i| JobDef::new(format!("j{i}"), "true"))
         .collect();
-    for i in 1..n {
-        jobs[i].depends_on = vec![JobId(i as u32)];
+    for (i, job) in jobs.iter_mut().enumerate().skip(1) {
+        job.depends_on = vec![JobId(i as u32)];
     }
     WorkflowDef {
         name: "chain".into(),
