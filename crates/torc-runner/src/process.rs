@@ -1,0 +1,211 @@
+//! Job processes: how a claimed job becomes `bash -c` in its own process group, with its
+//! environment and output files, and how the runner signals and reads back that group.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::process::{Child, Command};
+use torc_core::api::ClaimedJob;
+use torc_core::Timestamp;
+
+/// The return code reported when the runner could not start or wait for a job's process.
+pub const RC_RUNNER_ERROR: i32 = 127;
+
+/// What every job of a run shares: where output goes and what jobs are told about the run.
+#[derive(Debug, Clone)]
+pub(crate) struct JobContext {
+    pub output_dir: PathBuf,
+    pub stdio_dir: PathBuf,
+    pub api_url: Option<String>,
+}
+
+/// The `.o` and `.e` paths of one attempt of a job.
+pub fn stdio_paths(stdio_dir: &Path, job: &ClaimedJob) -> (PathBuf, PathBuf) {
+    let stem = format!(
+        "job_wf{}_j{}_r{}_a{}",
+        job.workflow_id, job.job_id, job.run_id, job.attempt_id
+    );
+    (
+        stdio_dir.join(format!("{stem}.o")),
+        stdio_dir.join(format!("{stem}.e")),
+    )
+}
+
+/// Starts the job's shell command in a new process group.
+pub(crate) fn spawn_job(job: &ClaimedJob, ctx: &JobContext) -> io::Result<Child> {
+    spawn_shell(&job.shell_command(), job, ctx, false)
+}
+
+/// Starts a failure handler's recovery script with the job's environment, in a new process
+/// group, appending to the job's output files.
+pub(crate) fn spawn_recovery(
+    script: &str,
+    job: &ClaimedJob,
+    ctx: &JobContext,
+) -> io::Result<Child> {
+    spawn_shell(script, job, ctx, true)
+}
+
+fn spawn_shell(
+    script: &str,
+    job: &ClaimedJob,
+    ctx: &JobContext,
+    append: bool,
+) -> io::Result<Child> {
+    let (out_path, err_path) = stdio_paths(&ctx.stdio_dir, job);
+    let open = |path: &Path| -> io::Result<File> {
+        if append {
+            OpenOptions::new().create(true).append(true).open(path)
+        } else {
+            File::create(path)
+        }
+    };
+    let stdout = open(&out_path)?;
+    let stderr = open(&err_path)?;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Own group: a terminal's Ctrl-C does not reach the job, and the runner can signal the
+        // whole tree at once.
+        .process_group(0)
+        .kill_on_drop(true)
+        .envs(&job.env)
+        .env("TORC_WORKFLOW_ID", job.workflow_id.to_string())
+        .env("TORC_JOB_ID", job.job_id.to_string())
+        .env("TORC_JOB_NAME", &job.name)
+        .env("TORC_ATTEMPT_ID", job.attempt_id.to_string())
+        .env("TORC_RUN_ID", job.run_id.to_string())
+        .env("TORC_OUTPUT_DIR", &ctx.output_dir);
+    match &ctx.api_url {
+        Some(url) => cmd.env("TORC_API_URL", url),
+        None => cmd.env_remove("TORC_API_URL"),
+    };
+    cmd.spawn()
+}
+
+/// The recovery script to run before a retry of `job` that exited with `return_code`: only when
+/// its handler has a rule for that code, with retries left and a non-empty script.
+pub(crate) fn recovery_script_for(job: &ClaimedJob, return_code: i32) -> Option<&str> {
+    let rule = job.failure_handler.as_ref()?.rule_for(return_code)?;
+    if job.attempt_id > rule.max_retries {
+        return None;
+    }
+    rule.recovery_script
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Exit code, or the negated signal number when the process was killed by a signal.
+pub fn return_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => -signal,
+        (None, None) => RC_RUNNER_ERROR,
+    }
+}
+
+/// Sends `signal` to every process of group `pgid`. A group that no longer exists is fine.
+pub(crate) fn signal_group(pgid: i32, signal: i32) {
+    // Never 0 or 1: kill(0) and kill(-1) would hit the runner's own group or every process.
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ESRCH) {
+            tracing::warn!(pgid, signal, error = %err, "cannot signal a job's process group");
+        }
+    }
+}
+
+/// Now, as the core's timestamp (milliseconds since the Unix epoch).
+pub(crate) fn now_timestamp() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use torc_core::model::{FailureHandler, FailureRule, Resources};
+    use torc_core::{JobId, WorkflowId};
+
+    fn job() -> ClaimedJob {
+        ClaimedJob {
+            workflow_id: WorkflowId(3),
+            job_id: JobId(7),
+            run_id: 1,
+            attempt_id: 2,
+            name: "j".into(),
+            command: "true".into(),
+            invocation_script: None,
+            resources: Resources::DEFAULT_JOB,
+            supports_termination: false,
+            timeout: None,
+            env: BTreeMap::new(),
+            failure_handler: None,
+        }
+    }
+
+    #[test]
+    fn stdio_names_follow_the_spec() {
+        let (o, e) = stdio_paths(Path::new("/out/job_stdio"), &job());
+        assert_eq!(o, PathBuf::from("/out/job_stdio/job_wf3_j7_r1_a2.o"));
+        assert_eq!(e, PathBuf::from("/out/job_stdio/job_wf3_j7_r1_a2.e"));
+    }
+
+    #[test]
+    fn return_codes() {
+        assert_eq!(return_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(return_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(return_code(ExitStatus::from_raw(libc::SIGKILL)), -9);
+        assert_eq!(return_code(ExitStatus::from_raw(libc::SIGTERM)), -15);
+    }
+
+    #[test]
+    fn recovery_needs_a_rule_retries_left_and_a_script() {
+        let mut j = job();
+        assert_eq!(recovery_script_for(&j, 1), None);
+        j.failure_handler = Some(FailureHandler {
+            name: "h".into(),
+            rules: vec![
+                FailureRule {
+                    exit_codes: vec![1],
+                    match_all_exit_codes: false,
+                    recovery_script: Some("fix.sh".into()),
+                    max_retries: 2,
+                },
+                FailureRule {
+                    exit_codes: vec![2],
+                    match_all_exit_codes: false,
+                    recovery_script: Some("  ".into()),
+                    max_retries: 5,
+                },
+            ],
+        });
+        assert_eq!(recovery_script_for(&j, 1), Some("fix.sh"));
+        assert_eq!(recovery_script_for(&j, 2), None);
+        assert_eq!(recovery_script_for(&j, 3), None);
+        j.attempt_id = 3;
+        assert_eq!(recovery_script_for(&j, 1), None);
+    }
+
+    #[test]
+    fn never_signals_own_group() {
+        // Would kill the test process if the guard were missing.
+        signal_group(0, libc::SIGKILL);
+        signal_group(1, libc::SIGKILL);
+    }
+}

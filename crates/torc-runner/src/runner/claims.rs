@@ -1,0 +1,109 @@
+//! Claims: what to ask for, and what to do with the answer.
+
+use super::{backoff, EventLoop, ERROR_BACKOFF, IDLE_BACKOFF};
+use crate::config::Capacity;
+use crate::error::RunnerError;
+use std::sync::Arc;
+use tokio::time::Instant;
+use torc_core::api::{ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, FreeResources};
+use tracing::{debug, warn};
+
+impl<C: Coordinator> EventLoop<C> {
+    pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
+        let wait_ms = u64::try_from(self.cfg.claim_wait.as_millis()).unwrap_or(u64::MAX);
+        let (limit, resources) = match self.cfg.capacity {
+            Capacity::MaxParallelJobs(n) => {
+                let running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
+                (n.saturating_sub(running), None)
+            }
+            Capacity::Resources {
+                num_cpus,
+                memory_bytes,
+                num_gpus,
+            } => {
+                let mut free = FreeResources {
+                    num_cpus,
+                    memory_bytes,
+                    num_gpus,
+                    time_left: self
+                        .cfg
+                        .time_left
+                        .map(|t| t.saturating_sub(now.saturating_duration_since(self.started))),
+                };
+                for r in self.running.values() {
+                    let need = &r.job.resources;
+                    free.num_cpus = free.num_cpus.saturating_sub(need.num_cpus);
+                    free.memory_bytes = free.memory_bytes.saturating_sub(need.memory_bytes);
+                    free.num_gpus = free.num_gpus.saturating_sub(need.num_gpus);
+                }
+                (free.num_cpus, Some(free))
+            }
+        };
+        (limit > 0).then(|| ClaimRequest {
+            workflow_id: self.cfg.workflow_id,
+            runner_id: self.cfg.runner_id.clone(),
+            limit,
+            resources,
+            wait_ms,
+        })
+    }
+
+    pub(super) fn pump_claims(&mut self, now: Instant) {
+        if self.claim.is_some()
+            || self.stopping.is_some()
+            || self.idle_expired
+            || self.workflow_state.is_done()
+            || self.claim_not_before.is_some_and(|t| t > now)
+        {
+            return;
+        }
+        let Some(req) = self.claim_request(now) else {
+            return;
+        };
+        debug!(limit = req.limit, free = ?req.resources, "claiming");
+        self.claim_not_before = None;
+        self.claim_sent = now;
+        let coord = Arc::clone(&self.coord);
+        self.claim = Some(Box::pin(async move { coord.claim(req).await }));
+    }
+
+    pub(super) fn on_claim(&mut self, res: Result<ClaimResponse, CoordinatorError>) {
+        let now = Instant::now();
+        match res {
+            Ok(resp) => {
+                self.claim_failures = 0;
+                self.observe_state(resp.workflow_state);
+                debug!(
+                    jobs = resp.jobs.len(),
+                    state = resp.workflow_state.name(),
+                    "claim answered"
+                );
+                if resp.jobs.is_empty() {
+                    if now.saturating_duration_since(self.claim_sent) < self.cfg.claim_wait / 2 {
+                        self.empty_claims += 1;
+                        self.claim_not_before =
+                            Some(now + backoff(self.empty_claims, IDLE_BACKOFF));
+                    }
+                    return;
+                }
+                self.empty_claims = 0;
+                self.idle_expired = false;
+                self.counts.claimed += resp.jobs.len() as u64;
+                for job in resp.jobs {
+                    if self.stopping.is_some() {
+                        self.abandon(job);
+                    } else {
+                        self.start_job(job);
+                    }
+                }
+            }
+            Err(e) if e.is_transient() => {
+                self.claim_failures += 1;
+                let delay = backoff(self.claim_failures, ERROR_BACKOFF);
+                warn!(error = %e, attempt = self.claim_failures, ?delay, "claim failed; retrying");
+                self.claim_not_before = Some(now + delay);
+            }
+            Err(source) => self.fail(RunnerError::ClaimRejected { source }),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Running jobs: starting them, their exits, recovery scripts, and their completion records.
+
+use super::{BoxFut, EventLoop};
+use crate::monitor::Usage;
+use crate::process::{self, signal_group, RC_RUNNER_ERROR};
+use std::io;
+use std::process::ExitStatus;
+use std::time::Duration;
+use tokio::process::Child;
+use tokio::time::Instant;
+use torc_core::api::{ClaimedJob, CompletionReport, Coordinator, StartReport};
+use torc_core::{JobId, Timestamp};
+use tracing::{debug, error, info, warn};
+
+/// What a running job is doing.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Phase {
+    /// The job's own command runs.
+    Job,
+    /// The command exited with `job_rc`; the failure handler's recovery script runs.
+    Recovery {
+        job_rc: i32,
+        end_time: Timestamp,
+        usage: Usage,
+    },
+}
+
+pub(super) struct Running {
+    pub(super) job: ClaimedJob,
+    /// The process group of what runs now (the job, then its recovery script).
+    pub(super) pgid: i32,
+    pub(super) phase: Phase,
+    pub(super) start_time: Timestamp,
+    /// When the job's `timeout` runs out.
+    pub(super) deadline: Option<Instant>,
+    /// When a SIGTERM'ed group gets SIGKILL.
+    pub(super) kill_at: Option<Instant>,
+    /// The runner stopped it (timeout, shutdown, cancellation).
+    pub(super) terminated: bool,
+}
+
+impl Running {
+    /// Stops the job: SIGTERM and a grace period if it supports termination, else SIGKILL.
+    pub(super) fn terminate(&mut self, now: Instant, grace: Duration, hard: bool) {
+        let first = !self.terminated;
+        self.terminated = true;
+        let gentle = self.job.supports_termination && matches!(self.phase, Phase::Job);
+        if hard || !gentle {
+            signal_group(self.pgid, libc::SIGKILL);
+            self.kill_at = None;
+        } else if first {
+            signal_group(self.pgid, libc::SIGTERM);
+            self.kill_at = Some(now + grace);
+        }
+    }
+}
+
+pub(super) struct Exit {
+    pub(super) job_id: JobId,
+    pub(super) attempt_id: u32,
+    pub(super) recovery: bool,
+    pub(super) status: io::Result<ExitStatus>,
+}
+
+pub(super) fn wait_for(
+    mut child: Child,
+    job_id: JobId,
+    attempt_id: u32,
+    recovery: bool,
+) -> BoxFut<Exit> {
+    Box::pin(async move {
+        let status = child.wait().await;
+        Exit {
+            job_id,
+            attempt_id,
+            recovery,
+            status,
+        }
+    })
+}
+
+pub(super) fn pgid_of(child: &Child) -> i32 {
+    child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0)
+}
+
+impl<C: Coordinator> EventLoop<C> {
+    pub(super) fn start_job(&mut self, job: ClaimedJob) {
+        let start_time = process::now_timestamp();
+        if self.running.contains_key(&job.job_id) {
+            error!(
+                job = job.job_id.0,
+                "claimed a job that is already running here"
+            );
+            self.abandon(job);
+            return;
+        }
+        self.push_start(&job, start_time);
+        match process::spawn_job(&job, &self.ctx) {
+            Ok(child) => {
+                let pgid = pgid_of(&child);
+                let now = Instant::now();
+                self.monitor.track(pgid);
+                self.exits
+                    .push(wait_for(child, job.job_id, job.attempt_id, false));
+                debug!(job = job.job_id.0, name = %job.name, attempt = job.attempt_id, pgid, "job started");
+                self.running.insert(
+                    job.job_id,
+                    Running {
+                        deadline: job.timeout.map(|t| now + t),
+                        job,
+                        pgid,
+                        phase: Phase::Job,
+                        start_time,
+                        kill_at: None,
+                        terminated: false,
+                    },
+                );
+                self.idle_since = None;
+            }
+            Err(e) => {
+                error!(job = job.job_id.0, name = %job.name, error = %e, "cannot start job");
+                self.counts.failed += 1;
+                self.completions.push(completion(
+                    &job,
+                    RC_RUNNER_ERROR,
+                    false,
+                    false,
+                    start_time,
+                    process::now_timestamp(),
+                    Usage::default(),
+                ));
+            }
+        }
+    }
+
+    /// A job handed over while stopping: never run, reported terminated.
+    pub(super) fn abandon(&mut self, job: ClaimedJob) {
+        let now = process::now_timestamp();
+        warn!(job = job.job_id.0, name = %job.name, "claimed while stopping: reporting it terminated");
+        self.push_start(&job, now);
+        self.counts.terminated += 1;
+        self.completions.push(completion(
+            &job,
+            -libc::SIGTERM,
+            true,
+            false,
+            now,
+            now,
+            Usage::default(),
+        ));
+    }
+
+    pub(super) fn push_start(&mut self, job: &ClaimedJob, start_time: Timestamp) {
+        self.starts.push(StartReport {
+            job_id: job.job_id,
+            attempt_id: job.attempt_id,
+            start_time,
+        });
+        self.first_start_at.get_or_insert_with(Instant::now);
+    }
+
+    pub(super) fn on_exit(&mut self, exit: Exit) {
+        let Some(r) = self.running.get_mut(&exit.job_id) else {
+            warn!(
+                job = exit.job_id.0,
+                "exit of a job that is not running here"
+            );
+            return;
+        };
+        if r.job.attempt_id != exit.attempt_id
+            || matches!(r.phase, Phase::Recovery { .. }) != exit.recovery
+        {
+            warn!(job = exit.job_id.0, "exit of a stale process ignored");
+            return;
+        }
+        let rc = match exit.status {
+            Ok(status) => process::return_code(status),
+            Err(e) => {
+                error!(job = exit.job_id.0, error = %e, "cannot wait for a job's process");
+                RC_RUNNER_ERROR
+            }
+        };
+        if r.terminated {
+            // Whatever the group leader left behind goes too.
+            signal_group(r.pgid, libc::SIGKILL);
+        }
+        let end_time = process::now_timestamp();
+        match r.phase {
+            Phase::Job => {
+                let usage = self.monitor.untrack(r.pgid);
+                let recovery = if !r.terminated && rc != 0 && self.stopping.is_none() {
+                    process::recovery_script_for(&r.job, rc)
+                } else {
+                    None
+                };
+                if let Some(script) = recovery {
+                    info!(job = exit.job_id.0, name = %r.job.name, rc, "running the recovery script");
+                    match process::spawn_recovery(script, &r.job, &self.ctx) {
+                        Ok(child) => {
+                            r.pgid = pgid_of(&child);
+                            r.phase = Phase::Recovery {
+                                job_rc: rc,
+                                end_time,
+                                usage,
+                            };
+                            r.kill_at = None;
+                            self.exits
+                                .push(wait_for(child, exit.job_id, exit.attempt_id, true));
+                        }
+                        Err(e) => {
+                            warn!(job = exit.job_id.0, error = %e, "cannot start the recovery script");
+                            self.finish(exit.job_id, rc, end_time, usage, true);
+                        }
+                    }
+                    return;
+                }
+                self.finish(exit.job_id, rc, end_time, usage, false);
+            }
+            Phase::Recovery {
+                job_rc,
+                end_time,
+                usage,
+            } => {
+                let failed = rc != 0 || r.terminated;
+                if failed {
+                    warn!(job = exit.job_id.0, rc, "the recovery script failed");
+                }
+                self.finish(exit.job_id, job_rc, end_time, usage, failed);
+            }
+        }
+    }
+
+    pub(super) fn finish(
+        &mut self,
+        job_id: JobId,
+        rc: i32,
+        end_time: Timestamp,
+        usage: Usage,
+        recovery_failed: bool,
+    ) {
+        let Some(r) = self.running.remove(&job_id) else {
+            return;
+        };
+        if r.terminated {
+            self.counts.terminated += 1;
+        } else if rc == 0 {
+            self.counts.completed += 1;
+        } else {
+            self.counts.failed += 1;
+        }
+        debug!(job = job_id.0, rc, terminated = r.terminated, "job ended");
+        self.completions.push(completion(
+            &r.job,
+            rc,
+            r.terminated,
+            recovery_failed,
+            r.start_time,
+            end_time,
+            usage,
+        ));
+        if self.running.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+}
+
+pub(super) fn completion(
+    job: &ClaimedJob,
+    return_code: i32,
+    terminated: bool,
+    recovery_failed: bool,
+    start_time: Timestamp,
+    end_time: Timestamp,
+    usage: Usage,
+) -> CompletionReport {
+    CompletionReport {
+        job_id: job.job_id,
+        run_id: job.run_id,
+        attempt_id: job.attempt_id,
+        return_code,
+        terminated,
+        recovery_failed,
+        start_time,
+        end_time,
+        peak_memory_bytes: usage.peak_memory_bytes,
+        avg_memory_bytes: usage.avg_memory_bytes,
+        peak_cpu_percent: usage.peak_cpu_percent,
+        avg_cpu_percent: usage.avg_cpu_percent,
+    }
+}

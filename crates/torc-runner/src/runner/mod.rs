@@ -1,0 +1,461 @@
+//! The event loop: one task owns the running set and reacts to child exits, claim answers,
+//! report acknowledgements, timers and shutdown requests.
+//!
+//! At most one claim and one report are in flight at a time, each as its own future polled by
+//! the loop, so a parked (long-poll) claim never holds back a report. A child's exit queues its
+//! completion and refills the free slots at once; completions are flushed whenever no report is
+//! in flight, so batches grow under load and add no latency when idle.
+
+use crate::config::RunnerConfig;
+use crate::error::{Progress, RunEnd, RunSummary, RunnerError};
+use crate::monitor::Monitor;
+use crate::process::{signal_group, JobContext};
+use crate::shutdown::Shutdown;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use torc_core::api::{
+    ClaimResponse, CompletionReport, Coordinator, CoordinatorError, ReportBatch, ReportResponse,
+    StartReport,
+};
+use torc_core::changes::WorkflowState;
+use torc_core::JobId;
+use tracing::{debug, error, info, warn, Instrument};
+
+mod claims;
+mod jobs;
+mod reports;
+
+use jobs::{Exit, Phase, Running};
+
+type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Back-off after a transient coordinator error: doubles from the minimum up to the cap.
+const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
+/// Back-off after an empty claim that came back early (a coordinator that does not long-poll).
+const IDLE_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(1));
+/// Starts ride along with completions; alone, they wait at most this long.
+const START_REPORT_DELAY: Duration = Duration::from_secs(1);
+/// Attempts for one report batch while stopping, before giving up.
+const STOPPING_REPORT_ATTEMPTS: u32 = 8;
+/// The same after a second shutdown request.
+const HARD_STOP_REPORT_ATTEMPTS: u32 = 2;
+
+/// Runs jobs of `config.workflow_id` until the workflow is done, the idle timeout passes, or
+/// `shutdown` is triggered.
+pub async fn run<C: Coordinator>(
+    coord: Arc<C>,
+    config: RunnerConfig,
+    shutdown: Shutdown,
+) -> Result<RunSummary, RunnerError> {
+    let (progress, _rx) = watch::channel(Progress::default());
+    run_with_progress(coord, config, shutdown, progress).await
+}
+
+/// [`run`], publishing live counters to `progress` as they change.
+pub async fn run_with_progress<C: Coordinator>(
+    coord: Arc<C>,
+    config: RunnerConfig,
+    shutdown: Shutdown,
+    progress: watch::Sender<Progress>,
+) -> Result<RunSummary, RunnerError> {
+    if config.capacity.is_zero() {
+        return Err(RunnerError::ZeroCapacity);
+    }
+    let stdio_dir = config.stdio_dir();
+    std::fs::create_dir_all(&stdio_dir).map_err(|source| RunnerError::OutputDir {
+        path: stdio_dir.clone(),
+        source,
+    })?;
+    let output_dir =
+        std::fs::canonicalize(&config.output_dir).unwrap_or_else(|_| config.output_dir.clone());
+    let ctx = JobContext {
+        output_dir,
+        stdio_dir,
+        api_url: config.api_url.clone(),
+    };
+    let span = tracing::info_span!(
+        "runner",
+        workflow = %config.workflow_id,
+        runner = %config.runner_id
+    );
+    let monitor = Monitor::default();
+    let _sampler = config
+        .sample_interval
+        .map(|every| AbortOnDrop(tokio::spawn(monitor.clone().sample_forever(every))));
+    let event_loop = EventLoop::new(coord, config, ctx, monitor, progress);
+    event_loop.run(shutdown).instrument(span).await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Shutdown,
+    Canceled,
+    Failed,
+}
+
+fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    min.saturating_mul(factor).min(max)
+}
+
+fn earliest(acc: &mut Option<Instant>, t: Option<Instant>) {
+    if let Some(t) = t {
+        *acc = Some(acc.map_or(t, |a| a.min(t)));
+    }
+}
+
+/// Polls the future in `slot`, or never completes when the slot is empty.
+fn poll_slot<T>(slot: &mut Option<BoxFut<T>>) -> impl Future<Output = T> + '_ {
+    std::future::poll_fn(move |cx| match slot {
+        Some(fut) => fut.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct EventLoop<C: Coordinator> {
+    coord: Arc<C>,
+    cfg: RunnerConfig,
+    ctx: JobContext,
+    monitor: Monitor,
+    started: Instant,
+
+    running: HashMap<JobId, Running>,
+    exits: FuturesUnordered<BoxFut<Exit>>,
+
+    claim: Option<BoxFut<Result<ClaimResponse, CoordinatorError>>>,
+    claim_sent: Instant,
+    claim_not_before: Option<Instant>,
+    claim_failures: u32,
+    empty_claims: u32,
+    /// While stopping: when to stop waiting for the claim in flight.
+    claim_deadline: Option<Instant>,
+
+    report: Option<BoxFut<Result<ReportResponse, CoordinatorError>>>,
+    /// The batch in flight, or waiting to be sent again after a transient error.
+    unacked: Option<ReportBatch>,
+    report_not_before: Option<Instant>,
+    report_failures: u32,
+    /// No more reports will be sent (rejected, or given up on while stopping).
+    reports_closed: bool,
+    starts: Vec<StartReport>,
+    first_start_at: Option<Instant>,
+    completions: Vec<CompletionReport>,
+
+    workflow_state: WorkflowState,
+    idle_since: Option<Instant>,
+    idle_expired: bool,
+    stopping: Option<StopReason>,
+    hard_stop: bool,
+    error: Option<RunnerError>,
+
+    counts: Progress,
+    progress: watch::Sender<Progress>,
+}
+
+impl<C: Coordinator> Drop for EventLoop<C> {
+    fn drop(&mut self) {
+        // Reached with jobs running only if the run future itself was dropped: leave nothing.
+        for r in self.running.values() {
+            signal_group(r.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+impl<C: Coordinator> EventLoop<C> {
+    fn new(
+        coord: Arc<C>,
+        cfg: RunnerConfig,
+        ctx: JobContext,
+        monitor: Monitor,
+        progress: watch::Sender<Progress>,
+    ) -> Self {
+        let now = Instant::now();
+        EventLoop {
+            coord,
+            cfg,
+            ctx,
+            monitor,
+            started: now,
+            running: HashMap::new(),
+            exits: FuturesUnordered::new(),
+            claim: None,
+            claim_sent: now,
+            claim_not_before: None,
+            claim_failures: 0,
+            empty_claims: 0,
+            claim_deadline: None,
+            report: None,
+            unacked: None,
+            report_not_before: None,
+            report_failures: 0,
+            reports_closed: false,
+            starts: Vec::new(),
+            first_start_at: None,
+            completions: Vec::new(),
+            workflow_state: WorkflowState::Active,
+            idle_since: Some(now),
+            idle_expired: false,
+            stopping: None,
+            hard_stop: false,
+            error: None,
+            counts: Progress::default(),
+            progress,
+        }
+    }
+
+    async fn run(mut self, shutdown: Shutdown) -> Result<RunSummary, RunnerError> {
+        let mut shutdown_rx = shutdown.subscribe();
+        let mut shutdowns_seen = 0;
+        info!(capacity = ?self.cfg.capacity, "runner started");
+        loop {
+            let requested = *shutdown_rx.borrow_and_update();
+            if requested > shutdowns_seen {
+                shutdowns_seen = requested;
+                self.on_shutdown(requested);
+            }
+            let now = Instant::now();
+            self.on_timers(now);
+            self.pump_reports(now);
+            self.pump_claims(now);
+            self.publish();
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                Some(exit) = self.exits.next(), if !self.exits.is_empty() => {
+                    self.on_exit(exit);
+                    // Take every exit that is already there, so one claim refills them all.
+                    while let Some(Some(exit)) = self.exits.next().now_or_never() {
+                        self.on_exit(exit);
+                    }
+                }
+                res = poll_slot(&mut self.report) => {
+                    self.report = None;
+                    self.on_report(res);
+                }
+                res = poll_slot(&mut self.claim) => {
+                    self.claim = None;
+                    self.on_claim(res);
+                }
+                _ = shutdown_rx.changed() => {}
+                () = sleep_until_opt(wake) => {}
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.counts.running = self.running.len();
+        let counts = self.counts;
+        self.progress.send_if_modified(|p| {
+            let changed = *p != counts;
+            *p = counts;
+            changed
+        });
+    }
+
+    /// The run's result once there is nothing left to wait for.
+    fn outcome(&mut self) -> Option<Result<RunSummary, RunnerError>> {
+        let reports_done = self.reports_closed
+            || (self.report.is_none()
+                && self.unacked.is_none()
+                && self.starts.is_empty()
+                && self.completions.is_empty());
+        let quiet = self.running.is_empty() && reports_done;
+        let end = match self.stopping {
+            Some(_) if !(quiet && self.claim.is_none()) => return None,
+            Some(StopReason::Canceled) => RunEnd::WorkflowCanceled,
+            Some(StopReason::Shutdown | StopReason::Failed) => RunEnd::Shutdown,
+            None if quiet && self.workflow_state == WorkflowState::Complete => {
+                RunEnd::WorkflowComplete
+            }
+            None if quiet && self.idle_expired && self.claim.is_none() => RunEnd::IdleTimeout,
+            None => return None,
+        };
+        let summary = RunSummary {
+            completed: self.counts.completed,
+            failed: self.counts.failed,
+            terminated: self.counts.terminated,
+            refused: self.counts.refused,
+            end,
+        };
+        if let Some(err) = self.error.take() {
+            error!(error = %err, "runner stopped with an error");
+            return Some(Err(err));
+        }
+        info!(
+            completed = summary.completed,
+            failed = summary.failed,
+            terminated = summary.terminated,
+            refused = summary.refused,
+            end = ?summary.end,
+            "runner finished"
+        );
+        Some(Ok(summary))
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let mut wake = None;
+        for r in self.running.values() {
+            if !r.terminated && matches!(r.phase, Phase::Job) {
+                earliest(&mut wake, r.deadline);
+            }
+            earliest(&mut wake, r.kill_at);
+        }
+        if self.claim.is_none() {
+            earliest(&mut wake, self.claim_not_before);
+        } else {
+            earliest(&mut wake, self.claim_deadline);
+        }
+        if self.report.is_none() {
+            if self.unacked.is_some() {
+                earliest(&mut wake, self.report_not_before);
+            } else {
+                earliest(
+                    &mut wake,
+                    self.first_start_at.map(|t| t + START_REPORT_DELAY),
+                );
+            }
+        }
+        if let (Some(timeout), Some(since), false) =
+            (self.cfg.idle_timeout, self.idle_since, self.idle_expired)
+        {
+            earliest(&mut wake, Some(since + timeout));
+        }
+        wake
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let grace = self.cfg.grace_period;
+        for r in self.running.values_mut() {
+            let timed_out = r.deadline.is_some_and(|d| d <= now);
+            if timed_out && !r.terminated && matches!(r.phase, Phase::Job) {
+                warn!(job = r.job.job_id.0, name = %r.job.name, "job ran past its timeout: terminating");
+                r.terminate(now, grace, false);
+            }
+            if r.kill_at.is_some_and(|t| t <= now) {
+                debug!(
+                    job = r.job.job_id.0,
+                    "grace period over: killing the job's process group"
+                );
+                signal_group(r.pgid, libc::SIGKILL);
+                r.kill_at = None;
+            }
+        }
+        if let (Some(timeout), Some(since)) = (self.cfg.idle_timeout, self.idle_since) {
+            if !self.idle_expired && self.running.is_empty() && now >= since + timeout {
+                info!(?timeout, "nothing to run for the idle timeout: stopping");
+                self.idle_expired = true;
+            }
+        }
+        if self.claim.is_some() && self.claim_deadline.is_some_and(|t| t <= now) {
+            warn!("giving up on the claim in flight");
+            self.claim = None;
+        }
+    }
+
+    fn on_shutdown(&mut self, requests: u32) {
+        if requests >= 1 {
+            self.begin_stop(StopReason::Shutdown);
+        }
+        if requests >= 2 && !self.hard_stop {
+            warn!("second shutdown request: killing every job now");
+            self.hard_stop = true;
+            let now = Instant::now();
+            for r in self.running.values_mut() {
+                r.terminate(now, Duration::ZERO, true);
+            }
+            self.claim = None;
+        }
+    }
+
+    /// Stops claiming and terminates every running job.
+    fn begin_stop(&mut self, reason: StopReason) {
+        if self.stopping.is_some() {
+            return;
+        }
+        info!(?reason, running = self.running.len(), "stopping");
+        self.stopping = Some(reason);
+        let now = Instant::now();
+        let grace = self.cfg.grace_period;
+        for r in self.running.values_mut() {
+            r.terminate(now, grace, false);
+        }
+        self.claim_not_before = None;
+        self.claim_deadline = Some(now + grace);
+    }
+
+    fn fail(&mut self, err: RunnerError) {
+        error!(error = %err, "fatal runner error");
+        if self.error.is_none() {
+            self.error = Some(err);
+        }
+        self.begin_stop(StopReason::Failed);
+    }
+
+    fn observe_state(&mut self, state: WorkflowState) {
+        // Done is final for this runner: a stale "active" answer cannot undo it.
+        if self.workflow_state.is_done() || !state.is_done() {
+            return;
+        }
+        self.workflow_state = state;
+        // Nothing can be handed out any more: the claim in flight may go.
+        self.claim = None;
+        if state == WorkflowState::Canceled {
+            warn!("workflow canceled: terminating running jobs");
+            self.begin_stop(StopReason::Canceled);
+        } else {
+            info!("workflow complete");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let range = (Duration::from_millis(50), Duration::from_secs(1));
+        assert_eq!(backoff(1, range), Duration::from_millis(50));
+        assert_eq!(backoff(2, range), Duration::from_millis(100));
+        assert_eq!(backoff(3, range), Duration::from_millis(200));
+        assert_eq!(backoff(10, range), Duration::from_secs(1));
+        assert_eq!(backoff(u32::MAX, range), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn earliest_keeps_the_minimum() {
+        let now = Instant::now();
+        let mut acc = None;
+        earliest(&mut acc, None);
+        assert_eq!(acc, None);
+        earliest(&mut acc, Some(now + Duration::from_secs(2)));
+        earliest(&mut acc, Some(now + Duration::from_secs(1)));
+        earliest(&mut acc, Some(now + Duration::from_secs(3)));
+        assert_eq!(acc, Some(now + Duration::from_secs(1)));
+    }
+}
