@@ -106,4 +106,19 @@ mod tests {
         assert_eq!(*rx.borrow_and_update(), 2);
         assert_eq!(clone.triggered(), 2);
     }
+
+    #[tokio::test]
+    async fn sigterm_triggers_the_handle() {
+        let shutdown = Shutdown::new();
+        let mut rx = shutdown.subscribe();
+        let guard = install_signal_handlers(shutdown.clone()).unwrap();
+        // SAFETY: raise has no preconditions; the handler above replaced the default action.
+        assert_eq!(unsafe { libc::raise(SIGTERM) }, 0);
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.changed())
+            .await
+            .expect("the signal reached the handle")
+            .unwrap();
+        assert_eq!(shutdown.triggered(), 1);
+        drop(guard);
+    }
 }

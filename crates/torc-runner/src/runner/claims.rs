@@ -69,6 +69,8 @@ impl<C: Coordinator> EventLoop<C> {
 
     pub(super) fn on_claim(&mut self, res: Result<ClaimResponse, CoordinatorError>) {
         let now = Instant::now();
+        // A shutdown requested while the claim was out must win over starting its jobs.
+        self.check_shutdown();
         match res {
             Ok(resp) => {
                 self.claim_failures = 0;

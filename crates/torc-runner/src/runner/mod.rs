@@ -167,6 +167,8 @@ struct EventLoop<C: Coordinator> {
     workflow_state: WorkflowState,
     idle_since: Option<Instant>,
     idle_expired: bool,
+    shutdown: Option<Shutdown>,
+    shutdowns_seen: u32,
     stopping: Option<StopReason>,
     hard_stop: bool,
     error: Option<RunnerError>,
@@ -218,6 +220,8 @@ impl<C: Coordinator> EventLoop<C> {
             workflow_state: WorkflowState::Active,
             idle_since: Some(now),
             idle_expired: false,
+            shutdown: None,
+            shutdowns_seen: 0,
             stopping: None,
             hard_stop: false,
             error: None,
@@ -228,14 +232,11 @@ impl<C: Coordinator> EventLoop<C> {
 
     async fn run(mut self, shutdown: Shutdown) -> Result<RunSummary, RunnerError> {
         let mut shutdown_rx = shutdown.subscribe();
-        let mut shutdowns_seen = 0;
+        self.shutdown = Some(shutdown);
         info!(capacity = ?self.cfg.capacity, "runner started");
         loop {
-            let requested = *shutdown_rx.borrow_and_update();
-            if requested > shutdowns_seen {
-                shutdowns_seen = requested;
-                self.on_shutdown(requested);
-            }
+            shutdown_rx.borrow_and_update();
+            self.check_shutdown();
             let now = Instant::now();
             self.on_timers(now);
             self.pump_reports(now);
@@ -374,6 +375,15 @@ impl<C: Coordinator> EventLoop<C> {
         if self.claim.is_some() && self.claim_deadline.is_some_and(|t| t <= now) {
             warn!("giving up on the claim in flight");
             self.claim = None;
+        }
+    }
+
+    /// Acts on shutdown requests not seen yet.
+    fn check_shutdown(&mut self) {
+        let requests = self.shutdown.as_ref().map_or(0, Shutdown::triggered);
+        if requests > self.shutdowns_seen {
+            self.shutdowns_seen = requests;
+            self.on_shutdown(requests);
         }
     }
 
