@@ -922,15 +922,15 @@ async fn a_canceled_workflow_terminates_running_jobs() {
     assert_eq!(summary.end, RunEnd::WorkflowCanceled);
     assert_eq!(summary.terminated, 1);
     // The fake accepts nothing once canceled, but the report was sent.
-    let s = fake.lock();
-    let sent = s
+    let sent = fake
+        .lock()
         .batches
         .iter()
         .flat_map(|b| &b.completions)
         .find(|c| c.job_id == JobId(1))
+        .cloned()
         .expect("the terminated job was reported");
     assert!(sent.terminated);
-    drop(s);
     assert_gone(read_pid(&pid)).await;
 }
 
