@@ -177,7 +177,7 @@ pub fn format_memory(bytes: u64) -> String {
 /// `100` (bytes). [`parse_memory`] reads it back to the same number.
 pub fn format_memory_spec(bytes: u64) -> String {
     let mut exponent = 0;
-    while exponent < 4 && bytes != 0 && bytes % KIB.pow(exponent + 1) == 0 {
+    while exponent < 4 && bytes != 0 && bytes & (KIB.pow(exponent + 1) - 1) == 0 {
         exponent += 1;
     }
     format!(
@@ -416,7 +416,9 @@ mod tests {
         assert!(text.contains("not allowed"), "{text}");
         assert!(text.contains("1536m"), "{text}");
         assert_eq!(parse_memory(""), Err(UnitError::EmptyMemory));
-        for bad in ["g", "12x", "1gg", "1 2", "1,000", "kb5", "1e3", "0x10", "1.2.3g"] {
+        for bad in [
+            "g", "12x", "1gg", "1 2", "1,000", "kb5", "1e3", "0x10", "1.2.3g",
+        ] {
             assert!(parse_memory(bad).is_err(), "{bad}");
         }
         assert!(matches!(
@@ -450,7 +452,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("PT30M"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("P1DT12H"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(
+            parse_duration("P1DT12H"),
+            Ok(Duration::from_secs(36 * 3600))
+        );
         assert_eq!(parse_duration("PT0.5S"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("P2D"), Ok(Duration::from_secs(2 * 86_400)));
         assert_eq!(parse_duration("P1W"), Ok(Duration::from_secs(7 * 86_400)));
@@ -470,10 +475,7 @@ mod tests {
         let months = parse_duration("P1M").unwrap_err();
         assert!(matches!(
             months,
-            UnitError::CalendarDuration {
-                unit: "months",
-                ..
-            }
+            UnitError::CalendarDuration { unit: "months", .. }
         ));
         assert!(months.to_string().contains("no fixed length"));
         assert!(matches!(
@@ -520,7 +522,10 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(90)), "1m 30s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_secs(7500)), "2h 5m");
-        assert_eq!(format_duration(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d 4h");
+        assert_eq!(
+            format_duration(Duration::from_secs(3 * 86_400 + 4 * 3600)),
+            "3d 4h"
+        );
         assert_eq!(format_duration_iso(Duration::ZERO), "PT0S");
         assert_eq!(format_duration_iso(Duration::from_secs(5400)), "PT1H30M");
         assert_eq!(format_duration_iso(Duration::from_secs(86_400)), "P1D");

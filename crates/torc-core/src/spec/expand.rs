@@ -1,0 +1,755 @@
+//! Expansion of raw entries into the model: parameters, placeholders, references, dependencies.
+
+use super::diag::{did_you_mean, Errors, Loc};
+use super::params::{ParamSet, ParamValue, Template};
+use super::read::{RawJob, RawSpec, LIST_KEYS};
+use super::resolve::{find_cycle, NameIndex, RegexMatch};
+use crate::ids::JobId;
+use crate::model::{FileDef, JobDef, UserDataDef, WorkflowDef};
+use std::collections::HashMap;
+
+/// The most jobs (after expansion) one workflow may have.
+pub(super) const MAX_JOBS: usize = 10_000_000;
+/// "Did you mean" is only searched for among at most this many names.
+const MAX_SUGGEST: usize = 20_000;
+/// The most problems reported per spec entry past its first instance; the rest are counted.
+const MAX_ERRORS_PER_ENTRY: usize = 5;
+
+/// Turns the raw spec into the model; problems go to `errs`.
+pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
+    let root = Loc::Root;
+    let rr_index = index_entries(
+        "resource_requirements",
+        "resource requirement",
+        raw.resource_requirements
+            .iter()
+            .map(|(i, r)| (*i, r.name.as_str())),
+        errs,
+    );
+    let fh_index = index_entries(
+        "failure_handlers",
+        "failure handler",
+        raw.failure_handlers
+            .iter()
+            .map(|(i, h)| (*i, h.name.as_str())),
+        errs,
+    );
+
+    let files_loc = root.key("files");
+    let mut file_names = Vec::new();
+    let mut file_paths = Vec::new();
+    let mut file_entry = Vec::new();
+    for f in &raw.files {
+        let loc = files_loc.entry(f.index, Some(f.name));
+        render_each(
+            f.params.as_ref(),
+            &[("name", f.name), ("path", f.path)],
+            &loc,
+            errs,
+            |r| {
+                file_names.push(std::mem::take(&mut r[0]));
+                file_paths.push(std::mem::take(&mut r[1]));
+                file_entry.push(f.index);
+            },
+        );
+    }
+    let ud_loc = root.key("user_data");
+    let mut ud_names = Vec::new();
+    let mut ud_defs = Vec::new();
+    let mut ud_entry = Vec::new();
+    for u in &raw.user_data {
+        let loc = ud_loc.entry(u.index, Some(u.name));
+        render_each(u.params.as_ref(), &[("name", u.name)], &loc, errs, |r| {
+            ud_names.push(std::mem::take(&mut r[0]));
+            ud_defs.push(UserDataDef {
+                name: String::new(),
+                data: u.data.cloned(),
+                is_ephemeral: u.is_ephemeral,
+            });
+            ud_entry.push(u.index);
+        });
+    }
+    let (files, dups) = NameIndex::new(&file_names);
+    report_duplicates(
+        "files",
+        "file",
+        &dups,
+        &file_entry,
+        &raw.files.iter().map(|f| (f.index, f.name)).collect(),
+        &file_names,
+        errs,
+    );
+    let (user_data, dups) = NameIndex::new(&ud_names);
+    report_duplicates(
+        "user_data",
+        "user data",
+        &dups,
+        &ud_entry,
+        &raw.user_data.iter().map(|u| (u.index, u.name)).collect(),
+        &ud_names,
+        errs,
+    );
+
+    // Pass A: every job's name, so that references can be resolved in any order.
+    let jobs_loc = root.key("jobs");
+    let mut job_names: Vec<String> = Vec::new();
+    let mut job_entry: Vec<u32> = Vec::new();
+    let mut ranges: Vec<Option<(usize, usize)>> = Vec::with_capacity(raw.jobs.len());
+    let mut over_limit = false;
+    for (e, job) in raw.jobs.iter().enumerate() {
+        let loc = jobs_loc.entry(job.index, Some(job.name));
+        let count = job.params.as_ref().map_or(Some(1), ParamSet::count);
+        if over_limit {
+            ranges.push(None);
+            continue;
+        }
+        let Some(count) = count.filter(|c| job_names.len() + c <= MAX_JOBS) else {
+            errs.push(
+                loc,
+                format!("the workflow expands to more than {MAX_JOBS} jobs, the most allowed"),
+            );
+            over_limit = true;
+            ranges.push(None);
+            continue;
+        };
+        let start = job_names.len();
+        job_names.reserve(count);
+        let ok = render_each(
+            job.params.as_ref(),
+            &[("name", job.name)],
+            &loc,
+            errs,
+            |r| {
+                job_names.push(std::mem::take(&mut r[0]));
+            },
+        );
+        if ok {
+            job_entry.resize(job_names.len(), e as u32);
+            ranges.push(Some((start, job_names.len())));
+        } else {
+            job_names.truncate(start);
+            ranges.push(None);
+        }
+    }
+    let (jobs_index, dups) = NameIndex::new(&job_names);
+    for &(dup, first) in &dups {
+        let entry = &raw.jobs[job_entry[dup as usize] as usize];
+        let first_entry = &raw.jobs[job_entry[first as usize] as usize];
+        let loc = jobs_loc.entry(entry.index, Some(entry.name));
+        errs.push(
+            loc.key("name"),
+            format!(
+                "duplicate job name `{}` (jobs[{}] ({:?}) already defines it)",
+                job_names[dup as usize], first_entry.index, first_entry.name
+            ),
+        );
+    }
+
+    // Pass B: everything else, instance by instance.
+    let mut ctx = Ctx {
+        errs,
+        jobs: jobs_index,
+        files,
+        file_paths: &file_paths,
+        user_data,
+        rr_index: &rr_index,
+        fh_index: &fh_index,
+        slurm: raw.slurm_schedulers.as_deref(),
+        entry_errors: 0,
+        entry_start: 0,
+        current: (0, false),
+    };
+    let mut jobs: Vec<JobDef> = Vec::with_capacity(job_names.len());
+    for (job, range) in raw.jobs.iter().zip(&ranges) {
+        let Some((start, end)) = *range else { continue };
+        let loc = jobs_loc.entry(job.index, Some(job.name));
+        ctx.entry_errors = 0;
+        ctx.entry_start = start as u32;
+        let names: &[String] = job.params.as_ref().map_or(&[], |p| &p.names);
+        let Some(templates) = JobTemplates::compile(job, names, &loc, ctx.errs) else {
+            jobs.extend((start..end).map(|_| JobDef::new("", "")));
+            continue;
+        };
+        let mut index = start;
+        let mut build = |combo: &[&ParamValue]| {
+            let def = ctx.build_job(job, &templates, names, combo, index as u32, &loc);
+            jobs.push(def.unwrap_or_else(|| JobDef::new("", "")));
+            index += 1;
+        };
+        match &job.params {
+            Some(p) => p.for_each_combo(&mut build),
+            None => build(&[]),
+        }
+    }
+    drop(ctx);
+
+    // Pass C: implicit dependencies through data, then sort and deduplicate.
+    add_data_dependencies(&mut jobs, file_names.len(), ud_names.len());
+    for job in &mut jobs {
+        job.depends_on.sort_unstable();
+        job.depends_on.dedup();
+    }
+
+    // Pass D: cycles.
+    if jobs.len() == job_names.len() {
+        if let Some(cycle) = find_cycle(jobs.len(), &|j| &jobs[j].depends_on) {
+            let first = &raw.jobs[job_entry[cycle[0] as usize] as usize];
+            const SHOWN: usize = 20;
+            let mut text: Vec<&str> = cycle
+                .iter()
+                .take(SHOWN)
+                .map(|&j| job_names[j as usize].as_str())
+                .collect();
+            if cycle.len() > SHOWN {
+                text.push("…");
+                text.push(&job_names[cycle[0] as usize]);
+            }
+            errs.push(
+                jobs_loc.entry(first.index, Some(first.name)),
+                format!(
+                    "dependency cycle: {} (each job must finish before the next)",
+                    text.join(" -> ")
+                ),
+            );
+        }
+    }
+
+    for (job, name) in jobs.iter_mut().zip(job_names) {
+        job.name = name;
+    }
+    for (def, name) in ud_defs.iter_mut().zip(ud_names) {
+        def.name = name;
+    }
+    WorkflowDef {
+        name: raw.name,
+        description: raw.description,
+        user: raw.user,
+        project: raw.project,
+        metadata: raw.metadata,
+        jobs_sort_method: raw.jobs_sort_method,
+        resource_requirements: raw
+            .resource_requirements
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect(),
+        failure_handlers: raw.failure_handlers.into_iter().map(|(_, h)| h).collect(),
+        files: file_names
+            .into_iter()
+            .zip(file_paths)
+            .map(|(name, path)| FileDef { name, path })
+            .collect(),
+        user_data: ud_defs,
+        jobs,
+    }
+}
+
+/// Maps the names of a list's entries to their positions, reporting duplicates.
+fn index_entries<'r>(
+    list: &'static str,
+    what: &str,
+    entries: impl Iterator<Item = (usize, &'r str)>,
+    errs: &mut Errors,
+) -> HashMap<&'r str, u32> {
+    let root = Loc::Root;
+    let list_loc = root.key(list);
+    let mut map: HashMap<&str, u32> = HashMap::new();
+    let mut first_entry: HashMap<&str, usize> = HashMap::new();
+    for (pos, (entry, name)) in entries.enumerate() {
+        if let Some(first) = first_entry.get(name) {
+            errs.push(
+                list_loc.entry(entry, Some(name)).key("name"),
+                format!("duplicate {what} name `{name}` ({list}[{first}] already defines it)"),
+            );
+        } else {
+            first_entry.insert(name, entry);
+            map.insert(name, pos as u32);
+        }
+    }
+    map
+}
+
+fn report_duplicates(
+    list: &'static str,
+    what: &str,
+    dups: &[(u32, u32)],
+    entry_of: &[usize],
+    entries: &HashMap<usize, &str>,
+    names: &[String],
+    errs: &mut Errors,
+) {
+    let root = Loc::Root;
+    let list_loc = root.key(list);
+    for &(dup, first) in dups {
+        let entry = entry_of[dup as usize];
+        let first_entry = entry_of[first as usize];
+        errs.push(
+            list_loc
+                .entry(entry, entries.get(&entry).copied())
+                .key("name"),
+            format!(
+                "duplicate {what} name `{}` ({list}[{first_entry}] already defines it)",
+                names[dup as usize]
+            ),
+        );
+    }
+}
+
+/// Renders `texts` for every combination of `params` (once if there are none) and hands each
+/// rendering to `f`. Returns false, with errors, if a template is invalid or an instance
+/// cannot be rendered (in which case `f` may have been called for some instances).
+fn render_each(
+    params: Option<&ParamSet>,
+    texts: &[(&'static str, &str)],
+    loc: &Loc<'_>,
+    errs: &mut Errors,
+    mut f: impl FnMut(&mut [String]),
+) -> bool {
+    let Some(params) = params else {
+        let mut out: Vec<String> = texts.iter().map(|(_, t)| t.to_string()).collect();
+        f(&mut out);
+        return true;
+    };
+    if params.count().is_none() {
+        errs.push(
+            loc,
+            format!("the parameters make more than {MAX_JOBS} combinations, the most allowed"),
+        );
+        return false;
+    }
+    let mut templates = Vec::with_capacity(texts.len());
+    for (key, text) in texts {
+        match Template::compile(text, &params.names) {
+            Ok(t) => templates.push(t),
+            Err(e) => {
+                errs.push(loc.key(key), e.to_string());
+                return false;
+            }
+        }
+    }
+    let mut ok = true;
+    let mut out: Vec<String> = vec![String::new(); texts.len()];
+    params.for_each_combo(|combo| {
+        if !ok {
+            return;
+        }
+        for ((slot, t), (key, _)) in out.iter_mut().zip(&templates).zip(texts) {
+            slot.clear();
+            if let Err(e) = t.render_into(&params.names, combo, false, slot) {
+                errs.push(loc.key(key), e.to_string());
+                ok = false;
+                return;
+            }
+        }
+        f(&mut out);
+    });
+    ok
+}
+
+/// A job entry's fields compiled against its parameter names.
+struct JobTemplates {
+    command: Template,
+    invocation_script: Option<Template>,
+    lists: Vec<Vec<Template>>,
+    resource_requirements: Option<Template>,
+    failure_handler: Option<Template>,
+    scheduler: Option<Template>,
+}
+
+impl JobTemplates {
+    fn compile(
+        job: &RawJob<'_>,
+        names: &[String],
+        loc: &Loc<'_>,
+        errs: &mut Errors,
+    ) -> Option<JobTemplates> {
+        let mut ok = true;
+        let mut one =
+            |key: &str, text: &str, errs: &mut Errors| match Template::compile(text, names) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errs.push(loc.key(key), e.to_string());
+                    ok = false;
+                    None
+                }
+            };
+        let command = one("command", job.command, errs);
+        let invocation_script = job
+            .invocation_script
+            .and_then(|s| one("invocation_script", s, errs));
+        let resource_requirements = job
+            .resource_requirements
+            .and_then(|s| one("resource_requirements", s, errs));
+        let failure_handler = job
+            .failure_handler
+            .and_then(|s| one("failure_handler", s, errs));
+        let scheduler = job.scheduler.and_then(|s| one("scheduler", s, errs));
+        let mut lists = Vec::with_capacity(LIST_KEYS.len());
+        for (key, items) in LIST_KEYS.iter().zip(&job.lists) {
+            let list_loc = loc.key(key);
+            let mut compiled = Vec::with_capacity(items.len());
+            for (i, text) in items.iter().enumerate() {
+                match Template::compile(text, names) {
+                    Ok(t) => compiled.push(t),
+                    Err(e) => {
+                        errs.push(list_loc.index(i), e.to_string());
+                        ok = false;
+                    }
+                }
+            }
+            lists.push(compiled);
+        }
+        if !ok {
+            return None;
+        }
+        Some(JobTemplates {
+            command: command?,
+            invocation_script,
+            lists,
+            resource_requirements,
+            failure_handler,
+            scheduler,
+        })
+    }
+}
+
+/// What pass B needs to resolve one job instance.
+struct Ctx<'c, 'n> {
+    errs: &'c mut Errors,
+    jobs: NameIndex<'n>,
+    files: NameIndex<'n>,
+    file_paths: &'n [String],
+    user_data: NameIndex<'n>,
+    rr_index: &'c HashMap<&'c str, u32>,
+    fh_index: &'c HashMap<&'c str, u32>,
+    slurm: Option<&'c [&'c str]>,
+    /// Problems reported for the current entry past its first instance.
+    entry_errors: usize,
+    /// The first index of the current entry.
+    entry_start: u32,
+    /// The job instance being built, and whether its entry is parameterized.
+    current: (u32, bool),
+}
+
+/// Which name set a list or placeholder refers to.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Job,
+    File,
+    UserData,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Job => "job",
+            Kind::File => "file",
+            Kind::UserData => "user data",
+        }
+    }
+}
+
+impl<'n> Ctx<'_, 'n> {
+    /// Reports a problem of the current instance: all of the entry's first instance, then at
+    /// most [`MAX_ERRORS_PER_ENTRY`] more for the entry's other instances.
+    fn report(&mut self, loc: impl std::fmt::Display, message: String) {
+        if self.current.0 != self.entry_start {
+            self.entry_errors += 1;
+        }
+        if self.entry_errors <= MAX_ERRORS_PER_ENTRY {
+            self.errs.push(loc, message);
+        } else {
+            self.errs.skip();
+        }
+    }
+
+    fn index(&mut self, kind: Kind) -> &mut NameIndex<'n> {
+        match kind {
+            Kind::Job => &mut self.jobs,
+            Kind::File => &mut self.files,
+            Kind::UserData => &mut self.user_data,
+        }
+    }
+
+    fn suggestion(&mut self, kind: Kind, name: &str) -> String {
+        let index = self.index(kind);
+        if index.len() > MAX_SUGGEST {
+            return String::new();
+        }
+        did_you_mean(name, index.names())
+    }
+
+    /// Resolves one name of `kind`; reports it if unknown.
+    fn lookup(&mut self, kind: Kind, name: &str, loc: &Loc<'_>) -> Option<u32> {
+        if let Some(i) = self.index(kind).get(name) {
+            return Some(i);
+        }
+        let hint = if self.errs.is_full() {
+            String::new()
+        } else {
+            self.suggestion(kind, name)
+        };
+        let context = self.context();
+        self.report(
+            loc,
+            format!("unknown {} `{name}`{context}{hint}", kind.noun()),
+        );
+        None
+    }
+
+    /// Resolves one regex over the names of `kind`; reports it if invalid or matching nothing.
+    fn lookup_regex(&mut self, kind: Kind, pattern: &str, loc: &Loc<'_>, out: &mut Vec<u32>) {
+        let (outcome, first_time) = self.index(kind).resolve_regex(pattern);
+        match &*outcome {
+            RegexMatch::Invalid(e) if first_time => {
+                self.report(loc, format!("invalid regex `{pattern}`: {e}"));
+            }
+            RegexMatch::Matches(m) if m.is_empty() && first_time => {
+                self.report(loc, format!("regex `{pattern}` matches no {}", kind.noun()));
+            }
+            RegexMatch::Matches(m) => out.extend_from_slice(m),
+            RegexMatch::Invalid(_) => {}
+        }
+    }
+
+    fn build_job(
+        &mut self,
+        job: &RawJob<'_>,
+        t: &JobTemplates,
+        names: &[String],
+        combo: &[&ParamValue],
+        index: u32,
+        loc: &Loc<'_>,
+    ) -> Option<JobDef> {
+        self.current = (index, job.params.is_some());
+        let render = |this: &mut Self, t: &Template, escape: bool, at: &Loc<'_>| {
+            t.render(names, combo, escape)
+                .map_err(|e| this.report(at, e.to_string()))
+                .ok()
+        };
+        let mut def = JobDef::new(String::new(), String::new());
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        let mut ud_inputs = Vec::new();
+        let mut ud_outputs = Vec::new();
+
+        let command_loc = loc.key("command");
+        let command = render(self, &t.command, false, &command_loc)?;
+        def.command = self.substitute_data(
+            command,
+            &command_loc,
+            [&mut inputs, &mut outputs, &mut ud_inputs, &mut ud_outputs],
+        );
+        if let Some(s) = &t.invocation_script {
+            let script_loc = loc.key("invocation_script");
+            let script = render(self, s, false, &script_loc)?;
+            def.invocation_script = Some(self.substitute_data(
+                script,
+                &script_loc,
+                [&mut inputs, &mut outputs, &mut ud_inputs, &mut ud_outputs],
+            ));
+        }
+
+        let mut deps: Vec<u32> = Vec::new();
+        for (l, (key, templates)) in LIST_KEYS.iter().zip(&t.lists).enumerate() {
+            let list_loc = loc.key(key);
+            let is_regex = l % 2 == 1;
+            let (kind, out) = match l / 2 {
+                0 => (Kind::Job, &mut deps),
+                1 => (Kind::File, &mut inputs),
+                2 => (Kind::File, &mut outputs),
+                3 => (Kind::UserData, &mut ud_inputs),
+                _ => (Kind::UserData, &mut ud_outputs),
+            };
+            for (i, template) in templates.iter().enumerate() {
+                let at = list_loc.index(i);
+                let Some(text) = render(self, template, is_regex, &at) else {
+                    continue;
+                };
+                if is_regex {
+                    self.lookup_regex(kind, &text, &at, out);
+                } else if let Some(found) = self.lookup(kind, &text, &at) {
+                    if kind == Kind::Job && found == index {
+                        self.report(at, format!("job `{text}` depends on itself"));
+                    } else {
+                        out.push(found);
+                    }
+                }
+            }
+        }
+        deps.retain(|&d| d != index);
+        def.depends_on = deps
+            .into_iter()
+            .map(|d| JobId::from_index(d as usize))
+            .collect();
+        for v in [&mut inputs, &mut outputs, &mut ud_inputs, &mut ud_outputs] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        def.input_files = inputs;
+        def.output_files = outputs;
+        def.input_user_data = ud_inputs;
+        def.output_user_data = ud_outputs;
+
+        if let Some(rt) = &t.resource_requirements {
+            let at = loc.key("resource_requirements");
+            let name = render(self, rt, false, &at)?;
+            match self.rr_index.get(name.as_str()) {
+                Some(&i) => def.resource_requirement = Some(i),
+                None => {
+                    let hint = did_you_mean(&name, self.rr_index.keys().copied());
+                    let context = self.context();
+                    self.report(
+                        at,
+                        format!("unknown resource requirement `{name}`{context}{hint}"),
+                    );
+                }
+            }
+        }
+        if let Some(ft) = &t.failure_handler {
+            let at = loc.key("failure_handler");
+            let name = render(self, ft, false, &at)?;
+            match self.fh_index.get(name.as_str()) {
+                Some(&i) => def.failure_handler = Some(i),
+                None => {
+                    let hint = did_you_mean(&name, self.fh_index.keys().copied());
+                    let context = self.context();
+                    self.report(
+                        at,
+                        format!("unknown failure handler `{name}`{context}{hint}"),
+                    );
+                }
+            }
+        }
+        if let Some(st) = &t.scheduler {
+            let at = loc.key("scheduler");
+            let name = render(self, st, false, &at)?;
+            if let Some(known) = self.slurm {
+                if !known.contains(&name.as_str()) {
+                    let hint = did_you_mean(&name, known.iter().copied());
+                    let context = self.context();
+                    self.report(
+                        at,
+                        format!("unknown slurm scheduler `{name}`{context}{hint}"),
+                    );
+                }
+            }
+            def.scheduler = Some(name);
+        }
+        def.cancel_on_blocking_job_failure = job.cancel_on_blocking_job_failure;
+        def.supports_termination = job.supports_termination;
+        def.priority = job.priority;
+        def.tags = job.tags.clone();
+        def.env = job.env.clone();
+        def.timeout = job.timeout;
+        Some(def)
+    }
+
+    /// ` (in job `x`)` for problems of a parameterized job's instances, else empty.
+    fn context(&self) -> String {
+        match self.current {
+            (index, true) => format!(" (in job `{}`)", self.jobs.name(index)),
+            _ => String::new(),
+        }
+    }
+
+    /// Replaces `${files.input.NAME}` and `${files.output.NAME}` with the file's path and
+    /// `${user_data.input.NAME}` / `${user_data.output.NAME}` with the user data's name,
+    /// recording each relation in `rel` (file inputs, file outputs, data inputs, data outputs).
+    /// Other `${...}` (shell variables) are left alone, and so are invalid placeholders (after
+    /// being reported).
+    fn substitute_data(&mut self, text: String, loc: &Loc<'_>, rel: [&mut Vec<u32>; 4]) -> String {
+        if !text.contains("${") {
+            return text;
+        }
+        let [file_in, file_out, ud_in, ud_out] = rel;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let (kind, tail) = if let Some(t) = after.strip_prefix("files.") {
+                (Kind::File, t)
+            } else if let Some(t) = after.strip_prefix("user_data.") {
+                (Kind::UserData, t)
+            } else {
+                out.push_str("${");
+                rest = after;
+                continue;
+            };
+            let Some(close) = tail.find('}') else {
+                self.report(loc, format!("unclosed placeholder `{}`", &rest[start..]));
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let prefix = if kind == Kind::File {
+                "files"
+            } else {
+                "user_data"
+            };
+            let body = &tail[..close];
+            let whole = format!("${{{prefix}.{body}}}");
+            let (direction, name) = body.split_once('.').unwrap_or((body, ""));
+            let input = match direction {
+                "input" => true,
+                "output" => false,
+                _ => {
+                    self.report(
+                        loc,
+                        format!("invalid placeholder `{whole}`: expected `${{{prefix}.input.NAME}}` or `${{{prefix}.output.NAME}}`"),
+                    );
+                    out.push_str(&whole);
+                    rest = &tail[close + 1..];
+                    continue;
+                }
+            };
+            match self.lookup(kind, name, loc) {
+                Some(i) => {
+                    match (kind, input) {
+                        (Kind::File, true) => file_in.push(i),
+                        (Kind::File, false) => file_out.push(i),
+                        (_, true) => ud_in.push(i),
+                        (_, false) => ud_out.push(i),
+                    }
+                    match kind {
+                        Kind::File => out.push_str(&self.file_paths[i as usize]),
+                        _ => out.push_str(self.user_data.name(i)),
+                    }
+                }
+                None => out.push_str(&whole),
+            }
+            rest = &tail[close + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// A job that reads a file or user data waits for every job that writes it (never itself).
+fn add_data_dependencies(jobs: &mut [JobDef], n_files: usize, n_user_data: usize) {
+    let mut file_writers: Vec<Vec<u32>> = vec![Vec::new(); n_files];
+    let mut ud_writers: Vec<Vec<u32>> = vec![Vec::new(); n_user_data];
+    for (j, job) in jobs.iter().enumerate() {
+        for &f in &job.output_files {
+            file_writers[f as usize].push(j as u32);
+        }
+        for &u in &job.output_user_data {
+            ud_writers[u as usize].push(j as u32);
+        }
+    }
+    for (j, job) in jobs.iter_mut().enumerate() {
+        let writers = job
+            .input_files
+            .iter()
+            .flat_map(|&f| &file_writers[f as usize])
+            .chain(
+                job.input_user_data
+                    .iter()
+                    .flat_map(|&u| &ud_writers[u as usize]),
+            );
+        let extra: Vec<JobId> = writers
+            .filter(|&&w| w as usize != j)
+            .map(|&w| JobId::from_index(w as usize))
+            .collect();
+        job.depends_on.extend(extra);
+    }
+}
