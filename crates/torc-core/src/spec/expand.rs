@@ -1,9 +1,10 @@
 //! Expansion of raw entries into the model: parameters, placeholders, references, dependencies.
 
 use super::diag::{did_you_mean, Errors, Loc};
-use super::params::{ParamSet, ParamValue, Template};
+use super::params::{ParamSet, ParamValue};
 use super::read::{RawJob, RawSpec, LIST_KEYS};
 use super::resolve::{find_cycle, NameIndex, RegexMatch};
+use super::template::Template;
 use crate::ids::JobId;
 use crate::model::{FileDef, JobDef, UserDataDef, WorkflowDef};
 use std::collections::HashMap;

@@ -40,9 +40,11 @@
 
 mod diag;
 mod expand;
+mod fields;
 mod params;
 mod read;
 mod resolve;
+mod template;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

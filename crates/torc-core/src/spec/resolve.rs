@@ -73,6 +73,11 @@ impl<'n> NameIndex<'n> {
     }
 
     fn compute(&mut self, pattern: &str) -> RegexMatch {
+        // A plain anchored literal is a valid regex by construction: a lookup, no compile.
+        if let Some(literal) = anchored_literal(pattern) {
+            let hit: Vec<u32> = self.get(&literal).into_iter().collect();
+            return RegexMatch::Matches(hit.into());
+        }
         let re = match regex::RegexBuilder::new(pattern)
             .size_limit(1 << 22)
             .build()
@@ -80,10 +85,6 @@ impl<'n> NameIndex<'n> {
             Ok(re) => re,
             Err(e) => return RegexMatch::Invalid(e.to_string()),
         };
-        if let Some(literal) = anchored_literal(pattern) {
-            let hit: Vec<u32> = self.get(&literal).into_iter().collect();
-            return RegexMatch::Matches(hit.into());
-        }
         let prefix = literal_prefix(pattern);
         let names = self.names;
         let mut hits: Vec<u32> = if prefix.is_empty() {
@@ -123,7 +124,8 @@ const META: &[char] = &[
 
 /// The one character an escape like `\.` stands for, if it is a plain escaped punctuation mark.
 fn escaped_literal(c: char) -> Option<char> {
-    (c.is_ascii_punctuation()).then_some(c)
+    // `\<` and `\>` are word boundaries, not characters.
+    (c.is_ascii_punctuation() && c != '<' && c != '>').then_some(c)
 }
 
 /// The name a pattern like `^a_12$` or `^x_0\.5$` matches exactly, if it is such a pattern.
@@ -286,6 +288,31 @@ mod tests {
         assert_eq!(literal_prefix("^a[|]"), "a");
         assert_eq!(literal_prefix("c_"), "");
         assert_eq!(literal_prefix("^(?i)abc"), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn literal_shortcuts_agree_with_the_regex_engine(
+            body in "[a-c_.*+?()|\\[\\]{}^$<>\\\\ -]{0,8}",
+            others in proptest::collection::vec("[a-c_.*+?<> -]{0,6}", 0..6),
+        ) {
+            let pattern = format!("^{body}$");
+            if let Some(literal) = anchored_literal(&pattern) {
+                let re = regex::Regex::new(&pattern).expect("a literal compiles");
+                proptest::prop_assert!(re.is_match(&literal));
+                for o in &others {
+                    proptest::prop_assert_eq!(re.is_match(o), *o == literal);
+                }
+            }
+            if let Ok(re) = regex::Regex::new(&pattern) {
+                let prefix = literal_prefix(&pattern);
+                for o in others.iter().chain(std::iter::once(&body)) {
+                    if re.is_match(o) {
+                        proptest::prop_assert!(o.starts_with(&prefix), "{} {}", o, prefix);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
