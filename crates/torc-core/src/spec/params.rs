@@ -280,7 +280,10 @@ fn parse_range(text: &str, parts: &[&str]) -> Result<Vec<ParamValue>, ParamError
     }
     let ratio = (end - start) / step;
     let eps = 1e-9 * ratio.abs().max(1.0);
-    if !ratio.is_finite() || ratio < -eps {
+    if !ratio.is_finite() {
+        return Err(too_many(u128::MAX));
+    }
+    if ratio < -eps {
         return Err(ParamError::EmptyRange {
             text: text.to_string(),
         });

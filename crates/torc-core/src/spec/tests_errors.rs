@@ -511,3 +511,19 @@ fn instance_errors_are_capped_per_entry() {
     assert_eq!(errs.len(), 7, "{}", SpecErrors(errs.clone()));
     assert_eq!(errs[6].message, "994 more problems not shown");
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    for format in [SpecFormat::Yaml, SpecFormat::Json, SpecFormat::Json5] {
+        let text = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+        assert!(load(&text, format).is_err());
+        let text = format!("{}1{}", "{\"a\": ".repeat(50_000), "}".repeat(50_000));
+        assert!(load(&text, format).is_err());
+    }
+    let mut text = String::new();
+    for depth in 0..1_000 {
+        text.push_str(&" ".repeat(depth));
+        text.push_str("a:\n");
+    }
+    assert!(load(&text, SpecFormat::Yaml).is_err());
+}

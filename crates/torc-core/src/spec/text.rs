@@ -3,8 +3,8 @@
 use super::{SpecError, SpecFormat};
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting accepted from JSON5 text (its parser recurses; YAML and JSON have their own
-/// limits).
+/// Deepest nesting of brackets and braces accepted in YAML and JSON5 text (the JSON parser has
+/// its own limit).
 const MAX_DEPTH: usize = 128;
 
 /// Parses `text` into a value; a syntax error says where it is.
@@ -20,6 +20,8 @@ pub(super) fn parse(text: &str, format: SpecFormat) -> Result<Value, SpecError> 
 }
 
 fn parse_yaml(text: &str) -> Result<Value, SpecError> {
+    // The YAML parser slows down sharply on deeply nested flow collections.
+    check_depth(text, "YAML")?;
     let syntax = |e: serde_norway::Error| SpecError {
         location: e.location().map_or_else(
             || "document".to_string(),
@@ -224,7 +226,9 @@ fn plain_end(chars: &[char], start: usize) -> usize {
     i
 }
 
-fn parse_json5(text: &str) -> Result<Value, SpecError> {
+/// Refuses text whose brackets and braces nest deeper than [`MAX_DEPTH`] (counted naively, so
+/// braces inside strings count too: a spec never comes near the limit).
+fn check_depth(text: &str, syntax: &str) -> Result<(), SpecError> {
     let mut depth = 0usize;
     for b in text.bytes() {
         match b {
@@ -233,7 +237,7 @@ fn parse_json5(text: &str) -> Result<Value, SpecError> {
                 if depth > MAX_DEPTH {
                     return Err(SpecError {
                         location: "document".to_string(),
-                        message: format!("invalid JSON5: nested more than {MAX_DEPTH} levels"),
+                        message: format!("invalid {syntax}: nested more than {MAX_DEPTH} levels"),
                     });
                 }
             }
@@ -241,6 +245,11 @@ fn parse_json5(text: &str) -> Result<Value, SpecError> {
             _ => {}
         }
     }
+    Ok(())
+}
+
+fn parse_json5(text: &str) -> Result<Value, SpecError> {
+    check_depth(text, "JSON5")?;
     json5::from_str::<Value>(text).map_err(|e| {
         let json5::Error::Message { msg, location } = e;
         SpecError {
