@@ -582,3 +582,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn load_value_takes_an_already_parsed_spec() {
+    let value = serde_json::json!({
+        "name": "v",
+        "jobs": [{"name": "a", "command": "true"}, {"name": "b", "command": "true", "depends_on": ["a"]}]
+    });
+    let def = load_value(&value).unwrap().def;
+    assert_eq!(deps(&def, "b"), ["a"]);
+    let bad = serde_json::json!({"name": "v", "jobs": [{"name": "a"}]});
+    let errs = load_value(&bad).unwrap_err().0;
+    assert_eq!(errs[0].location, r#"jobs[0] ("a")"#);
+    assert_eq!(errs[0].message, "missing required key `command`");
+}
