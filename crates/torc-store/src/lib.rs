@@ -1,5 +1,5 @@
 //! The storage adapter of torc: the durable record of every workflow, in SQLite (bundled, WAL)
-//! through diesel and an r2d2 pool.
+//! or PostgreSQL, through diesel and an r2d2 pool.
 //!
 //! It stores a workflow's definition when it is created ([`Store::create_workflow`]), writes
 //! what the scheduling core changed ([`Store::apply`]: many operations group-committed in one
@@ -12,16 +12,17 @@
 //!
 //! It must never make a scheduling decision: it persists exactly what the core decided, and a
 //! workflow loaded back is exactly what was created plus the changes applied. Schema and queries
-//! are written once in diesel's DSL; what is specific to SQLite (URLs, connection settings,
-//! transaction start, statement limits) lives in one module, so that PostgreSQL can join it.
+//! are written once in diesel's DSL; what differs between SQLite and PostgreSQL (URLs,
+//! connection settings, migrations, transaction start, statement limits) lives in one module,
+//! `backend`.
 
+mod backend;
 pub mod engine;
 mod error;
 mod read;
 mod records;
 mod rows;
 mod schema;
-mod sqlite;
 mod store;
 
 pub use error::StoreError;

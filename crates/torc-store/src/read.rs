@@ -1,5 +1,6 @@
 //! The operations that only read: loading a workflow to rebuild live state, and listings.
 
+use crate::backend::AnyConnection as Conn;
 use crate::error::StoreError;
 use crate::records::{EventRecord, JobRecord, LoadedWorkflow, ResultRecord, WorkflowSummary};
 use crate::rows::{
@@ -11,7 +12,6 @@ use crate::schema::{
     events, failure_handlers, files, job_dependencies, job_files, job_user_data, jobs,
     resource_requirements, results, user_data, workflows,
 };
-use crate::sqlite::Conn;
 use crate::store::Store;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
@@ -38,9 +38,7 @@ fn ensure_exists(conn: &mut Conn, id: WorkflowId) -> Result<(), StoreError> {
 impl Store {
     /// Runs `f` in a read transaction, so that all its queries see the same snapshot.
     fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut pooled = self.conn()?;
-        let conn: &mut Conn = &mut pooled;
-        conn.transaction(f)
+        self.conn()?.read_transaction(f)
     }
 
     /// Reads a workflow back: exactly the definition it was created with, and the durable state

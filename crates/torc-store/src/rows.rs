@@ -9,7 +9,6 @@ use crate::schema::{
     events, failure_handlers, files, job_dependencies, job_files, job_user_data, jobs,
     resource_requirements, results, user_data, workflows,
 };
-use crate::sqlite::MAX_BIND_PARAMS;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,10 +24,15 @@ use torc_core::model::{
 /// Its `Insertable` derive must say `treat_none_as_default_value = false`: otherwise diesel
 /// writes a batch to SQLite as one statement per row (checked by a test below).
 pub(crate) trait BatchRow {
+    /// The table the rows go into.
+    type Table: diesel::Table + Copy + Default;
     /// Bind parameters per row (the number of columns inserted).
     const COLUMNS: usize;
-    /// Rows per statement, under the bind-parameter limit.
-    const PER_STATEMENT: usize = MAX_BIND_PARAMS / Self::COLUMNS;
+
+    /// Rows per statement for a backend that takes up to `max_binds` bind parameters.
+    fn per_statement(max_binds: usize) -> usize {
+        (max_binds / Self::COLUMNS).max(1)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +188,7 @@ pub(crate) struct NewRequirement<'a> {
 }
 
 impl BatchRow for NewRequirement<'_> {
+    type Table = resource_requirements::table;
     const COLUMNS: usize = 8;
 }
 
@@ -197,6 +202,7 @@ pub(crate) struct NewHandler<'a> {
 }
 
 impl BatchRow for NewHandler<'_> {
+    type Table = failure_handlers::table;
     const COLUMNS: usize = 4;
 }
 
@@ -210,6 +216,7 @@ pub(crate) struct NewFile<'a> {
 }
 
 impl BatchRow for NewFile<'_> {
+    type Table = files::table;
     const COLUMNS: usize = 4;
 }
 
@@ -224,6 +231,7 @@ pub(crate) struct NewUserData<'a> {
 }
 
 impl BatchRow for NewUserData<'_> {
+    type Table = user_data::table;
     const COLUMNS: usize = 5;
 }
 
@@ -249,6 +257,7 @@ pub(crate) struct NewJob<'a> {
 }
 
 impl BatchRow for NewJob<'_> {
+    type Table = jobs::table;
     const COLUMNS: usize = 16;
 }
 
@@ -261,6 +270,7 @@ pub(crate) struct NewDependency {
 }
 
 impl BatchRow for NewDependency {
+    type Table = job_dependencies::table;
     const COLUMNS: usize = 3;
 }
 
@@ -275,6 +285,7 @@ pub(crate) struct NewJobFile {
 }
 
 impl BatchRow for NewJobFile {
+    type Table = job_files::table;
     const COLUMNS: usize = 5;
 }
 
@@ -289,6 +300,7 @@ pub(crate) struct NewJobUserData {
 }
 
 impl BatchRow for NewJobUserData {
+    type Table = job_user_data::table;
     const COLUMNS: usize = 5;
 }
 
@@ -453,6 +465,7 @@ pub(crate) struct NewResult<'a> {
 }
 
 impl BatchRow for NewResult<'_> {
+    type Table = results::table;
     const COLUMNS: usize = 14;
 }
 
@@ -488,6 +501,7 @@ pub(crate) struct NewEvent<'a> {
 }
 
 impl BatchRow for NewEvent<'_> {
+    type Table = events::table;
     const COLUMNS: usize = 5;
 }
 
@@ -922,15 +936,22 @@ impl EventRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::pg::Pg;
     use diesel::sqlite::Sqlite;
 
-    /// Bind parameters in the SQL of `query`, which must be a single statement.
+    /// Bind parameters in the SQL of `query` as each backend renders it, which must be a single
+    /// statement on both (not one per row) and carry the same number of parameters.
     macro_rules! binds {
         ($query:expr) => {{
-            let text = diesel::debug_query::<Sqlite, _>(&$query).to_string();
-            assert!(!text.starts_with("BEGIN"), "not a single statement: {text}");
-            let sql = text.split(" -- binds").next().unwrap_or_default();
-            sql.matches('?').count()
+            let lite = diesel::debug_query::<Sqlite, _>(&$query).to_string();
+            assert!(!lite.starts_with("BEGIN"), "not a single statement: {lite}");
+            let lite = lite.split(" -- binds").next().unwrap_or_default();
+            let pg = diesel::debug_query::<Pg, _>(&$query).to_string();
+            let pg = pg.split(" -- binds").next().unwrap_or_default();
+            assert_eq!(pg.matches(';').count(), 0, "not a single statement: {pg}");
+            let n = lite.matches('?').count();
+            assert_eq!(pg.matches('$').count(), n, "{pg}");
+            n
         }};
     }
 
@@ -968,7 +989,7 @@ mod tests {
     }
 
     /// The column counts that size multi-row inserts match what diesel actually binds, and
-    /// every multi-row insert is one statement (not one per row).
+    /// every multi-row insert is one statement (not one per row), on both backends.
     #[test]
     fn column_counts_match_binds() {
         let def = full_def();

@@ -1,14 +1,9 @@
 //! The [`Store`] handle: opening a database, and the operations that write to it.
 
+use crate::backend::{InsertAll, Pool, PooledConn, Target};
 use crate::error::StoreError;
-use crate::rows::{
-    job_id_to_i32, to_i32, BatchRow, DefinitionRows, NewEvent, NewResult, NewWorkflow,
-};
-use crate::schema::{
-    events, failure_handlers, files, job_dependencies, job_files, job_user_data, jobs,
-    resource_requirements, results, user_data, workflows,
-};
-use crate::sqlite::{self, Conn, Pool, Target, MAX_BIND_PARAMS};
+use crate::rows::{job_id_to_i32, to_i32, DefinitionRows, NewEvent, NewResult, NewWorkflow};
+use crate::schema::{jobs, workflows};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,8 +14,8 @@ use torc_core::changes::{Changes, WorkflowChange};
 use torc_core::ids::{Timestamp, WorkflowId};
 use torc_core::model::WorkflowDef;
 
-/// Job ids per `UPDATE ... WHERE id IN (...)`, leaving room for the other bind parameters.
-const IDS_PER_UPDATE: usize = MAX_BIND_PARAMS - 16;
+/// Bind parameters of an `UPDATE ... WHERE id IN (...)` besides the ids.
+const UPDATE_OTHER_BINDS: usize = 16;
 
 /// A handle on the database: a pool of connections, cheap to clone and safe to share.
 ///
@@ -41,17 +36,6 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Calls `insert` on successive slices of `rows`, each small enough for one statement.
-fn insert_all<R: BatchRow>(
-    rows: &[R],
-    mut insert: impl FnMut(&[R]) -> QueryResult<usize>,
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(R::PER_STATEMENT) {
-        insert(chunk)?;
-    }
-    Ok(())
-}
-
 /// Job ids to set to each `(status code, attempt_id)`: one `UPDATE` per group.
 type UpdateGroups = BTreeMap<(i16, i32), Vec<i32>>;
 
@@ -63,33 +47,35 @@ struct WorkflowBatch {
 }
 
 impl Store {
-    /// Opens the database named by `url`: `sqlite://PATH`, `sqlite:PATH` or a plain path.
+    /// Opens the database named by `url` and brings its schema up to date: PostgreSQL for
+    /// `postgres://...` or `postgresql://...` (any URL libpq accepts; the database must exist),
+    /// SQLite for `sqlite://PATH`, `sqlite:PATH` or a plain path (created if needed; the parent
+    /// directory must exist).
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        match sqlite::parse_url(url)? {
-            Target::Sqlite(path) => Store::open_sqlite(&path),
-        }
+        Store::open_target(Target::parse(url)?)
     }
 
     /// Opens (creating it if needed) the SQLite database at `path` and brings its schema up to
     /// date. The parent directory must exist.
     pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        let pool = sqlite::open_pool(path)?;
-        tracing::debug!(path = %path.display(), "opened store");
+        Store::open_target(Target::Sqlite(path.to_path_buf()))
+    }
+
+    fn open_target(target: Target) -> Result<Store, StoreError> {
+        let pool = target.open_pool()?;
+        tracing::debug!(%target, "opened store");
         Ok(Store {
             pool,
-            target: path.display().to_string().into(),
+            target: target.to_string().into(),
         })
     }
 
-    /// The path or URL this store was opened with.
+    /// The path or URL this store was opened with (a URL without its password).
     pub fn target(&self) -> &str {
         &self.target
     }
 
-    pub(crate) fn conn(
-        &self,
-    ) -> Result<diesel::r2d2::PooledConnection<diesel::r2d2::ConnectionManager<Conn>>, StoreError>
-    {
+    pub(crate) fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get()?)
     }
 
@@ -104,7 +90,7 @@ impl Store {
         let started = Instant::now();
         let new = NewWorkflow::new(def, spec_text, now)?;
         let mut conn = self.conn()?;
-        let id = sqlite::write_transaction(&mut conn, |conn| {
+        let id = conn.write_transaction(|conn| {
             let id = WorkflowId(
                 diesel::insert_into(workflows::table)
                     .values(&new)
@@ -112,42 +98,14 @@ impl Store {
                     .get_result::<i64>(conn)?,
             );
             let rows = DefinitionRows::new(id, def)?;
-            insert_all(&rows.requirements, |c| {
-                diesel::insert_into(resource_requirements::table)
-                    .values(c)
-                    .execute(conn)
-            })?;
-            insert_all(&rows.handlers, |c| {
-                diesel::insert_into(failure_handlers::table)
-                    .values(c)
-                    .execute(conn)
-            })?;
-            insert_all(&rows.files, |c| {
-                diesel::insert_into(files::table).values(c).execute(conn)
-            })?;
-            insert_all(&rows.user_data, |c| {
-                diesel::insert_into(user_data::table)
-                    .values(c)
-                    .execute(conn)
-            })?;
-            insert_all(&rows.jobs, |c| {
-                diesel::insert_into(jobs::table).values(c).execute(conn)
-            })?;
-            insert_all(&rows.dependencies, |c| {
-                diesel::insert_into(job_dependencies::table)
-                    .values(c)
-                    .execute(conn)
-            })?;
-            insert_all(&rows.job_files, |c| {
-                diesel::insert_into(job_files::table)
-                    .values(c)
-                    .execute(conn)
-            })?;
-            insert_all(&rows.job_user_data, |c| {
-                diesel::insert_into(job_user_data::table)
-                    .values(c)
-                    .execute(conn)
-            })?;
+            rows.requirements.insert_all(conn)?;
+            rows.handlers.insert_all(conn)?;
+            rows.files.insert_all(conn)?;
+            rows.user_data.insert_all(conn)?;
+            rows.jobs.insert_all(conn)?;
+            rows.dependencies.insert_all(conn)?;
+            rows.job_files.insert_all(conn)?;
+            rows.job_user_data.insert_all(conn)?;
             Ok(id)
         })?;
         tracing::debug!(
@@ -204,7 +162,8 @@ impl Store {
         }
 
         let mut conn = self.conn()?;
-        sqlite::write_transaction(&mut conn, |conn| {
+        conn.write_transaction(|conn| {
+            let binds = conn.max_bind_params();
             let wanted: Vec<i64> = per_workflow.keys().map(|w| w.0).collect();
             let found: Vec<i64> = workflows::table
                 .select(workflows::id)
@@ -220,7 +179,7 @@ impl Store {
             }
             for (wf, groups) in &updates {
                 for ((status, attempt), ids) in groups {
-                    for chunk in ids.chunks(IDS_PER_UPDATE) {
+                    for chunk in ids.chunks(binds - UPDATE_OTHER_BINDS) {
                         let updated = diesel::update(
                             jobs::table
                                 .filter(jobs::workflow_id.eq(wf.0))
@@ -248,12 +207,8 @@ impl Store {
                         .execute(conn)?;
                 }
             }
-            insert_all(&new_results, |c| {
-                diesel::insert_into(results::table).values(c).execute(conn)
-            })?;
-            insert_all(&new_events, |c| {
-                diesel::insert_into(events::table).values(c).execute(conn)
-            })?;
+            new_results.insert_all(conn)?;
+            new_events.insert_all(conn)?;
             Ok(())
         })?;
         tracing::debug!(
@@ -270,7 +225,7 @@ impl Store {
     /// Deletes a workflow and everything that belongs to it.
     pub fn delete_workflow(&self, id: WorkflowId) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        let deleted = sqlite::write_transaction(&mut conn, |conn| {
+        let deleted = conn.write_transaction(|conn| {
             Ok(diesel::delete(workflows::table.find(id.0)).execute(conn)?)
         })?;
         if deleted == 0 {

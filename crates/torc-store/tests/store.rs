@@ -1,13 +1,21 @@
-//! The store's test suite: every public operation against a temporary SQLite database.
+//! The store's test suite: every public operation, each test against a fresh SQLite database and
+//! (when `TORC_TEST_POSTGRES_URL` names a PostgreSQL database) against a fresh schema of that
+//! database. `on_both_backends!` turns each `fn test(db: &TestDb)` into `sqlite::test` and
+//! `postgres::test`.
+//!
+//! Without the URL the PostgreSQL variants are marked ignored, so that `cargo test` says they
+//! did not run; with `CI=true` they run regardless and fail without it (see `build.rs`).
 
+use diesel::connection::{set_default_instrumentation, Instrumentation, InstrumentationEvent};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 use torc_core::changes::{
     Changes, Event, EventKind, JobChange, JobResult, WorkflowChange, WorkflowState,
@@ -20,13 +28,177 @@ use torc_core::model::{
 use torc_store::{Store, StoreError};
 
 // ---------------------------------------------------------------------------------------------
-// Helpers.
+// Backends.
 
-fn temp_store() -> (TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("torc.db")).unwrap();
-    (dir, store)
+/// The PostgreSQL database the PostgreSQL variants run in (each in a schema of its own).
+const POSTGRES_URL_VAR: &str = "TORC_TEST_POSTGRES_URL";
+
+/// Runs each named `fn NAME(db: &TestDb)` as the tests `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::TestDb::sqlite());
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[test]
+                #[cfg_attr(
+                    not(torc_postgres_tests),
+                    ignore = "PostgreSQL: TORC_TEST_POSTGRES_URL is not set (see the README)"
+                )]
+                fn $name() {
+                    super::$name(&super::TestDb::postgres());
+                }
+            )*
+        }
+    };
 }
+
+/// Where a test's database lives; removed when the test ends, pass or fail.
+enum Place {
+    /// Kept only to be removed at the end.
+    Sqlite { _dir: TempDir },
+    /// A schema of the PostgreSQL database: `(admin URL, schema name)`.
+    Postgres(String, String),
+}
+
+/// A fresh, empty database of one backend, and the store opened on it.
+struct TestDb {
+    // Dropped first: the pool closes its connections before the place is removed.
+    store: Store,
+    url: String,
+    place: Place,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        count_statements();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("torc.db").display());
+        TestDb {
+            store: Store::open(&url).unwrap(),
+            url,
+            place: Place::Sqlite { _dir: dir },
+        }
+    }
+
+    /// A new schema in the database of `TORC_TEST_POSTGRES_URL`, which the store's connections
+    /// use through their `search_path`.
+    fn postgres() -> TestDb {
+        count_statements();
+        let admin = match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) if !url.is_empty() => url,
+            _ => panic!(
+                "{POSTGRES_URL_VAR} is not set: the store's tests must run against PostgreSQL \
+                 (CI=true). `bash .ci/run` starts a server and sets it; see the README."
+            ),
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let schema = format!(
+            "torc_test_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = PgConnection::establish(&admin)
+            .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
+        diesel::sql_query(format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .unwrap();
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{sep}options=-csearch_path%3D{schema}");
+        TestDb {
+            store: Store::open(&url).unwrap(),
+            url,
+            place: Place::Postgres(admin, schema),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Another store on the same database, as a restarted server would open it.
+    fn reopen(&self) -> Store {
+        Store::open(&self.url).unwrap()
+    }
+
+    /// Rows of `table` that belong to workflow `id`, read behind the store's back.
+    fn raw_count(&self, table: &str, id: WorkflowId) -> i64 {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE workflow_id = {}",
+            id.0
+        );
+        let query = diesel::sql_query(sql);
+        match &self.place {
+            Place::Sqlite { .. } => {
+                let path = self.url.trim_start_matches("sqlite://");
+                let mut conn = SqliteConnection::establish(path).unwrap();
+                query.get_result::<Count>(&mut conn).unwrap().n
+            }
+            Place::Postgres(..) => {
+                let mut conn = PgConnection::establish(&self.url).unwrap();
+                query.get_result::<Count>(&mut conn).unwrap().n
+            }
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Place::Postgres(admin, schema) = self {
+            let dropped = PgConnection::establish(admin).map(|mut conn| {
+                diesel::sql_query(format!("DROP SCHEMA {schema} CASCADE")).execute(&mut conn)
+            });
+            if !matches!(dropped, Ok(Ok(_))) && !std::thread::panicking() {
+                panic!("cannot drop test schema {schema}: {dropped:?}");
+            }
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+thread_local! {
+    /// Statements sent by connections used on this thread (each test has a thread of its own).
+    static STATEMENTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Makes every connection opened from now on count the statements it sends in `STATEMENTS`.
+fn count_statements() {
+    fn counter() -> Option<Box<dyn Instrumentation>> {
+        Some(Box::new(|event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { .. } = event {
+                STATEMENTS.with(|n| n.set(n.get() + 1));
+            }
+        }))
+    }
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| set_default_instrumentation(counter).unwrap());
+}
+
+/// Statements sent on this thread while `f` ran.
+fn statements_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let before = STATEMENTS.with(Cell::get);
+    let value = f();
+    (value, STATEMENTS.with(Cell::get) - before)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
 
 /// A workflow that uses every part of the model.
 fn rich_def() -> WorkflowDef {
@@ -187,24 +359,6 @@ fn event(kind: EventKind, job: Option<u32>, message: &str) -> Event {
     }
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Rows of `table` that belong to workflow `id`, read behind the store's back.
-fn raw_count(db: &Path, table: &str, id: WorkflowId) -> i64 {
-    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-    diesel::sql_query(format!(
-        "SELECT COUNT(*) AS n FROM {table} WHERE workflow_id = {}",
-        id.0
-    ))
-    .get_result::<Count>(&mut conn)
-    .unwrap()
-    .n
-}
-
 // ---------------------------------------------------------------------------------------------
 // Creating and loading.
 
@@ -214,9 +368,8 @@ fn store_is_shareable() {
     check::<Store>();
 }
 
-#[test]
-fn create_then_load_gives_back_the_definition() {
-    let (_dir, store) = temp_store();
+fn create_then_load_gives_back_the_definition(db: &TestDb) {
+    let store = db.store();
     let def = rich_def();
     let id = store
         .create_workflow(&def, Some("name: rich\n"), Timestamp(1234))
@@ -241,9 +394,8 @@ fn create_then_load_gives_back_the_definition() {
     assert_eq!(store.list_workflows().unwrap(), vec![summary]);
 }
 
-#[test]
-fn empty_and_minimal_workflows_round_trip() {
-    let (_dir, store) = temp_store();
+fn empty_and_minimal_workflows_round_trip(db: &TestDb) {
+    let store = db.store();
     for def in [flat_def(0), flat_def(1)] {
         let id = store.create_workflow(&def, None, Timestamp(0)).unwrap();
         assert_eq!(store.load_workflow(id).unwrap().def, def);
@@ -251,9 +403,8 @@ fn empty_and_minimal_workflows_round_trip() {
     }
 }
 
-#[test]
-fn large_workflows_span_many_statements() {
-    let (_dir, store) = temp_store();
+fn large_workflows_span_many_statements(db: &TestDb) {
+    let store = db.store();
     // More jobs than fit in one insert, and more ids than fit in one UPDATE ... IN (...).
     let n = 35_000;
     let mut def = flat_def(n);
@@ -277,9 +428,8 @@ fn large_workflows_span_many_statements() {
     );
 }
 
-#[test]
-fn workflow_ids_are_not_reused() {
-    let (_dir, store) = temp_store();
+fn workflow_ids_are_not_reused(db: &TestDb) {
+    let store = db.store();
     let a = store
         .create_workflow(&flat_def(1), None, Timestamp(0))
         .unwrap();
@@ -290,34 +440,70 @@ fn workflow_ids_are_not_reused() {
     assert!(b > a);
 }
 
-#[test]
-fn data_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("torc.db");
+fn data_survives_reopening(db: &TestDb) {
     let def = rich_def();
-    let id = {
-        let store = Store::open_sqlite(&path).unwrap();
-        let id = store.create_workflow(&def, None, Timestamp(5)).unwrap();
-        let c = Changes {
-            jobs: vec![change(1, JobStatus::Ready, 1)],
-            ..Changes::default()
-        };
-        store.apply(&[(id, &c)]).unwrap();
-        id
+    let store = db.store();
+    let id = store.create_workflow(&def, None, Timestamp(5)).unwrap();
+    let c = Changes {
+        jobs: vec![change(1, JobStatus::Ready, 1)],
+        workflow: Some(WorkflowChange {
+            state: WorkflowState::Canceled,
+            run_id: 2,
+        }),
+        ..Changes::default()
     };
-    let url = format!("sqlite://{}", path.display());
-    let store = Store::open(&url).unwrap();
-    let loaded = store.load_workflow(id).unwrap();
+    store.apply(&[(id, &c)]).unwrap();
+
+    // Opening again finds the schema up to date and everything committed.
+    let again = db.reopen();
+    assert_eq!(again.target(), store.target());
+    let loaded = again.load_workflow(id).unwrap();
     assert_eq!(loaded.def, def);
     assert_eq!(loaded.jobs[0], (JobStatus::Ready, 1));
+    assert_eq!((loaded.state, loaded.run_id), (WorkflowState::Canceled, 2));
+    assert_eq!(loaded.created_at, Timestamp(5));
+}
+
+/// Creating a large workflow and applying a large batch take a handful of statements, not one
+/// per row.
+fn bulk_writes_are_a_handful_of_statements(db: &TestDb) {
+    let store = db.store();
+    let n = 20_000;
+    let mut def = flat_def(n);
+    for (i, job) in def.jobs.iter_mut().enumerate().skip(1) {
+        job.depends_on = vec![JobId::from_index(i / 2)];
+        job.input_files = vec![0];
+    }
+    def.files = vec![FileDef {
+        name: "f".into(),
+        path: "f".into(),
+    }];
+    let (id, create) = statements_of(|| store.create_workflow(&def, None, Timestamp(0)));
+    let id = id.unwrap();
+    // More than zero: the counting works.
+    assert!((1..=40).contains(&create), "{create} statements to create {n} jobs");
+
+    let c = Changes {
+        jobs: (1..=n as u32)
+            .map(|j| change(j, JobStatus::Completed, 1))
+            .collect(),
+        results: (1..=n as u32).map(|j| result(j, 1, 1, 0)).collect(),
+        ..Changes::default()
+    };
+    let ((), apply) = statements_of(|| store.apply(&[(id, &c)]).unwrap());
+    assert!((1..=40).contains(&apply), "{apply} statements to apply {n} completions");
+    assert_eq!(db.raw_count("results", id), n as i64);
+    assert_eq!(
+        store.job_counts(id).unwrap(),
+        BTreeMap::from([(JobStatus::Completed, n as u64)])
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Applying changes.
 
-#[test]
-fn applied_changes_are_loaded_back() {
-    let (_dir, store) = temp_store();
+fn applied_changes_are_loaded_back(db: &TestDb) {
+    let store = db.store();
     let id = store
         .create_workflow(&rich_def(), None, Timestamp(0))
         .unwrap();
@@ -391,9 +577,8 @@ fn applied_changes_are_loaded_back() {
     );
 }
 
-#[test]
-fn one_batch_spans_many_workflows() {
-    let (_dir, store) = temp_store();
+fn one_batch_spans_many_workflows(db: &TestDb) {
+    let store = db.store();
     let a = store
         .create_workflow(&flat_def(3), None, Timestamp(0))
         .unwrap();
@@ -437,10 +622,8 @@ fn one_batch_spans_many_workflows() {
     store.apply(&[]).unwrap();
 }
 
-#[test]
-fn a_bad_batch_writes_nothing() {
-    let (dir, store) = temp_store();
-    let db = dir.path().join("torc.db");
+fn a_bad_batch_writes_nothing(db: &TestDb) {
+    let store = db.store();
     let id = store
         .create_workflow(&flat_def(2), None, Timestamp(0))
         .unwrap();
@@ -473,8 +656,8 @@ fn a_bad_batch_writes_nothing() {
 
     let loaded = store.load_workflow(id).unwrap();
     assert_eq!(loaded.jobs, vec![(JobStatus::Uninitialized, 1); 2]);
-    assert_eq!(raw_count(&db, "results", id), 0);
-    assert_eq!(raw_count(&db, "events", id), 0);
+    assert_eq!(db.raw_count("results", id), 0);
+    assert_eq!(db.raw_count("events", id), 0);
 
     // Values that do not fit are refused before anything is written.
     let mut huge = result(1, 1, 1, 0);
@@ -488,15 +671,14 @@ fn a_bad_batch_writes_nothing() {
         Err(StoreError::OutOfRange { .. })
     ));
     store.apply(&[(id, &good)]).unwrap();
-    assert_eq!(raw_count(&db, "results", id), 1);
+    assert_eq!(db.raw_count("results", id), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Listings.
 
-#[test]
-fn listings_paginate_and_filter() {
-    let (_dir, store) = temp_store();
+fn listings_paginate_and_filter(db: &TestDb) {
+    let store = db.store();
     let id = store
         .create_workflow(&flat_def(25), None, Timestamp(0))
         .unwrap();
@@ -576,9 +758,8 @@ fn listings_paginate_and_filter() {
     assert_eq!(json["id"], 12);
 }
 
-#[test]
-fn missing_workflows_are_not_found() {
-    let (_dir, store) = temp_store();
+fn missing_workflows_are_not_found(db: &TestDb) {
+    let store = db.store();
     let id = WorkflowId(42);
     let not_found = |e: StoreError| {
         matches!(
@@ -602,10 +783,8 @@ fn missing_workflows_are_not_found() {
     assert!(store.list_workflows().unwrap().is_empty());
 }
 
-#[test]
-fn delete_cascades_to_every_table() {
-    let (dir, store) = temp_store();
-    let db = dir.path().join("torc.db");
+fn delete_cascades_to_every_table(db: &TestDb) {
+    let store = db.store();
     let keep = store
         .create_workflow(&rich_def(), None, Timestamp(0))
         .unwrap();
@@ -632,13 +811,13 @@ fn delete_cascades_to_every_table() {
         "events",
     ];
     for table in tables {
-        assert!(raw_count(&db, table, gone) > 0, "{table}");
+        assert!(db.raw_count(table, gone) > 0, "{table}");
     }
 
     store.delete_workflow(gone).unwrap();
     for table in tables {
-        assert_eq!(raw_count(&db, table, gone), 0, "{table}");
-        assert!(raw_count(&db, table, keep) > 0, "{table}");
+        assert_eq!(db.raw_count(table, gone), 0, "{table}");
+        assert!(db.raw_count(table, keep) > 0, "{table}");
     }
     assert!(store.load_workflow(gone).unwrap_err().is_not_found());
     assert!(store.delete_workflow(gone).unwrap_err().is_not_found());
@@ -677,13 +856,16 @@ fn urls_and_paths() {
 
 #[test]
 fn bad_urls_and_paths_are_clear_errors() {
-    for url in ["postgres://user@host/torc", "postgresql://host/torc"] {
+    // No server listens on port 1: the error names the URL, without its password.
+    for url in [
+        "postgres://ana:s3cret@127.0.0.1:1/torc",
+        "postgresql://ana:s3cret@127.0.0.1:1/torc?connect_timeout=5",
+    ] {
         let err = Store::open(url).unwrap_err();
-        assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
-        assert!(
-            err.to_string().contains("PostgreSQL is not supported yet"),
-            "{err}"
-        );
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("ana:***@127.0.0.1:1/torc"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
     }
     for url in ["mysql://host/torc", "sqlite://", ""] {
         let err = Store::open(url).unwrap_err();
@@ -714,9 +896,8 @@ fn bad_urls_and_paths_are_clear_errors() {
 
 /// Readers see whole transactions: while the writer moves every job to the next attempt in one
 /// batch after another, a reader never sees jobs of two different attempts at once.
-#[test]
-fn readers_run_while_the_writer_applies() {
-    let (_dir, store) = temp_store();
+fn readers_run_while_the_writer_applies(db: &TestDb) {
+    let store = db.store();
     let n = 200u32;
     let id = store
         .create_workflow(&flat_def(n as usize), None, Timestamp(0))
@@ -835,64 +1016,91 @@ fn any_changes() -> impl Strategy<Value = Changes> {
         })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    /// Applying a sequence of changes in one batch, or one by one, gives the same stored state,
-    /// and that state is what folding the changes in order gives.
-    #[test]
-    fn batching_does_not_change_the_outcome(
-        mut sequence in proptest::collection::vec(any_changes(), 1..6)
-    ) {
-        let mut attempt = 0;
-        for c in &mut sequence {
-            for r in &mut c.results {
-                attempt += 1;
-                r.attempt_id = attempt;
-            }
-        }
-        let (_dir, store) = temp_store();
-        let def = flat_def(JOBS as usize);
-        let batched = store.create_workflow(&def, None, Timestamp(0)).unwrap();
-        let single = store.create_workflow(&def, None, Timestamp(0)).unwrap();
-
-        let batch: Vec<(WorkflowId, &Changes)> = sequence.iter().map(|c| (batched, c)).collect();
-        store.apply(&batch).unwrap();
-        for c in &sequence {
-            store.apply(&[(single, c)]).unwrap();
-        }
-
-        let mut expected_jobs = vec![(JobStatus::Uninitialized, 1); JOBS as usize];
-        let mut expected_workflow = (WorkflowState::Active, 1);
-        for c in &sequence {
-            for j in &c.jobs {
-                expected_jobs[j.job.index()] = (j.status, j.attempt_id);
-            }
-            if let Some(w) = c.workflow {
-                expected_workflow = (w.state, w.run_id);
-            }
-        }
-        for id in [batched, single] {
-            let loaded = store.load_workflow(id).unwrap();
-            prop_assert_eq!(&loaded.def, &def);
-            prop_assert_eq!(&loaded.jobs, &expected_jobs);
-            prop_assert_eq!((loaded.state, loaded.run_id), expected_workflow);
-            let results: Vec<JobResult> = store
-                .list_results(id, None, 0, u64::MAX)
-                .unwrap()
-                .iter()
-                .map(|r| r.to_job_result())
-                .collect();
-            let expected: Vec<&JobResult> = sequence.iter().flat_map(|c| &c.results).collect();
-            prop_assert_eq!(results.iter().collect::<Vec<_>>(), expected);
-            let events: Vec<Event> = store
-                .list_events(id, 0, u64::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|e| Event { time: e.time, kind: e.kind, job: e.job_id, message: e.message })
-                .collect();
-            let expected: Vec<&Event> = sequence.iter().flat_map(|c| &c.events).collect();
-            prop_assert_eq!(events.iter().collect::<Vec<_>>(), expected);
-        }
+/// Applying a sequence of changes in one batch, or one by one, gives the same stored state, and
+/// that state is what folding the changes in order gives.
+fn batching_does_not_change_the_outcome(db: &TestDb) {
+    let mut runner = TestRunner::new(Config::with_cases(48));
+    let strategy = proptest::collection::vec(any_changes(), 1..6);
+    let outcome = runner.run(&strategy, |sequence| same_outcome(db, sequence));
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }
+
+fn same_outcome(db: &TestDb, mut sequence: Vec<Changes>) -> Result<(), TestCaseError> {
+    let mut attempt = 0;
+    for c in &mut sequence {
+        for r in &mut c.results {
+            attempt += 1;
+            r.attempt_id = attempt;
+        }
+    }
+    let store = db.store();
+    let def = flat_def(JOBS as usize);
+    let batched = store.create_workflow(&def, None, Timestamp(0)).unwrap();
+    let single = store.create_workflow(&def, None, Timestamp(0)).unwrap();
+
+    let batch: Vec<(WorkflowId, &Changes)> = sequence.iter().map(|c| (batched, c)).collect();
+    store.apply(&batch).unwrap();
+    for c in &sequence {
+        store.apply(&[(single, c)]).unwrap();
+    }
+
+    let mut expected_jobs = vec![(JobStatus::Uninitialized, 1); JOBS as usize];
+    let mut expected_workflow = (WorkflowState::Active, 1);
+    for c in &sequence {
+        for j in &c.jobs {
+            expected_jobs[j.job.index()] = (j.status, j.attempt_id);
+        }
+        if let Some(w) = c.workflow {
+            expected_workflow = (w.state, w.run_id);
+        }
+    }
+    for id in [batched, single] {
+        let loaded = store.load_workflow(id).unwrap();
+        prop_assert_eq!(&loaded.def, &def);
+        prop_assert_eq!(&loaded.jobs, &expected_jobs);
+        prop_assert_eq!((loaded.state, loaded.run_id), expected_workflow);
+        let results: Vec<JobResult> = store
+            .list_results(id, None, 0, u64::MAX)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_job_result())
+            .collect();
+        let expected: Vec<&JobResult> = sequence.iter().flat_map(|c| &c.results).collect();
+        prop_assert_eq!(results.iter().collect::<Vec<_>>(), expected);
+        let events: Vec<Event> = store
+            .list_events(id, 0, u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| Event {
+                time: e.time,
+                kind: e.kind,
+                job: e.job_id,
+                message: e.message,
+            })
+            .collect();
+        let expected: Vec<&Event> = sequence.iter().flat_map(|c| &c.events).collect();
+        prop_assert_eq!(events.iter().collect::<Vec<_>>(), expected);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+on_both_backends!(
+    create_then_load_gives_back_the_definition,
+    empty_and_minimal_workflows_round_trip,
+    large_workflows_span_many_statements,
+    workflow_ids_are_not_reused,
+    data_survives_reopening,
+    bulk_writes_are_a_handful_of_statements,
+    applied_changes_are_loaded_back,
+    one_batch_spans_many_workflows,
+    a_bad_batch_writes_nothing,
+    listings_paginate_and_filter,
+    missing_workflows_are_not_found,
+    delete_cascades_to_every_table,
+    readers_run_while_the_writer_applies,
+    batching_does_not_change_the_outcome,
+);

@@ -1,0 +1,11 @@
+DROP TABLE events;
+DROP TABLE results;
+DROP TABLE job_user_data;
+DROP TABLE job_files;
+DROP TABLE job_dependencies;
+DROP TABLE jobs;
+DROP TABLE user_data;
+DROP TABLE files;
+DROP TABLE failure_handlers;
+DROP TABLE resource_requirements;
+DROP TABLE workflows;
