@@ -1,0 +1,426 @@
+//! [`HttpClient`]: every endpoint of the server as a method, and the runner's [`Coordinator`]
+//! over HTTP, so that a runner talks to a server exactly as it talks to the in-process engine.
+
+use crate::dto::{
+    CreatedWorkflow, ErrorBody, EventPage, Heartbeat, HeartbeatAck, JobPage, ResetRequest,
+    ResultPage, SpecProblem, Workflow, WorkflowStatus,
+};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use torc_core::api::{
+    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ErrorCode, ReportBatch,
+    ReportResponse,
+};
+use torc_core::spec::SpecFormat;
+use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
+
+/// The path under which the API lives.
+pub const API_PREFIX: &str = "/torc-service/v1";
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL is not `http://HOST:PORT[/torc-service/v1]`.
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: &'static str },
+    /// No answer: connection refused or reset, timeout.
+    #[error("no answer from {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error.
+    #[error("{url}: {status}: {}: {message}", code.name())]
+    Api {
+        url: String,
+        status: u16,
+        code: ErrorCode,
+        message: String,
+        /// For an invalid spec: every problem.
+        errors: Vec<SpecProblem>,
+    },
+    /// The server answered success with a body that does not read as expected.
+    #[error("unexpected answer from {url}: {source}")]
+    Decode {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status of an error answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The error as a runner sees it: no answer or a server-side failure (5xx) may be retried;
+    /// a refusal (4xx) or an answer that cannot be read is final.
+    pub fn to_coordinator_error(&self) -> CoordinatorError {
+        match self {
+            ClientError::Transport { .. } => CoordinatorError::Unavailable {
+                message: self.to_string(),
+            },
+            ClientError::Api {
+                status,
+                code,
+                message,
+                ..
+            } => {
+                if *status >= 500 {
+                    CoordinatorError::Unavailable {
+                        message: self.to_string(),
+                    }
+                } else {
+                    CoordinatorError::Rejected {
+                        code: *code,
+                        message: message.clone(),
+                    }
+                }
+            }
+            ClientError::InvalidUrl { .. } | ClientError::Decode { .. } => {
+                CoordinatorError::Rejected {
+                    code: ErrorCode::Internal,
+                    message: self.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// The code that a status stands for when the body does not say.
+fn code_of_status(status: StatusCode) -> ErrorCode {
+    match status.as_u16() {
+        404 | 405 => ErrorCode::NotFound,
+        409 => ErrorCode::Conflict,
+        413 => ErrorCode::PayloadTooLarge,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidInput,
+    }
+}
+
+/// A client of one torc server. Cheap to clone (connections are pooled and kept alive).
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    http: reqwest::Client,
+    /// `http://HOST:PORT/torc-service/v1`
+    api: String,
+    /// `http://HOST:PORT`
+    root: String,
+    timeout: Duration,
+}
+
+/// How much longer than its `wait_ms` a claim may take before the client gives up.
+const CLAIM_GRACE: Duration = Duration::from_secs(30);
+
+impl HttpClient {
+    /// The default timeout of every request but claims (which wait `wait_ms` plus a grace).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// A client of the server at `url`: `http://HOST:PORT`, optionally followed by
+    /// `/torc-service/v1`.
+    pub fn new(url: &str) -> Result<HttpClient, ClientError> {
+        let trimmed = url.trim().trim_end_matches('/');
+        let root = trimmed.strip_suffix(API_PREFIX).unwrap_or(trimmed);
+        let invalid = |reason| ClientError::InvalidUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let Some(host) = root.strip_prefix("http://") else {
+            return Err(invalid("expected http://HOST:PORT"));
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(invalid("expected http://HOST:PORT"));
+        }
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|_| invalid("the HTTP client could not be built"))?;
+        Ok(HttpClient {
+            http,
+            api: format!("{root}{API_PREFIX}"),
+            root: root.to_string(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same client with another default request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `http://HOST:PORT/torc-service/v1`
+    pub fn api_url(&self) -> &str {
+        &self.api
+    }
+
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        self.http.request(method, url).timeout(self.timeout)
+    }
+
+    async fn send_raw(&self, rb: RequestBuilder, url: &str) -> Result<Vec<u8>, ClientError> {
+        let transport = |source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        };
+        let res = rb.send().await.map_err(transport)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(body.into());
+        }
+        let (code, message, errors) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => (e.code, e.message, e.errors),
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.chars().take(500).collect();
+                (code_of_status(status), text, Vec::new())
+            }
+        };
+        Err(ClientError::Api {
+            url: url.to_string(),
+            status: status.as_u16(),
+            code,
+            message,
+            errors,
+        })
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        rb: RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
+        let body = self.send_raw(rb, url).await?;
+        serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
+            url: url.to_string(),
+            source,
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: String) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, &url), &url).await
+    }
+
+    async fn post<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        url: String,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, &url).json(body), &url)
+            .await
+    }
+
+    fn workflow_url(&self, id: WorkflowId, rest: &str) -> String {
+        format!("{}/workflows/{id}{rest}", self.api)
+    }
+
+    /// Creates a workflow from spec text.
+    pub async fn create_workflow(
+        &self,
+        spec: impl Into<String>,
+        format: SpecFormat,
+    ) -> Result<CreatedWorkflow, ClientError> {
+        let (name, mime) = match format {
+            SpecFormat::Yaml => ("yaml", "application/yaml"),
+            SpecFormat::Json => ("json", "application/json"),
+            SpecFormat::Json5 => ("json5", "application/json5"),
+        };
+        let url = format!("{}/workflows", self.api);
+        let rb = self
+            .request(Method::POST, &url)
+            .query(&[("format", name)])
+            .header(reqwest::header::CONTENT_TYPE, mime)
+            .body(spec.into());
+        self.send(rb, &url).await
+    }
+
+    pub async fn list_workflows(&self) -> Result<Vec<Workflow>, ClientError> {
+        self.get(format!("{}/workflows", self.api)).await
+    }
+
+    pub async fn workflow(&self, id: WorkflowId) -> Result<Workflow, ClientError> {
+        self.get(self.workflow_url(id, "")).await
+    }
+
+    pub async fn delete_workflow(&self, id: WorkflowId) -> Result<(), ClientError> {
+        let url = self.workflow_url(id, "");
+        self.send_raw(self.request(Method::DELETE, &url), &url)
+            .await
+            .map(drop)
+    }
+
+    pub async fn status(&self, id: WorkflowId) -> Result<WorkflowStatus, ClientError> {
+        self.get(self.workflow_url(id, "/status")).await
+    }
+
+    pub async fn cancel(&self, id: WorkflowId) -> Result<WorkflowStatus, ClientError> {
+        self.post(self.workflow_url(id, "/cancel"), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn resume(&self, id: WorkflowId) -> Result<WorkflowStatus, ClientError> {
+        self.post(self.workflow_url(id, "/resume"), &serde_json::json!({}))
+            .await
+    }
+
+    /// Starts a new run of failed, canceled and terminated jobs (`failed_only`) or of all jobs.
+    pub async fn reset(
+        &self,
+        id: WorkflowId,
+        failed_only: bool,
+    ) -> Result<WorkflowStatus, ClientError> {
+        self.post(
+            self.workflow_url(id, "/reset"),
+            &ResetRequest { failed_only },
+        )
+        .await
+    }
+
+    /// A page of jobs; `limit` is capped by the server.
+    pub async fn jobs(
+        &self,
+        id: WorkflowId,
+        status: Option<JobStatus>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<JobPage, ClientError> {
+        let url = self.workflow_url(id, "/jobs");
+        let mut query = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
+        if let Some(s) = status {
+            query.push(("status", s.name().to_string()));
+        }
+        self.send(self.request(Method::GET, &url).query(&query), &url)
+            .await
+    }
+
+    /// A page of results, optionally of one job.
+    pub async fn results(
+        &self,
+        id: WorkflowId,
+        job: Option<JobId>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<ResultPage, ClientError> {
+        let url = self.workflow_url(id, "/results");
+        let mut query = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
+        if let Some(j) = job {
+            query.push(("job", j.0.to_string()));
+        }
+        self.send(self.request(Method::GET, &url).query(&query), &url)
+            .await
+    }
+
+    /// A page of the event log.
+    pub async fn events(
+        &self,
+        id: WorkflowId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<EventPage, ClientError> {
+        let url = self.workflow_url(id, "/events");
+        let query = [("offset", offset), ("limit", limit)];
+        self.send(self.request(Method::GET, &url).query(&query), &url)
+            .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        runner_id: &RunnerId,
+        workflow_id: Option<WorkflowId>,
+    ) -> Result<HeartbeatAck, ClientError> {
+        let body = Heartbeat {
+            runner_id: runner_id.clone(),
+            workflow_id,
+        };
+        self.post(format!("{}/runners/heartbeat", self.api), &body)
+            .await
+    }
+
+    /// The server's OpenAPI document.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.get(format!("{}/openapi.json", self.api)).await
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let url = format!("{}/metrics", self.root);
+        let body = self.send_raw(self.request(Method::GET, &url), &url).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A claim, with a timeout longer than its `wait_ms`.
+    pub async fn claim_jobs(&self, req: &ClaimRequest) -> Result<ClaimResponse, ClientError> {
+        let url = self.workflow_url(req.workflow_id, "/claim");
+        let timeout = self
+            .timeout
+            .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
+        let rb = self.http.post(&url).timeout(timeout).json(req);
+        self.send(rb, &url).await
+    }
+
+    pub async fn report_batch(&self, batch: &ReportBatch) -> Result<ReportResponse, ClientError> {
+        self.post(self.workflow_url(batch.workflow_id, "/report"), batch)
+            .await
+    }
+}
+
+impl Coordinator for HttpClient {
+    async fn claim(&self, req: ClaimRequest) -> Result<ClaimResponse, CoordinatorError> {
+        self.claim_jobs(&req)
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn report(&self, batch: ReportBatch) -> Result<ReportResponse, CoordinatorError> {
+        self.report_batch(&batch)
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let c = HttpClient::new("http://127.0.0.1:8080").unwrap();
+        assert_eq!(c.api_url(), "http://127.0.0.1:8080/torc-service/v1");
+        let c = HttpClient::new("http://localhost:1/torc-service/v1/").unwrap();
+        assert_eq!(c.api_url(), "http://localhost:1/torc-service/v1");
+        assert!(HttpClient::new("https://x").is_err());
+        assert!(HttpClient::new("127.0.0.1:80").is_err());
+        assert!(HttpClient::new("http://h/other").is_err());
+    }
+
+    #[test]
+    fn refusals_and_outages() {
+        let api = |status| ClientError::Api {
+            url: "u".into(),
+            status,
+            code: ErrorCode::Conflict,
+            message: "m".into(),
+            errors: Vec::new(),
+        };
+        assert!(matches!(
+            api(409).to_coordinator_error(),
+            CoordinatorError::Rejected {
+                code: ErrorCode::Conflict,
+                ..
+            }
+        ));
+        assert!(api(503).to_coordinator_error().is_transient());
+        assert_eq!(code_of_status(StatusCode::NOT_FOUND), ErrorCode::NotFound);
+        assert_eq!(code_of_status(StatusCode::BAD_GATEWAY), ErrorCode::Internal);
+    }
+}

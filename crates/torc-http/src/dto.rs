@@ -1,0 +1,319 @@
+//! The wire types of the REST API that are not the coordinator's own (those are
+//! `torc_core::api`'s, sent as they are): what the server answers for workflows, status, jobs,
+//! results and events, and the small request bodies and query strings. Each mapping from a store
+//! record or a core value is written once, here.
+//!
+//! Every type is both `Serialize` and `Deserialize`: the server writes them and [`crate::HttpClient`]
+//! reads them back.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use torc_core::api::ErrorCode;
+use torc_core::changes::{EventKind, WorkflowState};
+use torc_core::sched::StatusSummary;
+use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
+use torc_store::{EventRecord, JobRecord, ResultRecord, WorkflowSummary};
+use utoipa::{IntoParams, ToSchema};
+
+/// One problem of an invalid spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SpecProblem {
+    /// Where: `jobs[3] ("b_{i}").depends_on[0]`, `top level`, `line 4, column 7`.
+    pub location: String,
+    pub message: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// `not_found`, `invalid_input`, `conflict`, `payload_too_large`, `internal`, ...
+    #[schema(value_type = String, example = "not_found")]
+    pub code: ErrorCode,
+    pub message: String,
+    /// Every problem of an invalid spec (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<SpecProblem>,
+}
+
+/// The answer to creating a workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedWorkflow {
+    #[schema(value_type = i64)]
+    pub id: WorkflowId,
+    pub name: String,
+    pub num_jobs: u64,
+    /// Keys accepted but not acted on.
+    pub warnings: Vec<String>,
+}
+
+/// A workflow as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Workflow {
+    #[schema(value_type = i64)]
+    pub id: WorkflowId,
+    pub name: String,
+    pub user: Option<String>,
+    /// `active`, `complete` or `canceled`.
+    #[schema(value_type = crate::openapi::schema::WorkflowState)]
+    pub state: WorkflowState,
+    pub run_id: u32,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
+    pub created_at: Timestamp,
+    pub num_jobs: u64,
+}
+
+impl From<WorkflowSummary> for Workflow {
+    fn from(w: WorkflowSummary) -> Workflow {
+        Workflow {
+            id: w.id,
+            name: w.name,
+            user: w.user,
+            state: w.state,
+            run_id: w.run_id,
+            created_at: w.created_at,
+            num_jobs: w.num_jobs,
+        }
+    }
+}
+
+/// A workflow's live status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowStatus {
+    #[schema(value_type = i64)]
+    pub workflow_id: WorkflowId,
+    #[schema(value_type = crate::openapi::schema::WorkflowState)]
+    pub state: WorkflowState,
+    pub run_id: u32,
+    pub total: u64,
+    /// Jobs per status name (`ready`, `running`, `completed`, ...); statuses with no job are
+    /// absent.
+    #[schema(value_type = BTreeMap<crate::openapi::schema::JobStatus, u64>)]
+    pub counts: BTreeMap<JobStatus, u64>,
+}
+
+impl WorkflowStatus {
+    pub fn new(workflow_id: WorkflowId, s: StatusSummary) -> WorkflowStatus {
+        WorkflowStatus {
+            workflow_id,
+            state: s.state,
+            run_id: s.run_id,
+            total: s.total,
+            counts: s.counts.into_iter().collect(),
+        }
+    }
+
+    /// Jobs in `status`.
+    pub fn count(&self, status: JobStatus) -> u64 {
+        self.counts.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// One job, as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    #[schema(value_type = u32)]
+    pub id: JobId,
+    pub name: String,
+    #[schema(value_type = crate::openapi::schema::JobStatus)]
+    pub status: JobStatus,
+    pub attempt_id: u32,
+    pub command: String,
+    pub invocation_script: Option<String>,
+    pub priority: i64,
+    pub tags: Vec<String>,
+}
+
+impl From<JobRecord> for Job {
+    fn from(j: JobRecord) -> Job {
+        Job {
+            id: j.id,
+            name: j.name,
+            status: j.status,
+            attempt_id: j.attempt_id,
+            command: j.command,
+            invocation_script: j.invocation_script,
+            priority: j.priority,
+            tags: j.tags,
+        }
+    }
+}
+
+/// One attempt of a job, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobResult {
+    pub id: i64,
+    #[schema(value_type = u32)]
+    pub job_id: JobId,
+    pub run_id: u32,
+    pub attempt_id: u32,
+    #[schema(value_type = Option<String>)]
+    pub runner: Option<RunnerId>,
+    pub return_code: i32,
+    #[schema(value_type = crate::openapi::schema::JobStatus)]
+    pub status: JobStatus,
+    #[schema(value_type = i64)]
+    pub start_time: Timestamp,
+    #[schema(value_type = i64)]
+    pub end_time: Timestamp,
+    pub exec_time_secs: f64,
+    pub peak_memory_bytes: Option<u64>,
+    pub avg_memory_bytes: Option<u64>,
+    pub peak_cpu_percent: Option<f64>,
+    pub avg_cpu_percent: Option<f64>,
+}
+
+impl From<ResultRecord> for JobResult {
+    fn from(r: ResultRecord) -> JobResult {
+        JobResult {
+            id: r.id,
+            job_id: r.job_id,
+            run_id: r.run_id,
+            attempt_id: r.attempt_id,
+            runner: r.runner,
+            return_code: r.return_code,
+            status: r.status,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            exec_time_secs: r.exec_time_secs,
+            peak_memory_bytes: r.peak_memory_bytes,
+            avg_memory_bytes: r.avg_memory_bytes,
+            peak_cpu_percent: r.peak_cpu_percent,
+            avg_cpu_percent: r.avg_cpu_percent,
+        }
+    }
+}
+
+/// One entry of a workflow's event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowEvent {
+    pub id: i64,
+    #[schema(value_type = i64)]
+    pub time: Timestamp,
+    /// `workflow_created`, `job_retried`, `report_refused`, ...
+    #[schema(value_type = String, example = "workflow_created")]
+    pub kind: EventKind,
+    #[schema(value_type = Option<u32>)]
+    pub job_id: Option<JobId>,
+    pub message: String,
+}
+
+impl From<EventRecord> for WorkflowEvent {
+    fn from(e: EventRecord) -> WorkflowEvent {
+        WorkflowEvent {
+            id: e.id,
+            time: e.time,
+            kind: e.kind,
+            job_id: e.job_id,
+            message: e.message,
+        }
+    }
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    pub offset: u64,
+    pub limit: u64,
+    pub items: Vec<Job>,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResultPage {
+    pub offset: u64,
+    pub limit: u64,
+    pub items: Vec<JobResult>,
+}
+
+/// A page of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    pub offset: u64,
+    pub limit: u64,
+    pub items: Vec<WorkflowEvent>,
+}
+
+/// The body of a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// Only failed, canceled and terminated jobs (and their downstream); else every job.
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+impl ResetRequest {
+    /// Reads a reset body; an empty body is a full reset.
+    pub fn from_body(body: &[u8]) -> Result<ResetRequest, crate::ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ResetRequest::default());
+        }
+        Ok(serde_json::from_slice(body)?)
+    }
+}
+
+/// A runner says it is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[schema(value_type = String)]
+    pub runner_id: RunnerId,
+    #[schema(value_type = Option<i64>)]
+    #[serde(default)]
+    pub workflow_id: Option<WorkflowId>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatAck {
+    #[schema(value_type = String)]
+    pub runner_id: RunnerId,
+    /// The server's clock, milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
+    pub server_time: Timestamp,
+    /// Runners heard from so far.
+    pub runners_seen: u64,
+}
+
+/// `?offset=&limit=`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Rows to skip (default 0).
+    pub offset: Option<u64>,
+    /// Rows to return (default and maximum set by the server).
+    pub limit: Option<u64>,
+}
+
+/// `?status=&offset=&limit=`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    /// Only jobs in this status: a name (`ready`) or its numeric code (`2`).
+    pub status: Option<String>,
+    pub offset: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+/// `?job=&offset=&limit=`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsQuery {
+    /// Only this job's results.
+    pub job: Option<u32>,
+    pub offset: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+/// `?format=` of a spec upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SpecQuery {
+    /// `yaml`, `json` or `json5`; without it the body's Content-Type decides (YAML when unsure).
+    pub format: Option<String>,
+}

@@ -1,0 +1,263 @@
+//! The HTTP handlers: extract, call [`Service`], wrap the answer. Nothing else happens here.
+
+use crate::dto::{
+    CreatedWorkflow, ErrorBody, EventPage, Heartbeat, HeartbeatAck, JobPage, JobsQuery, PageQuery,
+    ResetRequest, ResultPage, ResultsQuery, SpecQuery, Workflow, WorkflowStatus,
+};
+use crate::error::ApiError;
+use crate::openapi::schema;
+use crate::service::{spec_format, Service};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use torc_core::api::{ClaimRequest, ReportBatch};
+use torc_core::WorkflowId;
+
+type Svc = web::Data<Service>;
+type Answer = Result<HttpResponse, ApiError>;
+
+fn ok<T: serde::Serialize>(value: T) -> Answer {
+    Ok(HttpResponse::Ok().json(value))
+}
+
+/// Create a workflow from a spec (YAML, JSON or JSON5 text).
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows", tag = "workflows", params(SpecQuery),
+    request_body(content = String, content_type = "application/yaml",
+                 description = "The spec; the format comes from `?format=`, else Content-Type"),
+    responses(
+        (status = 201, description = "Created", body = CreatedWorkflow),
+        (status = 400, description = "Not UTF-8, unknown format", body = ErrorBody),
+        (status = 413, description = "Spec over the size limit", body = ErrorBody),
+        (status = 422, description = "Invalid spec; `errors` lists every problem", body = ErrorBody),
+    )
+)]
+pub async fn create_workflow(
+    svc: Svc,
+    req: HttpRequest,
+    q: web::Query<SpecQuery>,
+    body: web::Bytes,
+) -> Answer {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = spec_format(q.format.as_deref(), content_type)?;
+    let created = svc.create_workflow(body.into(), format).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// Every workflow, oldest first.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows", tag = "workflows",
+    responses((status = 200, body = Vec<Workflow>))
+)]
+pub async fn list_workflows(svc: Svc) -> Answer {
+    ok(svc.list_workflows().await?)
+}
+
+/// One workflow.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    responses((status = 200, body = Workflow), (status = 404, body = ErrorBody))
+)]
+pub async fn get_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.workflow(WorkflowId(*id)).await?)
+}
+
+/// Delete a workflow and everything recorded about it.
+#[utoipa::path(
+    delete, path = "/torc-service/v1/workflows/{id}", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody))
+)]
+pub async fn delete_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
+    svc.delete_workflow(WorkflowId(*id)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Job counts by state, the workflow's state and run.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/status", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    responses((status = 200, body = WorkflowStatus), (status = 404, body = ErrorBody))
+)]
+pub async fn workflow_status(svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.status(WorkflowId(*id)).await?)
+}
+
+/// Cancel: no more claims; ready, blocked and pending jobs are canceled.
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/cancel", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    responses((status = 200, body = WorkflowStatus), (status = 404, body = ErrorBody))
+)]
+pub async fn cancel_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.cancel(WorkflowId(*id)).await?)
+}
+
+/// Start a new run of failed, canceled and terminated jobs (or of every job).
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/reset", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    request_body(content = ResetRequest, description = "May be empty: a full reset"),
+    responses(
+        (status = 200, body = WorkflowStatus),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Jobs are pending or running", body = ErrorBody),
+    )
+)]
+pub async fn reset_workflow(svc: Svc, id: web::Path<i64>, body: web::Bytes) -> Answer {
+    let req = ResetRequest::from_body(&body)?;
+    ok(svc.reset(WorkflowId(*id), req.failed_only).await?)
+}
+
+/// Put interrupted jobs back in play (after a crash or a lost runner).
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/resume", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    responses((status = 200, body = WorkflowStatus), (status = 404, body = ErrorBody))
+)]
+pub async fn resume_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.resume(WorkflowId(*id)).await?)
+}
+
+/// A page of jobs in id order.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/jobs", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id"), JobsQuery),
+    responses(
+        (status = 200, body = JobPage),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn list_jobs(svc: Svc, id: web::Path<i64>, q: web::Query<JobsQuery>) -> Answer {
+    ok(svc.jobs(WorkflowId(*id), q.into_inner()).await?)
+}
+
+/// A page of results (one per attempt), in the order recorded.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/results", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id"), ResultsQuery),
+    responses(
+        (status = 200, body = ResultPage),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn list_results(svc: Svc, id: web::Path<i64>, q: web::Query<ResultsQuery>) -> Answer {
+    ok(svc.results(WorkflowId(*id), q.into_inner()).await?)
+}
+
+/// A page of the event log, oldest first.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/events", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id"), PageQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn list_events(svc: Svc, id: web::Path<i64>, q: web::Query<PageQuery>) -> Answer {
+    ok(svc.events(WorkflowId(*id), q.into_inner()).await?)
+}
+
+/// Claim ready jobs; when none fits, wait up to `wait_ms` (long poll).
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/claim", tag = "runners",
+    params(("id" = i64, Path, description = "Workflow id")),
+    request_body = schema::ClaimRequest,
+    responses(
+        (status = 200, body = schema::ClaimResponse),
+        (status = 400, description = "Malformed, or ids that disagree", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
+    )
+)]
+pub async fn claim(svc: Svc, id: web::Path<i64>, req: web::Json<ClaimRequest>) -> Answer {
+    ok(svc.claim(WorkflowId(*id), req.into_inner()).await?)
+}
+
+/// Report starts and completions; answered once they are durable.
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/report", tag = "runners",
+    params(("id" = i64, Path, description = "Workflow id")),
+    request_body = schema::ReportBatch,
+    responses(
+        (status = 200, body = schema::ReportResponse),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+    )
+)]
+pub async fn report(svc: Svc, id: web::Path<i64>, batch: web::Json<ReportBatch>) -> Answer {
+    ok(svc.report(WorkflowId(*id), batch.into_inner()).await?)
+}
+
+/// A runner is alive.
+#[utoipa::path(
+    post, path = "/torc-service/v1/runners/heartbeat", tag = "runners",
+    request_body = Heartbeat,
+    responses((status = 200, body = HeartbeatAck), (status = 422, body = ErrorBody))
+)]
+pub async fn heartbeat(svc: Svc, hb: web::Json<Heartbeat>) -> Answer {
+    ok(svc.heartbeat(hb.into_inner())?)
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/torc-service/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
+)]
+pub async fn openapi_json(doc: web::Data<OpenApiText>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+/// Counters in the Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text exposition", body = String))
+)]
+pub async fn metrics(svc: Svc) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(svc.metrics_text())
+}
+
+/// The OpenAPI document, rendered once.
+pub struct OpenApiText(pub String);
+
+/// The routes under `/torc-service/v1`, with the body limits of `limits`.
+pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
+    let report_json = crate::server::json_config(limits.report_bytes);
+    cfg.service(
+        web::resource("/workflows")
+            .app_data(web::PayloadConfig::new(limits.spec_bytes))
+            .route(web::get().to(list_workflows))
+            .route(web::post().to(create_workflow)),
+    )
+    .service(
+        web::resource("/workflows/{id}")
+            .route(web::get().to(get_workflow))
+            .route(web::delete().to(delete_workflow)),
+    )
+    .route("/workflows/{id}/status", web::get().to(workflow_status))
+    .route("/workflows/{id}/cancel", web::post().to(cancel_workflow))
+    .route("/workflows/{id}/reset", web::post().to(reset_workflow))
+    .route("/workflows/{id}/resume", web::post().to(resume_workflow))
+    .route("/workflows/{id}/jobs", web::get().to(list_jobs))
+    .route("/workflows/{id}/results", web::get().to(list_results))
+    .route("/workflows/{id}/events", web::get().to(list_events))
+    .route("/workflows/{id}/claim", web::post().to(claim))
+    .service(
+        web::resource("/workflows/{id}/report")
+            .app_data(report_json)
+            .route(web::post().to(report)),
+    )
+    .route("/runners/heartbeat", web::post().to(heartbeat))
+    .route("/openapi.json", web::get().to(openapi_json));
+}

@@ -1,0 +1,217 @@
+//! Starting and stopping the server: the store, the engine, the actix `App` and its workers.
+
+use crate::error::{json_error, json_fallback, path_error, query_error};
+use crate::handlers::{self, OpenApiText};
+use crate::service::{Limits, Service};
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{web, App, HttpServer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use torc_store::engine::EngineHandle;
+use torc_store::{Store, StoreError};
+
+/// How to run a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `sqlite:PATH`, `sqlite://PATH` or a plain path (created if missing).
+    pub database: String,
+    pub host: String,
+    /// 0 picks a free port; [`Server::local_addr`] tells which.
+    pub port: u16,
+    /// HTTP worker threads; `None`: one per CPU core.
+    pub workers: Option<usize>,
+    pub limits: Limits,
+    /// How long a graceful stop waits for requests in flight (a parked claim is one).
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// `database` on 127.0.0.1:8080 with the default limits.
+    pub fn new(database: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            database: database.into(),
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: None,
+            limits: Limits::default(),
+            shutdown_timeout: Duration::from_secs(35),
+        }
+    }
+}
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("opening the database was interrupted: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The JSON extractor settings: `limit` bytes, errors as [`crate::ErrorBody`], any content type.
+pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(false)
+        .error_handler(json_error)
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::stop`] or await
+/// [`Server::wait`].
+pub struct Server {
+    addrs: Vec<SocketAddr>,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine: EngineHandle,
+}
+
+/// Stops a [`Server`] from elsewhere (a signal handler, say).
+#[derive(Clone)]
+pub struct StopHandle(ServerHandle);
+
+impl StopHandle {
+    /// Stops accepting connections; `graceful` lets requests in flight finish first.
+    pub async fn stop(&self, graceful: bool) {
+        self.0.stop(graceful).await;
+    }
+}
+
+impl Server {
+    /// Opens the database (running its migrations), starts the engine over it and listens.
+    /// Must be called within a tokio runtime.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let url = config.database.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&url)).await??;
+        let engine = EngineHandle::start(store.clone());
+        Server::start_with(engine, store, &config)
+    }
+
+    /// Listens with an engine and a store that the caller opened (they must be over the same
+    /// database). Must be called within a tokio runtime.
+    pub fn start_with(
+        engine: EngineHandle,
+        store: Store,
+        config: &ServerConfig,
+    ) -> Result<Server, ServerError> {
+        let limits = config.limits;
+        let service = web::Data::new(Service::new(engine.clone(), store, limits));
+        let doc = web::Data::new(OpenApiText(crate::openapi::document()));
+        let app = move || {
+            let metrics = service.clone();
+            App::new()
+                .app_data(service.clone())
+                .app_data(doc.clone())
+                .app_data(json_config(limits.request_bytes))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(ErrorHandlers::new().default_handler(json_fallback))
+                .wrap_fn(move |req, srv| {
+                    use actix_web::dev::Service as _;
+                    let started = Instant::now();
+                    let method = req.method().clone();
+                    let route = req.match_pattern();
+                    let metrics = metrics.clone();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        metrics.metrics.record(
+                            method.as_str(),
+                            route.as_deref().unwrap_or("unmatched"),
+                            res.status().as_u16(),
+                            started.elapsed(),
+                        );
+                        Ok(res)
+                    }
+                })
+                .route("/metrics", web::get().to(handlers::metrics))
+                .service(
+                    web::scope("/torc-service/v1").configure(|cfg| handlers::routes(cfg, &limits)),
+                )
+        };
+        let addr = format!("{}:{}", config.host, config.port);
+        let mut http = HttpServer::new(app)
+            .disable_signals()
+            .shutdown_timeout(config.shutdown_timeout.as_secs());
+        if let Some(n) = config.workers {
+            http = http.workers(n.max(1));
+        }
+        let http = http
+            .bind(addr.as_str())
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let addrs = http.addrs();
+        let running = http.run();
+        let handle = running.handle();
+        let task = tokio::spawn(running);
+        tracing::info!(addrs = ?addrs, "torc server listening");
+        Ok(Server {
+            addrs,
+            handle,
+            task,
+            engine,
+        })
+    }
+
+    /// The first address listened on (with the port actually bound).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// `http://HOST:PORT`, the base URL that [`crate::HttpClient::new`] takes.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+
+    /// The engine behind the server (its counters, or in-process calls).
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.handle.clone())
+    }
+
+    /// Waits until the server stops, then until the engine has committed its last batch.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        let Server { task, engine, .. } = self;
+        let served = task.await?;
+        // The workers are gone with their handles; this is the last one, and dropping it joins
+        // the writer thread after its last commit. Joining blocks, so not on a runtime worker.
+        tokio::task::spawn_blocking(move || drop(engine)).await?;
+        served?;
+        tracing::info!("torc server stopped");
+        Ok(())
+    }
+
+    /// Stops the server (`graceful`: requests in flight finish first) and waits for it.
+    pub async fn stop(self, graceful: bool) -> Result<(), ServerError> {
+        self.handle.stop(graceful).await;
+        self.wait().await
+    }
+}
+
+/// Runs a server until `shutdown` resolves, then stops gracefully: no new connections,
+/// requests in flight are answered, the engine commits what it holds, and this returns.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let server = Server::start(config).await?;
+    let stop = server.stop_handle();
+    let waiting = server.wait();
+    tokio::pin!(waiting);
+    tokio::select! {
+        r = &mut waiting => return r,
+        () = shutdown => tracing::info!("shutdown requested: finishing requests in flight"),
+    }
+    stop.stop(true).await;
+    waiting.await
+}
