@@ -1,7 +1,9 @@
-//! Measures the store's two bulk paths on a temporary SQLite database:
-//! creating a large workflow, and `apply` with batches of job changes and results.
+//! Measures the store's two bulk paths: creating a large workflow, and `apply` with batches of
+//! job changes and results. Runs on a temporary SQLite database, or on each database named with
+//! `--url` (`sqlite://PATH`, `postgres://USER@HOST:PORT/DB`), then prints the figures side by
+//! side. The workflow it creates is deleted at the end.
 //!
-//! `cargo run --release -p torc-store --example store_bench [JOBS] [BATCHES]`
+//! `cargo run --release -p torc-store --example store_bench -- [JOBS] [BATCHES] [--url URL]...`
 
 use std::time::Instant;
 use torc_core::changes::{Changes, Event, EventKind, JobChange, JobResult};
@@ -11,18 +13,66 @@ use torc_store::Store;
 
 const BATCH: u32 = 1_000;
 
+/// What one run measured.
+struct Figures {
+    target: String,
+    create_secs: f64,
+    load_secs: f64,
+    apply_median_ms: f64,
+    completions_per_sec: f64,
+    single_commits_per_sec: Option<f64>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut urls = Vec::new();
+    let mut numbers = Vec::new();
     let mut args = std::env::args().skip(1);
-    let jobs: u32 = args
-        .next()
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(100_000);
-    let batches: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50);
+    while let Some(arg) = args.next() {
+        if arg == "--url" {
+            urls.push(args.next().ok_or("--url needs a value")?);
+        } else {
+            numbers.push(arg.parse::<u32>()?);
+        }
+    }
+    let jobs = numbers.first().copied().unwrap_or(100_000);
+    let batches = numbers.get(1).copied().unwrap_or(50);
 
     let dir = tempfile::tempdir()?;
-    let store = Store::open_sqlite(&dir.path().join("bench.db"))?;
+    if urls.is_empty() {
+        urls.push(format!(
+            "sqlite://{}",
+            dir.path().join("bench.db").display()
+        ));
+    }
+    let mut all = Vec::new();
+    for url in &urls {
+        let store = Store::open(url)?;
+        println!("== {}", store.target());
+        all.push(bench(&store, jobs, batches)?);
+    }
+    if all.len() > 1 {
+        println!();
+        println!(
+            "{:<48} {:>10} {:>10} {:>14} {:>16} {:>14}",
+            "database", "create s", "load s", "apply ms/batch", "completions/s", "1-change tx/s"
+        );
+        for f in &all {
+            println!(
+                "{:<48} {:>10.3} {:>10.3} {:>14.2} {:>16.0} {:>14}",
+                f.target,
+                f.create_secs,
+                f.load_secs,
+                f.apply_median_ms,
+                f.completions_per_sec,
+                f.single_commits_per_sec
+                    .map_or("-".to_string(), |c| format!("{c:.0}")),
+            );
+        }
+    }
+    Ok(())
+}
 
+fn bench(store: &Store, jobs: u32, batches: u32) -> Result<Figures, Box<dyn std::error::Error>> {
     // A realistic shape: every job after the first 100 depends on one earlier job.
     let def = WorkflowDef {
         name: "bench".into(),
@@ -125,11 +175,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.apply(&[(id, &changes)])?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    if single > 0 {
-        println!(
-            "apply: 1 job change per transaction: {:.0} commits/s",
-            f64::from(single) / elapsed
-        );
+    let single_commits_per_sec = (single > 0).then(|| f64::from(single) / elapsed);
+    if let Some(rate) = single_commits_per_sec {
+        println!("apply: 1 job change per transaction: {rate:.0} commits/s");
     }
-    Ok(())
+    store.delete_workflow(id)?;
+    Ok(Figures {
+        target: store.target().to_string(),
+        create_secs: create.as_secs_f64(),
+        load_secs: load.as_secs_f64(),
+        apply_median_ms: times[times.len() / 2] * 1e3,
+        completions_per_sec: rows / 2.0 / total,
+        single_commits_per_sec,
+    })
 }
