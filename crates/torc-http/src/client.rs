@@ -96,7 +96,7 @@ impl ClientError {
 /// The code that a status stands for when the body does not say.
 fn code_of_status(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
-        404 | 405 => ErrorCode::NotFound,
+        404 => ErrorCode::NotFound,
         409 => ErrorCode::Conflict,
         413 => ErrorCode::PayloadTooLarge,
         401 => ErrorCode::Unauthorized,

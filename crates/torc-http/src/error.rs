@@ -60,7 +60,8 @@ impl ApiErrorKind {
     pub fn code(self) -> ErrorCode {
         match self {
             ApiErrorKind::BadRequest | ApiErrorKind::Unprocessable => ErrorCode::InvalidInput,
-            ApiErrorKind::NotFound | ApiErrorKind::MethodNotAllowed => ErrorCode::NotFound,
+            ApiErrorKind::NotFound => ErrorCode::NotFound,
+            ApiErrorKind::MethodNotAllowed => ErrorCode::InvalidInput,
             ApiErrorKind::Conflict => ErrorCode::Conflict,
             ApiErrorKind::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             ApiErrorKind::Internal | ApiErrorKind::Unavailable => ErrorCode::Internal,

@@ -1,0 +1,146 @@
+//! `torc-runner`: runs one workflow's jobs on this machine for a torc server. It builds an
+//! `HttpClient` for the server and hands it to `torc_runner::run`, which claims jobs that fit,
+//! runs them and reports back; it exits 0 when the workflow is complete (failed jobs included:
+//! the counts are printed), canceled, or idle past `--idle-timeout`; 130 when stopped by a
+//! signal; 1 on error; 2 on bad arguments.
+//!
+//! Wiring only: it must never decide anything about jobs (the server does) nor run them itself
+//! (the runner library does).
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use torc_core::{RunnerId, WorkflowId};
+use torc_http::HttpClient;
+use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
+use tracing_subscriber::EnvFilter;
+
+/// Runs a workflow's jobs on this machine for a torc server.
+#[derive(Debug, Parser)]
+#[command(name = "torc-runner", version)]
+struct Args {
+    /// The server, `http://HOST:PORT`.
+    #[arg(long, env = "TORC_API_URL")]
+    url: String,
+    /// The workflow whose jobs to run.
+    #[arg(long)]
+    workflow: i64,
+    /// CPUs to offer [default: detected].
+    #[arg(long)]
+    num_cpus: Option<u32>,
+    /// Memory to offer, e.g. `16g` [default: detected].
+    #[arg(long)]
+    memory: Option<String>,
+    /// GPUs to offer [default: detected].
+    #[arg(long)]
+    num_gpus: Option<u32>,
+    /// Count-based: at most N jobs at once whatever they need (instead of resources).
+    #[arg(long)]
+    max_parallel_jobs: Option<u32>,
+    /// Directory for job output (job_stdio/).
+    #[arg(long, default_value = "torc_output", env = "TORC_OUTPUT_DIR")]
+    output_dir: PathBuf,
+    /// Exit after this many seconds with nothing to run.
+    #[arg(long)]
+    idle_timeout: Option<f64>,
+    /// This runner's name [default: HOSTNAME:PID].
+    #[arg(long)]
+    runner_id: Option<String>,
+}
+
+fn capacity(args: &Args) -> Result<Capacity> {
+    if let Some(n) = args.max_parallel_jobs {
+        if n == 0 {
+            bail!("--max-parallel-jobs must be at least 1");
+        }
+        return Ok(Capacity::MaxParallelJobs(n));
+    }
+    let detected = torc_runner::detect_resources();
+    let memory_bytes = match &args.memory {
+        Some(m) => torc_core::units::parse_memory(m).with_context(|| format!("--memory {m}"))?,
+        None => detected.memory_bytes,
+    };
+    Ok(Capacity::Resources {
+        num_cpus: args.num_cpus.unwrap_or(detected.num_cpus),
+        memory_bytes,
+        num_gpus: args.num_gpus.unwrap_or(detected.num_gpus),
+    })
+}
+
+fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let runner_id =
+        (args.runner_id.clone()).unwrap_or_else(|| format!("{host}:{}", std::process::id()));
+    let mut config = RunnerConfig::new(
+        WorkflowId(args.workflow),
+        RunnerId(runner_id),
+        capacity(args)?,
+        args.output_dir.clone(),
+    );
+    config.api_url = Some(client.api_url().to_string());
+    if let Some(secs) = args.idle_timeout {
+        let t = Duration::try_from_secs_f64(secs).context("--idle-timeout must be >= 0")?;
+        config.idle_timeout = Some(t);
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let setup = HttpClient::new(&args.url)
+        .map_err(anyhow::Error::from)
+        .and_then(|client| Ok((config(&args, &client)?, client)));
+    let (config, client) = match setup {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = Shutdown::new();
+    let _signals = match torc_runner::install_signal_handlers(shutdown.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (id, runner) = (config.workflow_id, config.runner_id.clone());
+    let beat = client.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            if let Err(e) = beat.heartbeat(&runner, Some(id)).await {
+                tracing::debug!(error = %e, "heartbeat not delivered");
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    let outcome = torc_runner::run(Arc::new(client), config, shutdown).await;
+    heartbeat.abort();
+    match outcome {
+        Ok(s) => {
+            println!(
+                "workflow {id}: {:?}; this runner: {} completed, {} failed, {} terminated, {} refused",
+                s.end, s.completed, s.failed, s.terminated, s.refused
+            );
+            match s.end {
+                RunEnd::Shutdown => ExitCode::from(130),
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("error: workflow {id}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
