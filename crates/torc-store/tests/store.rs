@@ -481,7 +481,10 @@ fn bulk_writes_are_a_handful_of_statements(db: &TestDb) {
     let (id, create) = statements_of(|| store.create_workflow(&def, None, Timestamp(0)));
     let id = id.unwrap();
     // More than zero: the counting works.
-    assert!((1..=40).contains(&create), "{create} statements to create {n} jobs");
+    assert!(
+        (1..=40).contains(&create),
+        "{create} statements to create {n} jobs"
+    );
 
     let c = Changes {
         jobs: (1..=n as u32)
@@ -491,7 +494,10 @@ fn bulk_writes_are_a_handful_of_statements(db: &TestDb) {
         ..Changes::default()
     };
     let ((), apply) = statements_of(|| store.apply(&[(id, &c)]).unwrap());
-    assert!((1..=40).contains(&apply), "{apply} statements to apply {n} completions");
+    assert!(
+        (1..=40).contains(&apply),
+        "{apply} statements to apply {n} completions"
+    );
     assert_eq!(db.raw_count("results", id), n as i64);
     assert_eq!(
         store.job_counts(id).unwrap(),
