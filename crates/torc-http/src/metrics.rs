@@ -10,6 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct RequestMetrics {
     by_route: Mutex<BTreeMap<(String, String, u16), RouteStats>>,
+    /// Requests being served now, by (method, route): parked long-poll claims show here.
+    in_flight: Mutex<BTreeMap<(String, String), i64>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -19,6 +21,14 @@ struct RouteStats {
 }
 
 impl RequestMetrics {
+    /// A request started (`delta` 1) or ended (`delta` -1).
+    pub fn in_flight(&self, method: &str, route: &str, delta: i64) {
+        if let Ok(mut map) = self.in_flight.lock() {
+            *map.entry((method.to_string(), route.to_string()))
+                .or_default() += delta;
+        }
+    }
+
     pub fn record(&self, method: &str, route: &str, status: u16, took: Duration) {
         let Ok(mut map) = self.by_route.lock() else {
             return;
@@ -30,6 +40,19 @@ impl RequestMetrics {
     }
 
     pub fn render(&self, out: &mut String) {
+        if let Ok(map) = self.in_flight.lock() {
+            let _ = writeln!(
+                out,
+                "# HELP torc_http_requests_in_flight HTTP requests being served now.\n# TYPE torc_http_requests_in_flight gauge"
+            );
+            for ((method, route), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "torc_http_requests_in_flight{{method=\"{method}\",route=\"{}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
         let Ok(map) = self.by_route.lock() else {
             return;
         };

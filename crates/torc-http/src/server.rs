@@ -65,6 +65,42 @@ pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
         .error_handler(json_error)
 }
 
+/// Counts a request in flight from its start until it is answered or dropped, then records it.
+struct InFlight {
+    service: web::Data<Service>,
+    method: String,
+    route: String,
+    started: Instant,
+}
+
+impl InFlight {
+    fn new(service: web::Data<Service>, method: &str, route: Option<String>) -> InFlight {
+        let route = route.unwrap_or_else(|| "unmatched".into());
+        service.metrics.in_flight(method, &route, 1);
+        InFlight {
+            service,
+            method: method.to_string(),
+            route,
+            started: Instant::now(),
+        }
+    }
+
+    fn done(self, status: u16) {
+        let took = self.started.elapsed();
+        self.service
+            .metrics
+            .record(&self.method, &self.route, status, took);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.service
+            .metrics
+            .in_flight(&self.method, &self.route, -1);
+    }
+}
+
 /// A running server. Dropping it does not stop it; call [`Server::stop`] or await
 /// [`Server::wait`].
 pub struct Server {
@@ -116,20 +152,17 @@ impl Server {
                 .wrap(ErrorHandlers::new().default_handler(json_fallback))
                 .wrap_fn(move |req, srv| {
                     use actix_web::dev::Service as _;
-                    let started = Instant::now();
-                    let method = req.method().clone();
-                    let route = req.match_pattern();
-                    let metrics = metrics.clone();
+                    let guard =
+                        InFlight::new(metrics.clone(), req.method().as_str(), req.match_pattern());
                     let fut = srv.call(req);
                     async move {
-                        let res = fut.await?;
-                        metrics.metrics.record(
-                            method.as_str(),
-                            route.as_deref().unwrap_or("unmatched"),
-                            res.status().as_u16(),
-                            started.elapsed(),
-                        );
-                        Ok(res)
+                        let res = fut.await;
+                        let status = match &res {
+                            Ok(r) => r.status(),
+                            Err(e) => e.as_response_error().status_code(),
+                        };
+                        guard.done(status.as_u16());
+                        res
                     }
                 })
                 .route("/metrics", web::get().to(handlers::metrics))
