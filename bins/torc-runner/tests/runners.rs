@@ -1,0 +1,145 @@
+//! Real `torc-runner` processes against a server started in-process on 127.0.0.1:0.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use tempfile::TempDir;
+use torc_core::changes::WorkflowState;
+use torc_core::spec::SpecFormat;
+use torc_core::{JobStatus, WorkflowId};
+use torc_http::{HttpClient, JobResult, Server, ServerConfig};
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Parallel jobs per runner: the cores shared out among `runners`, at least 1.
+fn per_runner(runners: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores / runners).max(1)
+}
+
+async fn start(dir: &Path) -> (Server, HttpClient) {
+    let mut config = ServerConfig::new(dir.join("torc.db").display().to_string());
+    config.port = 0;
+    config.workers = Some(2);
+    let server = Server::start(config).await.unwrap();
+    let client = HttpClient::new(&server.url()).unwrap();
+    (server, client)
+}
+
+/// Runs `torc-runner` for `id` to its end (on a blocking thread: the server shares this
+/// runtime).
+async fn run_runner(url: String, id: WorkflowId, parallel: usize, out: PathBuf) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_torc-runner"))
+            .args(["--url", &url, "--workflow", &id.to_string()])
+            .args(["--max-parallel-jobs", &parallel.to_string()])
+            .arg("--output-dir")
+            .arg(&out)
+            .env_remove("TORC_API_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("torc-runner starts")
+    })
+    .await
+    .unwrap()
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "torc-runner failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn all_results(client: &HttpClient, id: WorkflowId) -> Vec<JobResult> {
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .results(id, None, all.len() as u64, 10_000)
+            .await
+            .unwrap();
+        if page.items.is_empty() {
+            return all;
+        }
+        all.extend(page.items);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_runner_processes_share_flat10000() {
+    let dir = TempDir::new().unwrap();
+    let (server, client) = start(dir.path()).await;
+    let created = client
+        .create_workflow(example("flat10000.yaml"), SpecFormat::Yaml)
+        .await
+        .unwrap();
+    assert_eq!(created.num_jobs, 10_000);
+    let id = created.id;
+
+    let runners = (0..4).map(|i| {
+        run_runner(
+            server.url(),
+            id,
+            per_runner(4),
+            dir.path().join(format!("out{i}")),
+        )
+    });
+    for out in futures_join_all(runners).await {
+        assert_success(&out);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("WorkflowComplete"));
+    }
+
+    let status = client.status(id).await.unwrap();
+    assert_eq!(status.state, WorkflowState::Complete);
+    assert_eq!(status.count(JobStatus::Completed), 10_000);
+    let results = all_results(&client, id).await;
+    assert_eq!(results.len(), 10_000, "one result per job, none run twice");
+    let mut per_job: HashMap<u32, usize> = HashMap::new();
+    for r in &results {
+        assert_eq!((r.return_code, r.attempt_id), (0, 1), "{r:?}");
+        *per_job.entry(r.job_id.0).or_default() += 1;
+    }
+    assert_eq!(per_job.len(), 10_000);
+    assert!(per_job.values().all(|&n| n == 1));
+    server.stop(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_runner_process_completes_pipeline3001() {
+    let dir = TempDir::new().unwrap();
+    let (server, client) = start(dir.path()).await;
+    let id = client
+        .create_workflow(example("pipeline3001.yaml"), SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+    let out = run_runner(server.url(), id, per_runner(1), dir.path().join("out")).await;
+    assert_success(&out);
+    let status = client.status(id).await.unwrap();
+    assert_eq!(status.state, WorkflowState::Complete);
+    assert_eq!(status.count(JobStatus::Completed), 3001);
+    assert_eq!(all_results(&client, id).await.len(), 3001);
+    server.stop(true).await.unwrap();
+}
+
+/// Awaits every future, concurrently, in order.
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut outs = Vec::with_capacity(handles.len());
+    for h in handles {
+        outs.push(h.await.unwrap());
+    }
+    outs
+}
