@@ -1,0 +1,344 @@
+//! The server's hot path over loopback HTTP, and a real runner process against it.
+//!
+//!     cargo build --release -p torc-benches -p torc-runner-cli
+//!     target/release/hotpath claims               # simulated runners, no processes
+//!     target/release/hotpath pipeline             # server + torc-runner vs xargs -P
+//!
+//! `claims`: a server in-process on 127.0.0.1:0 over a durable SQLite file in a temporary
+//! directory, one flat workflow of `--jobs` jobs, and `--runners` simulated runners (tokio
+//! tasks, each with its own `HttpClient`) that claim up to `--limit` jobs (count-based) and
+//! report them complete at once, spawning nothing. Prints jobs/s, claim and report latency
+//! percentiles and the mean group-commit size.
+//!
+//! `pipeline`: the same server; each round creates the spec's workflow and runs one
+//! `torc-runner` process on it, then runs as many `bash -c true` with `xargs -P` at the same
+//! parallelism. Rounds alternate; the medians and their ratio are printed.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use torc_core::api::{ClaimRequest, CompletionReport, Coordinator, ReportBatch, StartReport};
+use torc_core::changes::WorkflowState;
+use torc_core::spec::SpecFormat;
+use torc_core::{RunnerId, Timestamp, WorkflowId};
+use torc_http::{parse_sample, HttpClient, Server, ServerConfig};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+    /// Server HTTP worker threads [default: one per core].
+    #[arg(long, global = true)]
+    workers: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Simulated runners claim and complete a flat workflow over HTTP.
+    Claims {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: u32,
+        #[arg(long, default_value_t = 16)]
+        runners: usize,
+        /// Jobs per claim.
+        #[arg(long, default_value_t = 128)]
+        limit: u32,
+    },
+    /// A spec run by one torc-runner process through the server, against xargs -P.
+    Pipeline {
+        #[arg(long, default_value = "examples/pipeline3001.yaml")]
+        spec: PathBuf,
+        /// Parallelism of both [default: the number of CPUs].
+        #[arg(long)]
+        parallel: Option<usize>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The torc-runner binary [default: next to this one].
+        #[arg(long)]
+        runner: Option<PathBuf>,
+    },
+}
+
+async fn start_server(dir: &std::path::Path, workers: Option<usize>) -> Result<Server> {
+    let mut config = ServerConfig::new(dir.join("torc.db").display().to_string());
+    config.port = 0;
+    config.workers = workers;
+    Ok(Server::start(config).await?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn print_latencies(what: &str, mut d: Vec<Duration>) {
+    d.sort_unstable();
+    let ms = |x: Duration| x.as_secs_f64() * 1e3;
+    println!(
+        "{what:>7} latency over {:>6} calls: p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        d.len(),
+        ms(percentile(&d, 0.50)),
+        ms(percentile(&d, 0.90)),
+        ms(percentile(&d, 0.99)),
+        ms(*d.last().unwrap_or(&Duration::ZERO)),
+    );
+}
+
+/// One simulated runner: claim, report everything claimed as done, until the workflow ends.
+async fn sim_runner(
+    client: HttpClient,
+    id: WorkflowId,
+    name: String,
+    limit: u32,
+) -> Result<(u64, Vec<Duration>, Vec<Duration>)> {
+    let runner = RunnerId(name);
+    let (mut done, mut claims, mut reports) = (0u64, Vec::new(), Vec::new());
+    loop {
+        let req = ClaimRequest {
+            workflow_id: id,
+            runner_id: runner.clone(),
+            limit,
+            resources: None,
+            wait_ms: 1_000,
+        };
+        let t = Instant::now();
+        let got = Coordinator::claim(&client, req).await?;
+        claims.push(t.elapsed());
+        if got.jobs.is_empty() {
+            if got.workflow_state != WorkflowState::Active {
+                return Ok((done, claims, reports));
+            }
+            continue;
+        }
+        let now = Timestamp(torc_store_now());
+        let batch = ReportBatch {
+            workflow_id: id,
+            runner_id: runner.clone(),
+            starts: got
+                .jobs
+                .iter()
+                .map(|j| StartReport {
+                    job_id: j.job_id,
+                    attempt_id: j.attempt_id,
+                    start_time: now,
+                })
+                .collect(),
+            completions: got
+                .jobs
+                .iter()
+                .map(|j| CompletionReport {
+                    job_id: j.job_id,
+                    run_id: j.run_id,
+                    attempt_id: j.attempt_id,
+                    return_code: 0,
+                    terminated: false,
+                    recovery_failed: false,
+                    start_time: now,
+                    end_time: now,
+                    peak_memory_bytes: None,
+                    avg_memory_bytes: None,
+                    peak_cpu_percent: None,
+                    avg_cpu_percent: None,
+                })
+                .collect(),
+        };
+        let t = Instant::now();
+        let answer = Coordinator::report(&client, batch).await?;
+        reports.push(t.elapsed());
+        done += got.jobs.len() as u64;
+        if answer.workflow_state != WorkflowState::Active {
+            return Ok((done, claims, reports));
+        }
+    }
+}
+
+fn torc_store_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn claims(jobs: u32, runners: usize, limit: u32, workers: Option<usize>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = start_server(dir.path(), workers).await?;
+    let client = HttpClient::new(&server.url())?;
+    let spec = format!(
+        "name: hot{jobs}\njobs:\n  - name: j{{i}}\n    command: \"true\"\n    parameters:\n      i: \"1:{jobs}\"\n"
+    );
+    let t = Instant::now();
+    let id = client.create_workflow(spec, SpecFormat::Yaml).await?.id;
+    println!(
+        "created a flat workflow of {jobs} jobs in {:.2} s (SQLite, durable, {})",
+        t.elapsed().as_secs_f64(),
+        dir.path().display()
+    );
+    let before = client.metrics().await?;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..runners)
+        .map(|i| {
+            let c = HttpClient::new(&server.url()).expect("valid URL");
+            tokio::spawn(sim_runner(c, id, format!("sim-{i}"), limit))
+        })
+        .collect();
+    let (mut done, mut claim_lat, mut report_lat) = (0, Vec::new(), Vec::new());
+    for task in tasks {
+        let (n, c, r) = task.await??;
+        done += n;
+        claim_lat.extend(c);
+        report_lat.extend(r);
+    }
+    let elapsed = started.elapsed();
+    let after = client.metrics().await?;
+    let delta = |name: &str| {
+        parse_sample(&after, name).unwrap_or(0.0) - parse_sample(&before, name).unwrap_or(0.0)
+    };
+    let status = client.status(id).await?;
+    if status.state != WorkflowState::Complete || done != u64::from(jobs) {
+        bail!("the workflow did not complete: {done} jobs done, {status:?}");
+    }
+    println!(
+        "{runners} simulated runners, {limit} jobs per claim, {} server workers",
+        workers.map_or_else(|| "default".to_string(), |w| w.to_string())
+    );
+    println!(
+        "completed {done} jobs in {:.3} s: {:.0} jobs/s",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+    print_latencies("claim", claim_lat);
+    print_latencies("report", report_lat);
+    let commits = delta("torc_commits_total");
+    println!(
+        "group commits: {commits:.0}, mean {:.1} requests per commit, {:.1} ms per commit",
+        delta("torc_committed_requests_total") / commits.max(1.0),
+        delta("torc_commit_seconds_total") * 1e3 / commits.max(1.0),
+    );
+    server.stop(true).await?;
+    Ok(())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+async fn pipeline(
+    spec: PathBuf,
+    parallel: Option<usize>,
+    rounds: usize,
+    runner: Option<PathBuf>,
+    workers: Option<usize>,
+) -> Result<()> {
+    let runner = match runner {
+        Some(r) => r,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no parent directory")?
+            .join("torc-runner"),
+    };
+    if !runner.exists() {
+        bail!(
+            "{} not found; build it: cargo build --release -p torc-runner-cli",
+            runner.display()
+        );
+    }
+    let text = std::fs::read_to_string(&spec).with_context(|| spec.display().to_string())?;
+    let parallel =
+        parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let dir = tempfile::tempdir()?;
+    let server = start_server(dir.path(), workers).await?;
+    let client = HttpClient::new(&server.url())?;
+    let (mut ours, mut with_create, mut xargs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut jobs = 0;
+    for round in 1..=rounds {
+        let t0 = Instant::now();
+        let created = client
+            .create_workflow(text.clone(), SpecFormat::Yaml)
+            .await?;
+        jobs = created.num_jobs;
+        let t1 = Instant::now();
+        let out = dir.path().join(format!("out{round}"));
+        let (url, id, exe) = (server.url(), created.id, runner.clone());
+        let status = tokio::task::spawn_blocking(move || {
+            Command::new(exe)
+                .args(["--url", &url, "--workflow", &id.to_string()])
+                .args(["--max-parallel-jobs", &parallel.to_string()])
+                .arg("--output-dir")
+                .arg(out)
+                .stdout(Stdio::null())
+                .status()
+        })
+        .await??;
+        let run = t1.elapsed();
+        if !status.success() {
+            bail!("torc-runner failed: {status}");
+        }
+        let s = client.status(created.id).await?;
+        if s.state != WorkflowState::Complete {
+            bail!("workflow {} did not complete: {s:?}", created.id);
+        }
+        ours.push(run);
+        with_create.push(t0.elapsed());
+
+        let t = Instant::now();
+        let status = tokio::task::spawn_blocking(move || {
+            Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "seq {jobs} | xargs -P {parallel} -I{{}} bash -c true"
+                ))
+                .status()
+        })
+        .await??;
+        if !status.success() {
+            bail!("xargs failed: {status}");
+        }
+        xargs.push(t.elapsed());
+        println!(
+            "round {round}: server + torc-runner {:.3} s (with creation {:.3} s), xargs {:.3} s",
+            run.as_secs_f64(),
+            with_create.last().map_or(0.0, |d| d.as_secs_f64()),
+            xargs.last().map_or(0.0, |d| d.as_secs_f64()),
+        );
+    }
+    let (o, c, x) = (median(ours), median(with_create), median(xargs));
+    println!(
+        "{} ({jobs} jobs), parallelism {parallel}: medians server + runner {:.3} s, with creation {:.3} s, xargs {:.3} s; ratio {:.2} ({:.2} with creation)",
+        spec.display(),
+        o.as_secs_f64(),
+        c.as_secs_f64(),
+        x.as_secs_f64(),
+        o.as_secs_f64() / x.as_secs_f64(),
+        c.as_secs_f64() / x.as_secs_f64(),
+    );
+    server.stop(true).await?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match args.mode {
+            Mode::Claims {
+                jobs,
+                runners,
+                limit,
+            } => claims(jobs, runners, limit, args.workers).await,
+            Mode::Pipeline {
+                spec,
+                parallel,
+                rounds,
+                runner,
+            } => pipeline(spec, parallel, rounds, runner, args.workers).await,
+        }
+    })
+}
