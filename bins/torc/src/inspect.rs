@@ -1,7 +1,7 @@
 //! Validation and listings on the embedded database.
 
 use crate::cli::Global;
-use crate::run::{load_spec, open_store};
+use crate::run::{load_spec, open_existing_store, open_store};
 use crate::{table, Exit};
 use anyhow::Result;
 use serde_json::json;
@@ -93,7 +93,7 @@ fn time(t: Timestamp) -> String {
 }
 
 pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
-    let store = open_store(global)?;
+    let store = open_existing_store(global)?;
     let all = store.list_workflows()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -117,7 +117,7 @@ pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
 }
 
 pub fn status(global: &Global, id: Option<i64>, json: bool) -> Result<ExitCode> {
-    let store = open_store(global)?;
+    let store = open_existing_store(global)?;
     let id = pick(&store, id)?;
     let summary = store.workflow_summary(id)?;
     let counts = store.job_counts(id)?;
@@ -164,7 +164,7 @@ pub fn list_jobs(
             })
         })
         .transpose()?;
-    let store = open_store(global)?;
+    let store = open_existing_store(global)?;
     let id = pick(&store, id)?;
     let jobs = store.list_jobs(id, status, offset, limit)?;
     if json {
@@ -194,7 +194,7 @@ pub fn list_results(
     (offset, limit): (u64, u64),
     json: bool,
 ) -> Result<ExitCode> {
-    let store = open_store(global)?;
+    let store = open_existing_store(global)?;
     let id = pick(&store, id)?;
     let results = store.list_results(id, job.map(JobId), offset, limit)?;
     if json {

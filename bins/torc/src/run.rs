@@ -12,7 +12,7 @@ use torc_core::changes::WorkflowState;
 use torc_core::sched::StatusSummary;
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobStatus, RunnerId, WorkflowId};
-use torc_runner::{Capacity, RunnerConfig, Shutdown};
+use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
 use torc_store::engine::EngineHandle;
 use torc_store::Store;
 
@@ -42,6 +42,22 @@ pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String)> {
     Ok((expanded, text))
 }
 
+/// Opens the database for reading; a missing file is an error, not a new empty database.
+pub fn open_existing_store(global: &Global) -> Result<Store> {
+    let db = global.db_path();
+    if !db.exists() {
+        return Err(Exit {
+            code: 2,
+            message: format!(
+                "no database at {}; run a workflow with `torc run SPEC` first, or pass --db",
+                db.display()
+            ),
+        }
+        .into());
+    }
+    open_store(global)
+}
+
 pub fn open_store(global: &Global) -> Result<Store> {
     let db = global.db_path();
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -53,24 +69,26 @@ pub fn open_store(global: &Global) -> Result<Store> {
 
 async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     let capacity = capacity(args)?;
+    // Validate before writing anything: a bad spec leaves no trace.
+    let as_path = Path::new(&args.spec_or_id);
+    let target = match args.spec_or_id.parse::<i64>() {
+        Ok(id) if !as_path.exists() => Err(WorkflowId(id)),
+        _ => Ok(load_spec(as_path)?),
+    };
     std::fs::create_dir_all(&global.output_dir).with_context(|| {
         format!("cannot create output directory {}", global.output_dir.display())
     })?;
     let engine = EngineHandle::start(open_store(global)?);
-    let as_path = Path::new(&args.spec_or_id);
-    let id = match args.spec_or_id.parse::<i64>() {
-        Ok(id) if !as_path.exists() => {
-            engine.resume(WorkflowId(id)).await?;
-            WorkflowId(id)
+    let id = match target {
+        Err(id) => {
+            engine.resume(id).await?;
+            id
         }
-        _ => {
-            let (expanded, text) = load_spec(as_path)?;
-            engine.create_workflow(expanded.def, Some(text)).await?
-        }
+        Ok((expanded, text)) => engine.create_workflow(expanded.def, Some(text)).await?,
     };
     let before = engine.status(id).await?;
     let shutdown = Shutdown::new();
-    torc_runner::install_signal_handlers(shutdown.clone())
+    let _signals = torc_runner::install_signal_handlers(shutdown.clone())
         .context("cannot install signal handlers")?;
     let config = RunnerConfig {
         grace_period: Duration::from_secs(args.grace_period),
@@ -97,9 +115,10 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|&s| count(&after, s))
         .sum();
-    if after.state == WorkflowState::Active {
+    if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
         eprintln!(
-            "stopped before the end ({summary:?}); resume with: torc run {id} --output-dir {}",
+            "stopped before the end: {} job(s) terminated; resume with: torc run {id} --output-dir {}",
+            summary.terminated,
             global.output_dir.display()
         );
         return Ok(ExitCode::from(130));
@@ -169,9 +188,8 @@ async fn show_progress(engine: EngineHandle, id: WorkflowId, started: Instant) {
 }
 
 fn print_summary(id: WorkflowId, before: &StatusSummary, after: &StatusSummary, took: Duration) {
-    let ran = count(after, JobStatus::Completed) + count(after, JobStatus::Failed)
-        - count(before, JobStatus::Completed)
-        - count(before, JobStatus::Failed);
+    let finished = |s| count(s, JobStatus::Completed) + count(s, JobStatus::Failed);
+    let ran = finished(after).saturating_sub(finished(before));
     let secs = took.as_secs_f64();
     println!(
         "workflow {id} {}: {} ({} jobs in {:.2} s, {:.1} jobs/s)",

@@ -114,7 +114,8 @@ impl WorkflowSched {
                     }
                 }
                 JobStatus::Ready => s.ready.push(i as u32),
-                status if status.is_finished() => {
+                // Only these end by a completion report; canceled and disabled jobs never ran.
+                status @ (JobStatus::Completed | JobStatus::Failed | JobStatus::Terminated) => {
                     s.jobs[i].done_attempt = s.jobs[i].attempt;
                     s.jobs[i].done_status = status;
                 }
@@ -719,6 +720,7 @@ impl WorkflowSched {
                 continue; // ran to an end under its own steam: keep it
             }
             self.jobs[i].holder = NO_HOLDER;
+            self.jobs[i].done_attempt = 0;
             self.set_raw(i, JobStatus::Uninitialized);
         }
         let mut changes = Changes::default();

@@ -391,6 +391,26 @@ fn resume_requeues_interrupted_jobs_with_a_new_attempt() {
 }
 
 #[test]
+fn a_resumed_workflow_restored_from_storage_accepts_completions_of_canceled_jobs() {
+    // Job 2 was canceled at attempt 1 (it never ran); after a restore and a resume it runs as
+    // attempt 1 and its completion must be applied, not taken for a duplicate.
+    let def = def_with_edges(2, &[(2, 1)]);
+    let saved = [(JobStatus::Terminated, 1), (JobStatus::Canceled, 1)];
+    let mut s = WorkflowSched::restore(
+        WorkflowId(1),
+        Arc::new(def),
+        WorkflowState::Complete,
+        1,
+        &saved,
+    )
+    .unwrap();
+    s.resume(T0);
+    drain(&mut s, |_| 0);
+    assert_eq!(s.count(JobStatus::Completed), 2);
+    assert_eq!(s.state(), WorkflowState::Complete);
+}
+
+#[test]
 fn restore_rebuilds_counts_and_ready_queue() {
     let def = def_with_edges(4, &[(2, 1), (3, 1), (4, 3)]);
     let mut s = sched(def.clone());
