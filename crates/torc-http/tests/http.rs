@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, CompletionOutcome, CompletionReport, Coordinator, ReportBatch,
-    StartReport,
+    ClaimRequest, ClaimResponse, CompletionOutcome, CompletionReport, Coordinator, FreeResources,
+    ReportBatch, StartReport,
 };
 use torc_core::changes::WorkflowState;
 use torc_core::spec::SpecFormat;
@@ -223,6 +223,29 @@ async fn every_endpoint_happy_path() {
     let events = c.events(created.id, 0, 100).await.unwrap();
     assert!(!events.items.is_empty());
 
+    // A resource-based claim: only what fits (the default job needs 1 CPU, 1 MiB).
+    let mut fits = claim_req(pair.id, "r2", 10, 0);
+    fits.resources = Some(FreeResources {
+        num_cpus: 4,
+        memory_bytes: 1 << 10,
+        num_gpus: 0,
+        time_left: None,
+    });
+    let none = Coordinator::claim(c, fits.clone()).await.unwrap();
+    assert!(none.jobs.is_empty(), "1 KiB of memory fits no job");
+    fits.resources = fits.resources.map(|r| FreeResources {
+        memory_bytes: 1 << 30,
+        ..r
+    });
+    let a = Coordinator::claim(c, fits).await.unwrap();
+    assert_eq!(
+        a.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    Coordinator::report(c, done(pair.id, "r2", &a))
+        .await
+        .unwrap();
+
     // Steering.
     let canceled = c.cancel(created.id).await.unwrap();
     assert_eq!(canceled.state, WorkflowState::Canceled);
@@ -246,17 +269,17 @@ async fn every_endpoint_happy_path() {
     let metrics = c.metrics().await.unwrap();
     assert_eq!(
         torc_http::parse_sample(&metrics, "torc_claimed_jobs_total"),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         torc_http::parse_sample(&metrics, "torc_completions_total"),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(
         torc_http::parse_sample(&metrics, "torc_runners_live"),
         Some(1.0)
     );
-    assert!(metrics.contains("torc_http_requests_total{method=\"POST\",route=\"/torc-service/v1/workflows/{id}/claim\",status=\"200\"} 1"));
+    assert!(metrics.contains("torc_http_requests_total{method=\"POST\",route=\"/torc-service/v1/workflows/{id}/claim\",status=\"200\"} 3"));
 
     // Delete: gone from the listing and from the engine.
     c.delete_workflow(pair.id).await.unwrap();
