@@ -53,6 +53,11 @@ impl Default for Limits {
     }
 }
 
+/// Most runners whose last heartbeat is kept.
+const MAX_RUNNERS_TRACKED: usize = 100_000;
+/// A runner silent this long may be forgotten when the table is full.
+const RUNNER_FORGET_AFTER: Duration = Duration::from_secs(3600);
+
 /// The state shared by every worker: the engine, the store, limits, runners' last heartbeats.
 pub struct Service {
     pub(crate) engine: EngineHandle,
@@ -290,7 +295,18 @@ impl Service {
             .runners
             .lock()
             .map_err(|_| ApiError::new(ApiErrorKind::Internal, "runner table poisoned"))?;
-        runners.insert(hb.runner_id.clone(), (hb.workflow_id, Instant::now()));
+        let now = Instant::now();
+        if runners.len() >= MAX_RUNNERS_TRACKED && !runners.contains_key(&hb.runner_id) {
+            // Forget runners silent for a while, so that made-up ids cannot grow the table.
+            runners.retain(|_, (_, seen)| now.duration_since(*seen) < RUNNER_FORGET_AFTER);
+            if runners.len() >= MAX_RUNNERS_TRACKED {
+                return Err(ApiError::new(
+                    ApiErrorKind::Unavailable,
+                    "too many runners tracked; retry later",
+                ));
+            }
+        }
+        runners.insert(hb.runner_id.clone(), (hb.workflow_id, now));
         Ok(HeartbeatAck {
             runner_id: hb.runner_id,
             server_time: engine::now(),
