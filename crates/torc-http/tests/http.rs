@@ -626,3 +626,35 @@ async fn runner_with_a_parked_claim_still_reports() {
     assert_eq!(status.state, WorkflowState::Complete);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_answers_requests_in_flight() {
+    let t = TestServer::start().await;
+    let id = t
+        .create("name: chain\njobs:\n  - name: a\n    command: \"true\"\n  - name: b\n    command: \"true\"\n    depends_on: [a]\n")
+        .await;
+    let first = Coordinator::claim(&t.client, claim_req(id, "r1", 5, 0))
+        .await
+        .unwrap();
+    assert_eq!(first.jobs.len(), 1);
+    let idle = t.client.clone();
+    let parked =
+        tokio::spawn(async move { Coordinator::claim(&idle, claim_req(id, "r2", 5, 1_500)).await });
+    until_metrics(&t.client, |m| claims_in_flight(m) == 1).await;
+
+    // The stop waits for the parked claim, which is answered at its deadline, empty.
+    let TestServer { dir, server, .. } = t;
+    let stopping = tokio::spawn(server.stop(true));
+    let answer = tokio::time::timeout(SAFETY, parked)
+        .await
+        .expect("the parked claim was never answered")
+        .unwrap()
+        .expect("a graceful stop answers requests in flight");
+    assert!(answer.jobs.is_empty());
+    tokio::time::timeout(SAFETY, stopping)
+        .await
+        .expect("the server did not stop")
+        .unwrap()
+        .unwrap();
+    drop(dir);
+}
