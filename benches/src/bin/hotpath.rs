@@ -58,6 +58,10 @@ enum Mode {
         /// The torc-runner binary [default: next to this one].
         #[arg(long)]
         runner: Option<PathBuf>,
+        /// Where the runner writes job output [default: the temporary directory of the
+        /// database]. Job output files cost an inode each; on a busy ext4 that is not free.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
     },
 }
 
@@ -232,6 +236,7 @@ async fn pipeline(
     parallel: Option<usize>,
     rounds: usize,
     runner: Option<PathBuf>,
+    output_dir: Option<PathBuf>,
     workers: Option<usize>,
 ) -> Result<()> {
     let runner = match runner {
@@ -262,7 +267,11 @@ async fn pipeline(
             .await?;
         jobs = created.num_jobs;
         let t1 = Instant::now();
-        let out = dir.path().join(format!("out{round}"));
+        let out = output_dir
+            .as_deref()
+            .unwrap_or(dir.path())
+            .join(format!("torc-hotpath-out{round}"));
+        let out_dir = out.clone();
         let (url, id, exe) = (server.url(), created.id, runner.clone());
         let status = tokio::task::spawn_blocking(move || {
             Command::new(exe)
@@ -282,6 +291,7 @@ async fn pipeline(
         if s.state != WorkflowState::Complete {
             bail!("workflow {} did not complete: {s:?}", created.id);
         }
+        std::fs::remove_dir_all(&out_dir).with_context(|| out_dir.display().to_string())?;
         ours.push(run);
         with_create.push(t0.elapsed());
 
@@ -338,7 +348,8 @@ fn main() -> Result<()> {
                 parallel,
                 rounds,
                 runner,
-            } => pipeline(spec, parallel, rounds, runner, args.workers).await,
+                output_dir,
+            } => pipeline(spec, parallel, rounds, runner, output_dir, args.workers).await,
         }
     })
 }
