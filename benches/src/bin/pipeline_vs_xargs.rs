@@ -43,7 +43,10 @@ fn main() -> Result<()> {
             .join("torc"),
     };
     if !torc.exists() {
-        bail!("{} not found; build it with cargo build --release -p torc", torc.display());
+        bail!(
+            "{} not found; build it with cargo build --release -p torc",
+            torc.display()
+        );
     }
     let parallel = args
         .parallel

@@ -19,7 +19,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Directory for job output (job_stdio/) and, by default, the database.
-    #[arg(long, global = true, default_value = "torc_output", env = "TORC_OUTPUT_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "torc_output",
+        env = "TORC_OUTPUT_DIR"
+    )]
     pub output_dir: PathBuf,
     /// SQLite database file [default: OUTPUT_DIR/torc.db].
     #[arg(long, global = true, env = "TORC_DB")]

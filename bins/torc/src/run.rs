@@ -76,7 +76,10 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         _ => Ok(load_spec(as_path)?),
     };
     std::fs::create_dir_all(&global.output_dir).with_context(|| {
-        format!("cannot create output directory {}", global.output_dir.display())
+        format!(
+            "cannot create output directory {}",
+            global.output_dir.display()
+        )
     })?;
     let engine = EngineHandle::start(open_store(global)?);
     let id = match target {
@@ -111,10 +114,14 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     let after = engine.status(id).await?;
     let elapsed = started.elapsed();
     print_summary(id, &before, &after, elapsed);
-    let failed: u64 = [JobStatus::Failed, JobStatus::Canceled, JobStatus::Terminated]
-        .iter()
-        .map(|&s| count(&after, s))
-        .sum();
+    let failed: u64 = [
+        JobStatus::Failed,
+        JobStatus::Canceled,
+        JobStatus::Terminated,
+    ]
+    .iter()
+    .map(|&s| count(&after, s))
+    .sum();
     if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
         eprintln!(
             "stopped before the end: {} job(s) terminated; resume with: torc run {id} --output-dir {}",

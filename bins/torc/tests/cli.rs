@@ -59,7 +59,10 @@ fn state_of(states: &[(String, String)], name: &str) -> String {
 #[test]
 fn diamond_runs_end_to_end_through_files() {
     let dir = tempfile::tempdir().unwrap();
-    let out = torc_in(dir.path(), &["run", example("diamond.yaml").to_str().unwrap()]);
+    let out = torc_in(
+        dir.path(),
+        &["run", example("diamond.yaml").to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let result = std::fs::read_to_string(dir.path().join("data/result.txt")).unwrap();
     assert_eq!(result, "HELLO\ndlrow\n");
@@ -180,7 +183,11 @@ fn dry_run_counts_jobs_and_bad_specs_exit_2_writing_nothing() {
         &["workflows", "create", "--dry-run", spec.to_str().unwrap()],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("3001 jobs"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("3001 jobs"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let bad = write_spec(
         dir.path(),
@@ -194,9 +201,15 @@ fn dry_run_counts_jobs_and_bad_specs_exit_2_writing_nothing() {
         let out = torc_in(dir.path(), &args);
         assert_eq!(out.status.code(), Some(2));
         let err = text(&out.stderr);
-        assert!(err.contains("depend_on") && err.contains("depends_on"), "{err}");
+        assert!(
+            err.contains("depend_on") && err.contains("depends_on"),
+            "{err}"
+        );
     }
-    assert!(!dir.path().join("torc_output").exists(), "a bad spec wrote something");
+    assert!(
+        !dir.path().join("torc_output").exists(),
+        "a bad spec wrote something"
+    );
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {

@@ -35,7 +35,9 @@ impl JobId {
 pub struct RunnerId(pub String);
 
 /// Milliseconds since the Unix epoch. The core never reads the clock: callers pass `now`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 

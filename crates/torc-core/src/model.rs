@@ -45,7 +45,9 @@ impl JobStatus {
     }
 
     pub fn from_code(code: i16) -> Option<JobStatus> {
-        usize::try_from(code).ok().and_then(|i| JobStatus::ALL.get(i).copied())
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| JobStatus::ALL.get(i).copied())
     }
 
     pub fn name(self) -> &'static str {
