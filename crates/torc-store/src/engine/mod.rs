@@ -12,7 +12,7 @@
 
 mod handle;
 
-pub use handle::EngineHandle;
+pub use handle::{EngineHandle, StatsSnapshot};
 
 use crate::{Store, StoreError};
 use std::collections::HashMap;
