@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,11 @@ struct Args {
     /// The torc binary [default: next to this one].
     #[arg(long)]
     torc: Option<PathBuf>,
+    /// Directory in which each round's output directory (database and job output) is made
+    /// [default: the system's temporary directory]. Use a tmpfs such as /dev/shm to take the
+    /// disk out of the comparison.
+    #[arg(long)]
+    tmp: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -60,28 +65,38 @@ fn main() -> Result<()> {
         args.spec.display(),
         args.rounds
     );
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
+    let tmp = args.tmp.clone().unwrap_or_else(std::env::temp_dir);
+    println!("output directories under {}", tmp.display());
+    let (mut ours, mut plain, mut files) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
-        let t = run_torc(&torc, &args.spec, parallel)?;
-        let x = run_xargs(jobs, parallel)?;
+        let t = run_torc(&torc, &args.spec, parallel, &tmp)?;
+        let x = run_xargs(jobs, parallel, None)?;
+        let f = run_xargs(jobs, parallel, Some(&tmp))?;
         println!(
-            "round {round}: torc {:.3} s, xargs {:.3} s, ratio {:.3}",
+            "round {round}: torc {:.3} s | xargs {:.3} s (ratio {:.3}) | xargs writing .o/.e files {:.3} s (ratio {:.3})",
             t.as_secs_f64(),
             x.as_secs_f64(),
-            t.as_secs_f64() / x.as_secs_f64()
+            t.as_secs_f64() / x.as_secs_f64(),
+            f.as_secs_f64(),
+            t.as_secs_f64() / f.as_secs_f64()
         );
         ours.push(t);
-        theirs.push(x);
+        plain.push(x);
+        files.push(f);
     }
-    let (t, x) = (median(&mut ours), median(&mut theirs));
+    let (t, x, f) = (median(&mut ours), median(&mut plain), median(&mut files));
+    let rate = |d: Duration| jobs as f64 / d.as_secs_f64();
     println!(
-        "median: torc {:.3} s ({:.0} jobs/s), xargs -P {parallel} {:.3} s ({:.0} jobs/s), ratio {:.3}",
+        "median: torc {:.3} s ({:.0} jobs/s); xargs -P {parallel} bash -c true {:.3} s ({:.0} jobs/s), ratio {:.3}; \
+         xargs writing the same output files {:.3} s ({:.0} jobs/s), ratio {:.3}",
         t.as_secs_f64(),
-        jobs as f64 / t.as_secs_f64(),
+        rate(t),
         x.as_secs_f64(),
-        jobs as f64 / x.as_secs_f64(),
-        t.as_secs_f64() / x.as_secs_f64()
+        rate(x),
+        t.as_secs_f64() / x.as_secs_f64(),
+        f.as_secs_f64(),
+        rate(f),
+        t.as_secs_f64() / f.as_secs_f64()
     );
     Ok(())
 }
@@ -102,8 +117,8 @@ fn count_jobs(torc: &PathBuf, spec: &PathBuf) -> Result<u64> {
     Ok(n.trim().trim_end_matches(',').parse()?)
 }
 
-fn run_torc(torc: &PathBuf, spec: &PathBuf, parallel: usize) -> Result<Duration> {
-    let dir = tempfile::tempdir()?;
+fn run_torc(torc: &PathBuf, spec: &PathBuf, parallel: usize, tmp: &Path) -> Result<Duration> {
+    let dir = tempfile::tempdir_in(tmp)?;
     let started = Instant::now();
     let status = Command::new(torc)
         .arg("run")
@@ -122,13 +137,21 @@ fn run_torc(torc: &PathBuf, spec: &PathBuf, parallel: usize) -> Result<Duration>
     Ok(took)
 }
 
-fn run_xargs(jobs: u64, parallel: usize) -> Result<Duration> {
+/// `bash -c true` per job; with `files_in`, each job also writes the two output files that a
+/// torc job gets, in a fresh directory there (the same filesystem work).
+fn run_xargs(jobs: u64, parallel: usize, files_in: Option<&Path>) -> Result<Duration> {
+    let dir = files_in.map(tempfile::tempdir_in).transpose()?;
+    let job = match &dir {
+        Some(d) => format!(
+            "bash -c true > {0}/{{}}.o 2> {0}/{{}}.e",
+            d.path().display()
+        ),
+        None => "bash -c true".to_string(),
+    };
     let started = Instant::now();
     let status = Command::new("bash")
         .arg("-c")
-        .arg(format!(
-            "seq {jobs} | xargs -P {parallel} -I{{}} bash -c true"
-        ))
+        .arg(format!("seq {jobs} | xargs -P {parallel} -I{{}} {job}"))
         .status()?;
     let took = started.elapsed();
     if !status.success() {

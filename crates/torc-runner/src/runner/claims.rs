@@ -11,10 +11,13 @@ use tracing::{debug, warn};
 impl<C: Coordinator> EventLoop<C> {
     pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
         let wait_ms = u64::try_from(self.cfg.claim_wait.as_millis()).unwrap_or(u64::MAX);
+        // With prefetching, ask for up to two capacities' worth minus what is held already.
+        let windows = self.windows();
         let (limit, resources) = match self.cfg.capacity {
             Capacity::MaxParallelJobs(n) => {
-                let running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
-                (n.saturating_sub(running), None)
+                let held = self.running.len() + self.queued.len();
+                let held = u32::try_from(held).unwrap_or(u32::MAX);
+                (n.saturating_mul(windows).saturating_sub(held), None)
             }
             Capacity::Resources {
                 num_cpus,
@@ -22,16 +25,17 @@ impl<C: Coordinator> EventLoop<C> {
                 num_gpus,
             } => {
                 let mut free = FreeResources {
-                    num_cpus,
-                    memory_bytes,
-                    num_gpus,
+                    num_cpus: num_cpus.saturating_mul(windows),
+                    memory_bytes: memory_bytes.saturating_mul(u64::from(windows)),
+                    num_gpus: num_gpus.saturating_mul(windows),
                     time_left: self
                         .cfg
                         .time_left
                         .map(|t| t.saturating_sub(now.saturating_duration_since(self.started))),
                 };
-                for r in self.running.values() {
-                    let need = &r.job.resources;
+                let held = self.running.values().map(|r| &r.job).chain(&self.queued);
+                for job in held {
+                    let need = &job.resources;
                     free.num_cpus = free.num_cpus.saturating_sub(need.num_cpus);
                     free.memory_bytes = free.memory_bytes.saturating_sub(need.memory_bytes);
                     free.num_gpus = free.num_gpus.saturating_sub(need.num_gpus);
@@ -49,6 +53,9 @@ impl<C: Coordinator> EventLoop<C> {
     }
 
     pub(super) fn pump_claims(&mut self, now: Instant) {
+        if self.claim_not_before.is_some_and(|t| t <= now) {
+            self.claim_not_before = None;
+        }
         if self.claim.is_some()
             || self.stopping.is_some()
             || self.idle_expired
@@ -81,7 +88,10 @@ impl<C: Coordinator> EventLoop<C> {
                     "claim answered"
                 );
                 if resp.jobs.is_empty() {
-                    if now.saturating_duration_since(self.claim_sent) < self.cfg.claim_wait / 2 {
+                    // An empty answer that came back early means the coordinator did not wait
+                    // (or was told not to): back off rather than spin.
+                    let waited = now.saturating_duration_since(self.claim_sent);
+                    if self.cfg.claim_wait.is_zero() || waited < self.cfg.claim_wait / 2 {
                         self.empty_claims += 1;
                         self.claim_not_before =
                             Some(now + backoff(self.empty_claims, IDLE_BACKOFF));
@@ -90,14 +100,20 @@ impl<C: Coordinator> EventLoop<C> {
                 }
                 self.empty_claims = 0;
                 self.idle_expired = false;
+                let took = now.saturating_duration_since(self.claim_sent);
+                self.claim_latency = Some(match self.claim_latency {
+                    Some(mean) => mean.mul_f64(0.8) + took.mul_f64(0.2),
+                    None => took,
+                });
                 self.counts.claimed += resp.jobs.len() as u64;
                 for job in resp.jobs {
                     if self.stopping.is_some() {
                         self.abandon(job);
                     } else {
-                        self.start_job(job);
+                        self.queued.push_back(job);
                     }
                 }
+                self.start_queued();
             }
             Err(e) if e.is_transient() => {
                 self.claim_failures += 1;

@@ -1,6 +1,7 @@
 //! Running jobs: starting them, their exits, recovery scripts, and their completion records.
 
-use super::{BoxFut, EventLoop};
+use super::{BoxFut, EventLoop, MAX_PREFETCH_WINDOWS, PREFETCH_BELOW};
+use crate::config::Capacity;
 use crate::monitor::Usage;
 use crate::process::{self, signal_group, RC_RUNNER_ERROR};
 use std::io;
@@ -84,6 +85,64 @@ pub(super) fn pgid_of(child: &Child) -> i32 {
 }
 
 impl<C: Coordinator> EventLoop<C> {
+    /// How many capacities' worth of jobs to hold (running and queued): 1 means no prefetch.
+    /// Prefetching is only for short jobs; the window covers one claim round trip at the rate
+    /// jobs finish.
+    pub(super) fn windows(&self) -> u32 {
+        match self.mean_runtime {
+            Some(runtime) if runtime < PREFETCH_BELOW => {
+                let latency = self.claim_latency.unwrap_or_default().as_secs_f64();
+                let per_job = runtime.as_secs_f64().max(1e-4);
+                let ahead = (latency / per_job)
+                    .ceil()
+                    .clamp(1.0, f64::from(MAX_PREFETCH_WINDOWS));
+                (1 + ahead as u32).min(MAX_PREFETCH_WINDOWS)
+            }
+            _ => 1,
+        }
+    }
+
+    /// Starts queued jobs, in claim order, that fit in what the running jobs leave free.
+    pub(super) fn start_queued(&mut self) {
+        if self.queued.is_empty() || self.stopping.is_some() {
+            return;
+        }
+        let mut free = match self.cfg.capacity {
+            Capacity::MaxParallelJobs(n) => {
+                let n = (n as usize).saturating_sub(self.running.len());
+                for _ in 0..n.min(self.queued.len()) {
+                    let job = self.queued.pop_front().expect("counted above");
+                    self.start_job(job);
+                }
+                return;
+            }
+            Capacity::Resources {
+                num_cpus,
+                memory_bytes,
+                num_gpus,
+            } => (num_cpus, memory_bytes, num_gpus),
+        };
+        for r in self.running.values() {
+            let need = &r.job.resources;
+            free.0 = free.0.saturating_sub(need.num_cpus);
+            free.1 = free.1.saturating_sub(need.memory_bytes);
+            free.2 = free.2.saturating_sub(need.num_gpus);
+        }
+        let mut i = 0;
+        while i < self.queued.len() {
+            let need = self.queued[i].resources;
+            if need.num_cpus <= free.0 && need.memory_bytes <= free.1 && need.num_gpus <= free.2 {
+                free.0 -= need.num_cpus;
+                free.1 -= need.memory_bytes;
+                free.2 -= need.num_gpus;
+                let job = self.queued.remove(i).expect("index checked");
+                self.start_job(job);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     pub(super) fn start_job(&mut self, job: ClaimedJob) {
         let start_time = process::now_timestamp();
         if self.running.contains_key(&job.job_id) {
@@ -249,6 +308,11 @@ impl<C: Coordinator> EventLoop<C> {
             self.counts.failed += 1;
         }
         debug!(job = job_id.0, rc, terminated = r.terminated, "job ended");
+        let wall = Duration::from_millis(end_time.0.saturating_sub(r.start_time.0).max(0) as u64);
+        self.mean_runtime = Some(match self.mean_runtime {
+            Some(mean) => mean.mul_f64(0.8) + wall.mul_f64(0.2),
+            None => wall,
+        });
         self.completions.push(completion(
             &r.job,
             rc,

@@ -5,6 +5,14 @@
 //! the loop, so a parked (long-poll) claim never holds back a report. A child's exit queues its
 //! completion and refills the free slots at once; completions are flushed whenever no report is
 //! in flight, so batches grow under load and add no latency when idle.
+//!
+//! While recent jobs are short (see [`PREFETCH_BELOW`]), the runner claims jobs ahead of its
+//! free slots and keeps them queued, so that a slot freed by an exit is refilled from the queue
+//! with no round trip to the coordinator; the claim that tops the queue up overlaps with the jobs
+//! already running. The queue holds enough to cover one claim's round trip at the current job
+//! rate (at least one capacity, at most [`MAX_PREFETCH_WINDOWS`] capacities): a coordinator
+//! whose commits wait for the disk answers more slowly, and the runner looks further ahead. Long jobs are never prefetched: a job
+//! waiting in one runner's queue for an hour would be a job another runner could have run.
 
 use crate::config::RunnerConfig;
 use crate::error::{Progress, RunEnd, RunSummary, RunnerError};
@@ -13,7 +21,7 @@ use crate::process::{signal_group, JobContext};
 use crate::shutdown::Shutdown;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +30,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use torc_core::api::{
-    ClaimResponse, CompletionReport, Coordinator, CoordinatorError, ReportBatch, ReportResponse,
-    StartReport,
+    ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, ReportBatch,
+    ReportResponse, StartReport,
 };
 use torc_core::changes::WorkflowState;
 use torc_core::JobId;
@@ -36,6 +44,11 @@ mod reports;
 use jobs::{Exit, Phase, Running};
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Jobs are prefetched while the moving average of their wall time is below this.
+pub(crate) const PREFETCH_BELOW: Duration = Duration::from_secs(1);
+/// At most this many capacities' worth of jobs are held (running and queued) at once.
+pub(crate) const MAX_PREFETCH_WINDOWS: u32 = 16;
 
 /// Back-off after a transient coordinator error: doubles from the minimum up to the cap.
 const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
@@ -114,8 +127,9 @@ fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
     min.saturating_mul(factor).min(max)
 }
 
-fn earliest(acc: &mut Option<Instant>, t: Option<Instant>) {
-    if let Some(t) = t {
+/// Keeps in `acc` the earliest of the deadlines seen that lie after `now`.
+fn earliest(acc: &mut Option<Instant>, now: Instant, t: Option<Instant>) {
+    if let Some(t) = t.filter(|&t| t > now) {
         *acc = Some(acc.map_or(t, |a| a.min(t)));
     }
 }
@@ -143,6 +157,12 @@ struct EventLoop<C: Coordinator> {
     started: Instant,
 
     running: HashMap<JobId, Running>,
+    /// Jobs claimed ahead of free slots (prefetched), started as soon as they fit.
+    queued: VecDeque<ClaimedJob>,
+    /// Moving average of recent jobs' wall time: prefetching is for short jobs only.
+    mean_runtime: Option<Duration>,
+    /// Moving average of how long a claim that returned jobs took to answer.
+    claim_latency: Option<Duration>,
     exits: FuturesUnordered<BoxFut<Exit>>,
 
     claim: Option<BoxFut<Result<ClaimResponse, CoordinatorError>>>,
@@ -202,6 +222,9 @@ impl<C: Coordinator> EventLoop<C> {
             monitor,
             started: now,
             running: HashMap::new(),
+            queued: VecDeque::new(),
+            mean_runtime: None,
+            claim_latency: None,
             exits: FuturesUnordered::new(),
             claim: None,
             claim_sent: now,
@@ -239,13 +262,14 @@ impl<C: Coordinator> EventLoop<C> {
             self.check_shutdown();
             let now = Instant::now();
             self.on_timers(now);
+            self.start_queued();
             self.pump_reports(now);
             self.pump_claims(now);
             self.publish();
             if let Some(outcome) = self.outcome() {
                 return outcome;
             }
-            let wake = self.next_wake();
+            let wake = self.next_wake(now);
             tokio::select! {
                 Some(exit) = self.exits.next(), if !self.exits.is_empty() => {
                     self.on_exit(exit);
@@ -285,7 +309,7 @@ impl<C: Coordinator> EventLoop<C> {
                 && self.unacked.is_none()
                 && self.starts.is_empty()
                 && self.completions.is_empty());
-        let quiet = self.running.is_empty() && reports_done;
+        let quiet = self.running.is_empty() && self.queued.is_empty() && reports_done;
         let end = match self.stopping {
             Some(_) if !(quiet && self.claim.is_none()) => return None,
             Some(StopReason::Canceled) => RunEnd::WorkflowCanceled,
@@ -318,25 +342,28 @@ impl<C: Coordinator> EventLoop<C> {
         Some(Ok(summary))
     }
 
-    fn next_wake(&self) -> Option<Instant> {
+    /// The next deadline that may call for action. Deadlines already past were acted on (or
+    /// wait for an event) this round; waking for them would only spin.
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
         let mut wake = None;
         for r in self.running.values() {
             if !r.terminated && matches!(r.phase, Phase::Job) {
-                earliest(&mut wake, r.deadline);
+                earliest(&mut wake, now, r.deadline);
             }
-            earliest(&mut wake, r.kill_at);
+            earliest(&mut wake, now, r.kill_at);
         }
         if self.claim.is_none() {
-            earliest(&mut wake, self.claim_not_before);
+            earliest(&mut wake, now, self.claim_not_before);
         } else {
-            earliest(&mut wake, self.claim_deadline);
+            earliest(&mut wake, now, self.claim_deadline);
         }
         if self.report.is_none() {
             if self.unacked.is_some() {
-                earliest(&mut wake, self.report_not_before);
+                earliest(&mut wake, now, self.report_not_before);
             } else {
                 earliest(
                     &mut wake,
+                    now,
                     self.first_start_at.map(|t| t + START_REPORT_DELAY),
                 );
             }
@@ -344,7 +371,7 @@ impl<C: Coordinator> EventLoop<C> {
         if let (Some(timeout), Some(since), false) =
             (self.cfg.idle_timeout, self.idle_since, self.idle_expired)
         {
-            earliest(&mut wake, Some(since + timeout));
+            earliest(&mut wake, now, Some(since + timeout));
         }
         wake
     }
@@ -409,6 +436,13 @@ impl<C: Coordinator> EventLoop<C> {
         }
         info!(?reason, running = self.running.len(), "stopping");
         self.stopping = Some(reason);
+        // Prefetched jobs never start: reported terminated, unless the workflow was canceled
+        // (the coordinator canceled them already).
+        for job in std::mem::take(&mut self.queued) {
+            if reason != StopReason::Canceled {
+                self.abandon(job);
+            }
+        }
         let now = Instant::now();
         let grace = self.cfg.grace_period;
         for r in self.running.values_mut() {
@@ -461,11 +495,12 @@ mod tests {
     fn earliest_keeps_the_minimum() {
         let now = Instant::now();
         let mut acc = None;
-        earliest(&mut acc, None);
-        assert_eq!(acc, None);
-        earliest(&mut acc, Some(now + Duration::from_secs(2)));
-        earliest(&mut acc, Some(now + Duration::from_secs(1)));
-        earliest(&mut acc, Some(now + Duration::from_secs(3)));
+        earliest(&mut acc, now, None);
+        earliest(&mut acc, now, Some(now));
+        assert_eq!(acc, None, "a deadline that is not in the future is ignored");
+        earliest(&mut acc, now, Some(now + Duration::from_secs(2)));
+        earliest(&mut acc, now, Some(now + Duration::from_secs(1)));
+        earliest(&mut acc, now, Some(now + Duration::from_secs(3)));
         assert_eq!(acc, Some(now + Duration::from_secs(1)));
     }
 }
