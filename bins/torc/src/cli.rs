@@ -6,7 +6,8 @@ use std::path::PathBuf;
 /// torc: run workflows of shell-command jobs with dependencies, resources and retries.
 ///
 /// Start with `torc run SPEC`: it validates the spec, stores the workflow in an SQLite file
-/// under the output directory and runs every job on this machine, no server needed.
+/// under the output directory and runs every job on this machine, no server needed. With
+/// --url (or TORC_API_URL), every command works against a torc server instead.
 #[derive(Debug, Parser)]
 #[command(name = "torc", version, propagate_version = true)]
 pub struct Cli {
@@ -27,8 +28,11 @@ pub struct Global {
     )]
     pub output_dir: PathBuf,
     /// SQLite database file [default: OUTPUT_DIR/torc.db].
-    #[arg(long, global = true, env = "TORC_DB")]
+    #[arg(long, global = true, env = "TORC_DB", conflicts_with = "url")]
     pub db: Option<PathBuf>,
+    /// A torc server (e.g. http://127.0.0.1:8080) to work with instead of the local database.
+    #[arg(long, global = true, env = "TORC_API_URL")]
+    pub url: Option<String>,
 }
 
 impl Global {
@@ -98,6 +102,21 @@ pub enum WorkflowsCommand {
     /// Show a workflow's job counts by state.
     Status {
         id: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a workflow: nothing more starts; running jobs are terminated by their runners.
+    Cancel {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a new run of a workflow: of every job, or with --failed-only of the failed,
+    /// canceled and terminated jobs and everything downstream of them.
+    Reset {
+        id: i64,
+        #[arg(long)]
+        failed_only: bool,
         #[arg(long)]
         json: bool,
     },

@@ -1,25 +1,164 @@
-//! Validation and listings on the embedded database.
+//! Validation, listings and workflow commands, on the embedded database or (with `--url`) on a
+//! server. Both sources are read into the store's record types, so each listing is printed by
+//! one piece of code.
 
 use crate::cli::Global;
-use crate::run::{load_spec, open_existing_store, open_store};
+use crate::run::{load_spec, open_existing_store, open_store, runtime, spec_format};
 use crate::{table, Exit};
 use anyhow::Result;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use torc_core::units::{format_duration, format_memory};
 use torc_core::{JobId, JobStatus, Timestamp, WorkflowId};
-use torc_store::Store;
+use torc_http::HttpClient;
+use torc_store::engine::EngineHandle;
+use torc_store::{JobRecord, ResultRecord, Store, WorkflowSummary};
+
+/// Where listings come from.
+enum Source {
+    Local(Store),
+    Remote(HttpClient, tokio::runtime::Runtime),
+}
+
+impl Source {
+    fn open(global: &Global) -> Result<Source> {
+        match &global.url {
+            Some(url) => Ok(Source::Remote(HttpClient::new(url)?, runtime()?)),
+            None => Ok(Source::Local(open_existing_store(global)?)),
+        }
+    }
+
+    fn workflows(&self) -> Result<Vec<WorkflowSummary>> {
+        Ok(match self {
+            Source::Local(store) => store.list_workflows()?,
+            Source::Remote(c, rt) => rt
+                .block_on(c.list_workflows())?
+                .into_iter()
+                .map(|w| WorkflowSummary {
+                    id: w.id,
+                    name: w.name,
+                    user: w.user,
+                    state: w.state,
+                    run_id: w.run_id,
+                    created_at: w.created_at,
+                    num_jobs: w.num_jobs,
+                })
+                .collect(),
+        })
+    }
+
+    /// The workflow named, else the most recent.
+    fn pick(&self, id: Option<i64>) -> Result<WorkflowId> {
+        if let Some(id) = id {
+            return Ok(WorkflowId(id));
+        }
+        self.workflows()?.iter().map(|w| w.id).max().ok_or_else(|| {
+            Exit {
+                code: 2,
+                message: "no workflow yet; create one with `torc run SPEC`".into(),
+            }
+            .into()
+        })
+    }
+
+    fn summary(&self, id: WorkflowId) -> Result<(WorkflowSummary, BTreeMap<JobStatus, u64>)> {
+        match self {
+            Source::Local(store) => Ok((store.workflow_summary(id)?, store.job_counts(id)?)),
+            Source::Remote(c, rt) => {
+                let status = rt.block_on(c.status(id))?;
+                let w = rt.block_on(c.workflow(id))?;
+                let summary = WorkflowSummary {
+                    id: w.id,
+                    name: w.name,
+                    user: w.user,
+                    state: status.state,
+                    run_id: status.run_id,
+                    created_at: w.created_at,
+                    num_jobs: status.total,
+                };
+                let counts = status.counts.into_iter().filter(|&(_, n)| n > 0).collect();
+                Ok((summary, counts))
+            }
+        }
+    }
+
+    fn jobs(
+        &self,
+        id: WorkflowId,
+        status: Option<JobStatus>,
+        (offset, limit): (u64, u64),
+    ) -> Result<Vec<JobRecord>> {
+        Ok(match self {
+            Source::Local(store) => store.list_jobs(id, status, offset, limit)?,
+            Source::Remote(c, rt) => rt
+                .block_on(c.jobs(id, status, offset, limit))?
+                .items
+                .into_iter()
+                .map(|j| JobRecord {
+                    id: j.id,
+                    name: j.name,
+                    status: j.status,
+                    attempt_id: j.attempt_id,
+                    command: j.command,
+                    invocation_script: j.invocation_script,
+                    priority: j.priority,
+                    tags: j.tags,
+                })
+                .collect(),
+        })
+    }
+
+    fn results(
+        &self,
+        id: WorkflowId,
+        job: Option<JobId>,
+        (offset, limit): (u64, u64),
+    ) -> Result<Vec<ResultRecord>> {
+        Ok(match self {
+            Source::Local(store) => store.list_results(id, job, offset, limit)?,
+            Source::Remote(c, rt) => rt
+                .block_on(c.results(id, job, offset, limit))?
+                .items
+                .into_iter()
+                .map(|r| ResultRecord {
+                    id: r.id,
+                    job_id: r.job_id,
+                    run_id: r.run_id,
+                    attempt_id: r.attempt_id,
+                    runner: r.runner,
+                    return_code: r.return_code,
+                    status: r.status,
+                    start_time: r.start_time,
+                    end_time: r.end_time,
+                    exec_time_secs: r.exec_time_secs,
+                    peak_memory_bytes: r.peak_memory_bytes,
+                    avg_memory_bytes: r.avg_memory_bytes,
+                    peak_cpu_percent: r.peak_cpu_percent,
+                    avg_cpu_percent: r.avg_cpu_percent,
+                })
+                .collect(),
+        })
+    }
+}
 
 pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result<ExitCode> {
     let (expanded, text) = load_spec(spec)?;
     let def = &expanded.def;
     let edges: usize = def.jobs.iter().map(|j| j.depends_on.len()).sum();
-    let id = if dry_run {
-        None
-    } else {
-        let store = open_store(global)?;
-        Some(store.create_workflow(def, Some(&text), torc_store::engine::now())?)
+    let id = match (&global.url, dry_run) {
+        (_, true) => None,
+        (Some(url), false) => {
+            let client = HttpClient::new(url)?;
+            let created = runtime()?.block_on(client.create_workflow(text, spec_format(spec)))?;
+            Some(created.id)
+        }
+        (None, false) => {
+            // Through the engine, so that the jobs are evaluated (ready or blocked) at once.
+            let engine = EngineHandle::start(open_store(global)?);
+            Some(runtime()?.block_on(engine.create_workflow(def.clone(), Some(text)))?)
+        }
     };
     if json {
         let out = json!({
@@ -51,25 +190,6 @@ pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// The workflow to show: the one named, else the most recent.
-fn pick(store: &Store, id: Option<i64>) -> Result<WorkflowId> {
-    if let Some(id) = id {
-        return Ok(WorkflowId(id));
-    }
-    store
-        .list_workflows()?
-        .iter()
-        .map(|w| w.id)
-        .max()
-        .ok_or_else(|| {
-            Exit {
-                code: 2,
-                message: "no workflow in this database; create one with `torc run SPEC`".into(),
-            }
-            .into()
-        })
-}
-
 fn time(t: Timestamp) -> String {
     let secs = t.0.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -93,8 +213,7 @@ fn time(t: Timestamp) -> String {
 }
 
 pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
-    let store = open_existing_store(global)?;
-    let all = store.list_workflows()?;
+    let all = Source::open(global)?.workflows()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
@@ -117,10 +236,17 @@ pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
 }
 
 pub fn status(global: &Global, id: Option<i64>, json: bool) -> Result<ExitCode> {
-    let store = open_existing_store(global)?;
-    let id = pick(&store, id)?;
-    let summary = store.workflow_summary(id)?;
-    let counts = store.job_counts(id)?;
+    let source = Source::open(global)?;
+    let id = source.pick(id)?;
+    let (summary, counts) = source.summary(id)?;
+    print_status(&summary, &counts, json)
+}
+
+fn print_status(
+    summary: &WorkflowSummary,
+    counts: &BTreeMap<JobStatus, u64>,
+    json: bool,
+) -> Result<ExitCode> {
     if json {
         let by_state: serde_json::Map<String, serde_json::Value> = counts
             .iter()
@@ -164,9 +290,9 @@ pub fn list_jobs(
             })
         })
         .transpose()?;
-    let store = open_existing_store(global)?;
-    let id = pick(&store, id)?;
-    let jobs = store.list_jobs(id, status, offset, limit)?;
+    let source = Source::open(global)?;
+    let id = source.pick(id)?;
+    let jobs = source.jobs(id, status, (offset, limit))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(ExitCode::SUCCESS);
@@ -194,9 +320,9 @@ pub fn list_results(
     (offset, limit): (u64, u64),
     json: bool,
 ) -> Result<ExitCode> {
-    let store = open_existing_store(global)?;
-    let id = pick(&store, id)?;
-    let results = store.list_results(id, job.map(JobId), offset, limit)?;
+    let source = Source::open(global)?;
+    let id = source.pick(id)?;
+    let results = source.results(id, job.map(JobId), (offset, limit))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(ExitCode::SUCCESS);
@@ -228,4 +354,35 @@ pub fn list_results(
         &rows,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `workflows cancel` and `workflows reset`: through the engine or the server.
+pub fn change(global: &Global, id: i64, reset: Option<bool>, json: bool) -> Result<ExitCode> {
+    let id = WorkflowId(id);
+    let rt = runtime()?;
+    // The change itself; what is printed is the workflow's state read back afterwards.
+    match &global.url {
+        Some(url) => {
+            let client = HttpClient::new(url)?;
+            match reset {
+                Some(failed_only) => rt.block_on(client.reset(id, failed_only))?,
+                None => rt.block_on(client.cancel(id))?,
+            };
+        }
+        None => {
+            let engine = EngineHandle::start(open_existing_store(global)?);
+            match reset {
+                Some(failed_only) => rt.block_on(engine.reset(id, failed_only))?,
+                None => rt.block_on(engine.cancel(id))?,
+            };
+        }
+    }
+    let (summary, counts) = match &global.url {
+        Some(_) => Source::open(global)?.summary(id)?,
+        None => {
+            let store = open_existing_store(global)?;
+            (store.workflow_summary(id)?, store.job_counts(id)?)
+        }
+    };
+    print_status(&summary, &counts, json)
 }

@@ -1,5 +1,5 @@
 //! The `torc` command line. Wiring only: argument parsing, logging, and calls into the
-//! library crates; see `run.rs` (embedded runs) and `inspect.rs` (listing and validation).
+//! library crates; see `run.rs` (runs) and `inspect.rs` (validation, listings, cancel, reset).
 
 mod cli;
 mod inspect;
@@ -47,6 +47,14 @@ fn main() -> ExitCode {
         Command::Workflows(WorkflowsCommand::Status { id, json }) => {
             inspect::status(&cli.global, *id, *json)
         }
+        Command::Workflows(WorkflowsCommand::Cancel { id, json }) => {
+            inspect::change(&cli.global, *id, None, *json)
+        }
+        Command::Workflows(WorkflowsCommand::Reset {
+            id,
+            failed_only,
+            json,
+        }) => inspect::change(&cli.global, *id, Some(*failed_only), *json),
         Command::Jobs(JobsCommand::List {
             workflow_id,
             status,

@@ -1,28 +1,35 @@
-//! `torc run`: an embedded run — engine, SQLite store and a local runner in one process.
+//! `torc run`: a runner on this machine, against the embedded engine (SQLite file, one process)
+//! or against a server (`--url`).
 
 use crate::cli::{Global, RunArgs};
 use crate::Exit;
 use anyhow::{Context, Result};
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use torc_core::api::Coordinator;
 use torc_core::changes::WorkflowState;
 use torc_core::sched::StatusSummary;
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobStatus, RunnerId, WorkflowId};
+use torc_http::HttpClient;
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
 use torc_store::engine::EngineHandle;
 use torc_store::Store;
 
-pub fn run(global: &Global, args: &RunArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(global, args))
+        .context("cannot start the async runtime")
+}
+
+pub fn run(global: &Global, args: &RunArgs) -> Result<ExitCode> {
+    runtime()?.block_on(run_async(global, args))
 }
 
 /// Reads and expands a spec file; bad specs become exit code 2 with every problem listed.
@@ -31,8 +38,7 @@ pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String)> {
         code: 2,
         message: format!("cannot read spec {}: {e}", path.display()),
     })?;
-    let format = SpecFormat::from_path(&path.to_string_lossy());
-    let expanded = spec::load(&text, format).map_err(|errors| Exit {
+    let expanded = spec::load(&text, spec_format(path)).map_err(|errors| Exit {
         code: 2,
         message: format!("{}: {errors}", path.display()),
     })?;
@@ -40,6 +46,10 @@ pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String)> {
         eprintln!("warning: {w}");
     }
     Ok((expanded, text))
+}
+
+pub fn spec_format(path: &Path) -> SpecFormat {
+    SpecFormat::from_path(&path.to_string_lossy())
 }
 
 /// Opens the database for reading; a missing file is an error, not a new empty database.
@@ -67,6 +77,29 @@ pub fn open_store(global: &Global) -> Result<Store> {
     Store::open_sqlite(&db).with_context(|| format!("cannot open database {}", db.display()))
 }
 
+/// Where a run reads its workflow's job counts from.
+pub trait StatusSource: Clone + Send + Sync + 'static {
+    fn status(&self, id: WorkflowId) -> impl Future<Output = Result<StatusSummary>> + Send;
+}
+
+impl StatusSource for EngineHandle {
+    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
+        Ok(EngineHandle::status(self, id).await?)
+    }
+}
+
+impl StatusSource for HttpClient {
+    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
+        let s = HttpClient::status(self, id).await?;
+        Ok(StatusSummary {
+            state: s.state,
+            run_id: s.run_id,
+            counts: s.counts.into_iter().filter(|&(_, n)| n > 0).collect(),
+            total: s.total,
+        })
+    }
+}
+
 async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     let capacity = capacity(args)?;
     // Validate before writing anything: a bad spec leaves no trace.
@@ -81,6 +114,15 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
             global.output_dir.display()
         )
     })?;
+    if let Some(url) = &global.url {
+        let client = HttpClient::new(url)?;
+        let id = match target {
+            Err(id) => id,
+            Ok((_, text)) => client.create_workflow(text, spec_format(as_path)).await?.id,
+        };
+        client.resume(id).await?;
+        return drive(client, id, capacity, global, args, Some(url.clone())).await;
+    }
     let engine = EngineHandle::start(open_store(global)?);
     let id = match target {
         Err(id) => {
@@ -89,31 +131,55 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         }
         Ok((expanded, text)) => engine.create_workflow(expanded.def, Some(text)).await?,
     };
-    let before = engine.status(id).await?;
+    drive(engine, id, capacity, global, args, None).await
+}
+
+/// Runs a local runner on workflow `id` to its end, with progress and a summary.
+async fn drive<C: Coordinator + StatusSource>(
+    coord: C,
+    id: WorkflowId,
+    capacity: Capacity,
+    global: &Global,
+    args: &RunArgs,
+    api_url: Option<String>,
+) -> Result<ExitCode> {
+    let before = coord.status(id).await?;
     let shutdown = Shutdown::new();
     let _signals = torc_runner::install_signal_handlers(shutdown.clone())
         .context("cannot install signal handlers")?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let config = RunnerConfig {
         grace_period: Duration::from_secs(args.grace_period),
+        api_url,
         ..RunnerConfig::new(
             id,
-            RunnerId(format!("local:{}", std::process::id())),
+            RunnerId(format!("{}:{}", host.trim(), std::process::id())),
             capacity,
             global.output_dir.clone(),
         )
     };
     let started = Instant::now();
     let progress = (!args.quiet && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(show_progress(engine.clone(), id, started)));
-    let outcome = torc_runner::run(Arc::new(engine.clone()), config, shutdown).await;
+        .then(|| tokio::spawn(show_progress(coord.clone(), id, started)));
+    let outcome = torc_runner::run(Arc::new(coord.clone()), config, shutdown).await;
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");
     }
     let summary = outcome.context("the runner failed")?;
-    let after = engine.status(id).await?;
-    let elapsed = started.elapsed();
-    print_summary(id, &before, &after, elapsed);
+    let after = coord.status(id).await?;
+    print_summary(id, &before, &after, started.elapsed());
+    if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
+        let place = match &global.url {
+            Some(url) => format!("--url {url}"),
+            None => format!("--output-dir {}", global.output_dir.display()),
+        };
+        eprintln!(
+            "stopped before the end: {} job(s) terminated; resume with: torc run {id} {place}",
+            summary.terminated
+        );
+        return Ok(ExitCode::from(130));
+    }
     let failed: u64 = [
         JobStatus::Failed,
         JobStatus::Canceled,
@@ -122,14 +188,6 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     .iter()
     .map(|&s| count(&after, s))
     .sum();
-    if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
-        eprintln!(
-            "stopped before the end: {} job(s) terminated; resume with: torc run {id} --output-dir {}",
-            summary.terminated,
-            global.output_dir.display()
-        );
-        return Ok(ExitCode::from(130));
-    }
     Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {
@@ -178,11 +236,11 @@ fn counts_line(s: &StatusSummary) -> String {
         .join(", ")
 }
 
-async fn show_progress(engine: EngineHandle, id: WorkflowId, started: Instant) {
+async fn show_progress(source: impl StatusSource, id: WorkflowId, started: Instant) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let Ok(s) = engine.status(id).await else {
+        let Ok(s) = source.status(id).await else {
             return;
         };
         let done = count(&s, JobStatus::Completed) + count(&s, JobStatus::Failed);

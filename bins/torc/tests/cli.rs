@@ -309,3 +309,120 @@ jobs:
     assert_eq!(first.lines().count(), 1, "a completed job ran again");
     assert!(dir.path().join("after.txt").exists());
 }
+
+/// A real server on an ephemeral loopback port, on its own thread, for the test's lifetime.
+fn start_server(db: &Path) -> String {
+    let config = torc_http::ServerConfig {
+        port: 0,
+        ..torc_http::ServerConfig::new(db.to_string_lossy().into_owned())
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let server = torc_http::Server::start(config).await.unwrap();
+            tx.send(server.url()).unwrap();
+            server.wait().await.unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(60)).unwrap()
+}
+
+#[test]
+fn every_command_works_against_a_server_with_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_server(&dir.path().join("server.db"));
+    let with_url = |args: &[&str]| {
+        let mut all = vec!["--url", url.as_str()];
+        all.extend_from_slice(args);
+        torc_in(dir.path(), &all)
+    };
+    let spec = example("diamond.yaml");
+    let out = with_url(&["workflows", "create", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("created workflow 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with_url(&["run", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/result.txt")).unwrap(),
+        "HELLO\ndlrow\n"
+    );
+    let jobs: Value =
+        serde_json::from_slice(&with_url(&["jobs", "list", "--json"]).stdout).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 4);
+    assert!(jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["status"] == "completed"));
+    let results: Value =
+        serde_json::from_slice(&with_url(&["results", "list", "1", "--json"]).stdout).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 4);
+    let status: Value =
+        serde_json::from_slice(&with_url(&["workflows", "status", "1", "--json"]).stdout).unwrap();
+    assert_eq!(status["workflow"]["state"], "complete");
+    assert_eq!(status["job_counts"]["completed"], 4);
+    let listed = text(&with_url(&["workflows", "list"]).stdout);
+    assert!(listed.contains("diamond"), "{listed}");
+    // A full reset starts run 2 with every job ready or blocked again; cancel then ends it.
+    let reset: Value =
+        serde_json::from_slice(&with_url(&["workflows", "reset", "1", "--json"]).stdout).unwrap();
+    assert_eq!(reset["workflow"]["run_id"], 2);
+    assert_eq!(reset["job_counts"]["ready"], 1);
+    let canceled: Value =
+        serde_json::from_slice(&with_url(&["workflows", "cancel", "1", "--json"]).stdout).unwrap();
+    assert_eq!(canceled["workflow"]["state"], "canceled");
+    assert_eq!(canceled["job_counts"]["canceled"], 4);
+    // Unknown workflows are a clear error.
+    let out = with_url(&["jobs", "list", "99"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("99"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn reset_failed_only_reruns_failures_and_keeps_completed_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "flaky.yaml",
+        r#"
+name: flaky
+jobs:
+  - name: ok
+    command: "echo ok >> ok.txt"
+  - name: flaky
+    command: "[ -f fixed ] || exit 5"
+  - name: after
+    command: "true"
+    depends_on: [flaky]
+"#,
+    );
+    let out = torc_in(dir.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::write(dir.path().join("fixed"), "").unwrap();
+    let out = torc_in(dir.path(), &["workflows", "reset", "1", "--failed-only"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["run", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = states(dir.path());
+    assert!(s.iter().all(|(_, st)| st == "completed"), "{s:?}");
+    let ok_runs = std::fs::read_to_string(dir.path().join("ok.txt")).unwrap();
+    assert_eq!(ok_runs.lines().count(), 1, "a completed job ran again");
+    let results = json(dir.path(), &["results", "list", "--json"]);
+    let runs: Vec<(u64, i64)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["run_id"].as_u64().unwrap(),
+                r["return_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(runs, [(1, 0), (1, 5), (2, 0), (2, 0)]);
+}
