@@ -32,6 +32,10 @@ struct Args {
     /// Server HTTP worker threads [default: one per core].
     #[arg(long, global = true)]
     workers: Option<usize>,
+    /// The server's database, e.g. postgres://USER@127.0.0.1:PORT/DB [default: a durable
+    /// SQLite file in a temporary directory].
+    #[arg(long, global = true)]
+    database: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -65,11 +69,31 @@ enum Mode {
     },
 }
 
-async fn start_server(dir: &std::path::Path, workers: Option<usize>) -> Result<Server> {
-    let mut config = ServerConfig::new(dir.join("torc.db").display().to_string());
+async fn start_server(
+    dir: &std::path::Path,
+    workers: Option<usize>,
+    database: Option<&str>,
+) -> Result<Server> {
+    let db = database.map_or_else(|| dir.join("torc.db").display().to_string(), str::to_string);
+    println!("database: {}", redact(&db));
+    let mut config = ServerConfig::new(db);
     config.port = 0;
     config.workers = workers;
     Ok(Server::start(config).await?)
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -167,9 +191,15 @@ fn torc_store_now() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn claims(jobs: u32, runners: usize, limit: u32, workers: Option<usize>) -> Result<()> {
+async fn claims(
+    jobs: u32,
+    runners: usize,
+    limit: u32,
+    workers: Option<usize>,
+    database: Option<String>,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = start_server(dir.path(), workers).await?;
+    let server = start_server(dir.path(), workers, database.as_deref()).await?;
     let client = HttpClient::new(&server.url())?;
     let spec = format!(
         "name: hot{jobs}\njobs:\n  - name: j{{i}}\n    command: \"true\"\n    parameters:\n      i: \"1:{jobs}\"\n"
@@ -238,6 +268,7 @@ async fn pipeline(
     runner: Option<PathBuf>,
     output_dir: Option<PathBuf>,
     workers: Option<usize>,
+    database: Option<String>,
 ) -> Result<()> {
     let runner = match runner {
         Some(r) => r,
@@ -256,7 +287,7 @@ async fn pipeline(
     let parallel =
         parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let dir = tempfile::tempdir()?;
-    let server = start_server(dir.path(), workers).await?;
+    let server = start_server(dir.path(), workers, database.as_deref()).await?;
     let client = HttpClient::new(&server.url())?;
     let (mut ours, mut with_create, mut xargs) = (Vec::new(), Vec::new(), Vec::new());
     let mut jobs = 0;
@@ -342,14 +373,25 @@ fn main() -> Result<()> {
                 jobs,
                 runners,
                 limit,
-            } => claims(jobs, runners, limit, args.workers).await,
+            } => claims(jobs, runners, limit, args.workers, args.database).await,
             Mode::Pipeline {
                 spec,
                 parallel,
                 rounds,
                 runner,
                 output_dir,
-            } => pipeline(spec, parallel, rounds, runner, output_dir, args.workers).await,
+            } => {
+                pipeline(
+                    spec,
+                    parallel,
+                    rounds,
+                    runner,
+                    output_dir,
+                    args.workers,
+                    args.database,
+                )
+                .await
+            }
         }
     })
 }
