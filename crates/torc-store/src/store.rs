@@ -108,6 +108,7 @@ impl Store {
             rows.job_user_data.insert_all(conn)?;
             Ok(id)
         })?;
+        conn.refresh_statistics()?;
         tracing::debug!(
             workflow = %id,
             jobs = def.jobs.len(),

@@ -162,6 +162,20 @@ impl AnyConnection {
         }
     }
 
+    /// After a bulk creation: refreshes the planner's statistics where the database needs it.
+    ///
+    /// PostgreSQL plans `UPDATE jobs … WHERE workflow_id = $1 AND id = ANY($2)` from its
+    /// statistics; until they know of a new workflow's rows it estimates one row per workflow,
+    /// probes the primary key by `workflow_id` alone and filters `id` over every job of the
+    /// workflow, so each group commit costs in proportion to the workflow's size. SQLite always
+    /// probes the primary key with both columns.
+    pub(crate) fn refresh_statistics(&mut self) -> Result<(), StoreError> {
+        match self {
+            AnyConnection::Sqlite(_) => Ok(()),
+            AnyConnection::Pg(c) => postgres::analyze_after_bulk_insert(c),
+        }
+    }
+
     /// Runs `f` in a write transaction: committed if it returns `Ok`, rolled back otherwise.
     ///
     /// SQLite takes the write lock at `BEGIN IMMEDIATE`, so that a writer waits (up to the busy

@@ -106,3 +106,12 @@ mod tests {
         }
     }
 }
+
+/// Tables whose planner statistics a bulk creation makes stale.
+const BULK_TABLES: &str = "jobs, job_dependencies, job_files, job_user_data";
+
+/// Refreshes the statistics of the tables a workflow's creation filled.
+pub(super) fn analyze_after_bulk_insert(conn: &mut PgConnection) -> Result<(), StoreError> {
+    diesel::sql_query(format!("ANALYZE {BULK_TABLES}")).execute(conn)?;
+    Ok(())
+}
