@@ -86,6 +86,15 @@ pub(super) fn prepare(url: &str, shown: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Tables whose planner statistics a bulk creation makes stale.
+const BULK_TABLES: &str = "jobs, job_dependencies, job_files, job_user_data";
+
+/// Refreshes the statistics of the tables a workflow's creation filled.
+pub(super) fn analyze_after_bulk_insert(conn: &mut PgConnection) -> Result<(), StoreError> {
+    diesel::sql_query(format!("ANALYZE {BULK_TABLES}")).execute(conn)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,13 +114,4 @@ mod tests {
             assert_eq!(redact(url), shown, "{url}");
         }
     }
-}
-
-/// Tables whose planner statistics a bulk creation makes stale.
-const BULK_TABLES: &str = "jobs, job_dependencies, job_files, job_user_data";
-
-/// Refreshes the statistics of the tables a workflow's creation filled.
-pub(super) fn analyze_after_bulk_insert(conn: &mut PgConnection) -> Result<(), StoreError> {
-    diesel::sql_query(format!("ANALYZE {BULK_TABLES}")).execute(conn)?;
-    Ok(())
 }
