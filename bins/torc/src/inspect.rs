@@ -36,15 +36,7 @@ impl Source {
             Source::Remote(c, rt) => rt
                 .block_on(c.list_workflows())?
                 .into_iter()
-                .map(|w| WorkflowSummary {
-                    id: w.id,
-                    name: w.name,
-                    user: w.user,
-                    state: w.state,
-                    run_id: w.run_id,
-                    created_at: w.created_at,
-                    num_jobs: w.num_jobs,
-                })
+                .map(WorkflowSummary::from)
                 .collect(),
         })
     }
@@ -96,16 +88,7 @@ impl Source {
                 .block_on(c.jobs(id, status, offset, limit))?
                 .items
                 .into_iter()
-                .map(|j| JobRecord {
-                    id: j.id,
-                    name: j.name,
-                    status: j.status,
-                    attempt_id: j.attempt_id,
-                    command: j.command,
-                    invocation_script: j.invocation_script,
-                    priority: j.priority,
-                    tags: j.tags,
-                })
+                .map(JobRecord::from)
                 .collect(),
         })
     }
@@ -122,22 +105,7 @@ impl Source {
                 .block_on(c.results(id, job, offset, limit))?
                 .items
                 .into_iter()
-                .map(|r| ResultRecord {
-                    id: r.id,
-                    job_id: r.job_id,
-                    run_id: r.run_id,
-                    attempt_id: r.attempt_id,
-                    runner: r.runner,
-                    return_code: r.return_code,
-                    status: r.status,
-                    start_time: r.start_time,
-                    end_time: r.end_time,
-                    exec_time_secs: r.exec_time_secs,
-                    peak_memory_bytes: r.peak_memory_bytes,
-                    avg_memory_bytes: r.avg_memory_bytes,
-                    peak_cpu_percent: r.peak_cpu_percent,
-                    avg_cpu_percent: r.avg_cpu_percent,
-                })
+                .map(ResultRecord::from)
                 .collect(),
         })
     }

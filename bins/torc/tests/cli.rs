@@ -413,7 +413,8 @@ jobs:
     let ok_runs = std::fs::read_to_string(dir.path().join("ok.txt")).unwrap();
     assert_eq!(ok_runs.lines().count(), 1, "a completed job ran again");
     let results = json(dir.path(), &["results", "list", "--json"]);
-    let runs: Vec<(u64, i64)> = results
+    // Run 1's two jobs run in parallel: their results may be recorded in either order.
+    let mut runs: Vec<(u64, i64)> = results
         .as_array()
         .unwrap()
         .iter()
@@ -424,5 +425,6 @@ jobs:
             )
         })
         .collect();
+    runs.sort();
     assert_eq!(runs, [(1, 0), (1, 5), (2, 0), (2, 0)]);
 }

@@ -184,6 +184,56 @@ impl From<ResultRecord> for JobResult {
     }
 }
 
+impl From<Job> for JobRecord {
+    fn from(j: Job) -> JobRecord {
+        JobRecord {
+            id: j.id,
+            name: j.name,
+            status: j.status,
+            attempt_id: j.attempt_id,
+            command: j.command,
+            invocation_script: j.invocation_script,
+            priority: j.priority,
+            tags: j.tags,
+        }
+    }
+}
+
+impl From<JobResult> for ResultRecord {
+    fn from(r: JobResult) -> ResultRecord {
+        ResultRecord {
+            id: r.id,
+            job_id: r.job_id,
+            run_id: r.run_id,
+            attempt_id: r.attempt_id,
+            runner: r.runner,
+            return_code: r.return_code,
+            status: r.status,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            exec_time_secs: r.exec_time_secs,
+            peak_memory_bytes: r.peak_memory_bytes,
+            avg_memory_bytes: r.avg_memory_bytes,
+            peak_cpu_percent: r.peak_cpu_percent,
+            avg_cpu_percent: r.avg_cpu_percent,
+        }
+    }
+}
+
+impl From<Workflow> for WorkflowSummary {
+    fn from(w: Workflow) -> WorkflowSummary {
+        WorkflowSummary {
+            id: w.id,
+            name: w.name,
+            user: w.user,
+            state: w.state,
+            run_id: w.run_id,
+            created_at: w.created_at,
+            num_jobs: w.num_jobs,
+        }
+    }
+}
+
 /// One entry of a workflow's event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WorkflowEvent {
