@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, CoordinatorError, ErrorCode, ReportBatch, ReportResponse,
+    ClaimRequest, ClaimResponse, ClaimedJob, CoordinatorError, ErrorCode, ReportBatch,
+    ReportResponse,
 };
-use torc_core::changes::{Changes, Event, EventKind};
+use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
 use torc_core::sched::{SchedError, StatusSummary, WorkflowSched};
 use torc_core::{Timestamp, WorkflowDef, WorkflowId};
 
@@ -128,23 +129,26 @@ enum Pending {
 
 impl Pending {
     fn send(self, commit_failed: Option<&str>) {
-        let fail = |msg: &str| EngineError::CommitFailed {
-            detail: msg.to_string(),
-        };
-        // Send errors mean the caller went away; nothing to do about it.
-        match (self, commit_failed) {
-            (Pending::Id(tx, r), None) => drop(tx.send(r)),
-            (Pending::Id(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-            (Pending::Status(tx, r), None) => drop(tx.send(r)),
-            (Pending::Status(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-            (Pending::Claim(tx, r), None) => drop(tx.send(r)),
-            (Pending::Claim(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-            (Pending::Report(tx, r), None) => drop(tx.send(r)),
-            (Pending::Report(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
-            (Pending::Unit(tx, r), None) => drop(tx.send(r)),
-            (Pending::Unit(tx, _), Some(m)) => drop(tx.send(Err(fail(m)))),
+        match self {
+            Pending::Id(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Status(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Claim(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Report(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Unit(tx, r) => deliver(tx, r, commit_failed),
         }
     }
+}
+
+/// Answers a caller: its result, or the commit's failure when the batch was not committed.
+fn deliver<T>(tx: Reply<T>, result: Result<T, EngineError>, commit_failed: Option<&str>) {
+    let answer = match commit_failed {
+        None => result,
+        Some(detail) => Err(EngineError::CommitFailed {
+            detail: detail.to_string(),
+        }),
+    };
+    // A send error means the caller went away; nothing to do about it.
+    drop(tx.send(answer));
 }
 
 struct Parked {
@@ -248,6 +252,37 @@ impl Writer {
         Ok(self.workflows.get_mut(&id).expect("inserted above"))
     }
 
+    /// Applies `op` to a workflow, records its changes, and returns the state after it.
+    fn change_workflow(
+        &mut self,
+        id: WorkflowId,
+        op: impl FnOnce(&mut WorkflowSched) -> Result<Changes, SchedError>,
+    ) -> Result<StatusSummary, EngineError> {
+        let sched = self.workflow(id)?;
+        let changes = op(sched)?;
+        let summary = sched.summary();
+        self.record(id, changes);
+        Ok(summary)
+    }
+
+    /// Answers a claim (once the batch commits) with what it got.
+    fn answer_claim(
+        &mut self,
+        id: WorkflowId,
+        reply: Reply<ClaimResponse>,
+        jobs: Vec<ClaimedJob>,
+        changes: Changes,
+        workflow_state: WorkflowState,
+    ) {
+        self.stats.claimed(jobs.len());
+        self.record(id, changes);
+        let response = ClaimResponse {
+            jobs,
+            workflow_state,
+        };
+        self.answers.push(Pending::Claim(reply, Ok(response)));
+    }
+
     fn handle(&mut self, req: Request) {
         match req {
             Request::Create { def, spec, reply } => {
@@ -255,14 +290,7 @@ impl Writer {
                 self.answers.push(Pending::Id(reply, r));
             }
             Request::Resume { id, reply } => {
-                let r = self.workflow(id).map(|s| {
-                    let c = s.resume(now());
-                    (c, s.summary())
-                });
-                let r = r.map(|(c, summary)| {
-                    self.record(id, c);
-                    summary
-                });
+                let r = self.change_workflow(id, |s| Ok(s.resume(now())));
                 self.answers.push(Pending::Status(reply, r));
             }
             Request::Claim {
@@ -275,11 +303,7 @@ impl Writer {
                 self.answers.push(Pending::Report(reply, r));
             }
             Request::Cancel { id, reply } => {
-                let r = self.workflow(id).map(|s| (s.cancel(now()), s.summary()));
-                let r = r.map(|(c, summary)| {
-                    self.record(id, c);
-                    summary
-                });
+                let r = self.change_workflow(id, |s| Ok(s.cancel(now())));
                 self.answers.push(Pending::Status(reply, r));
             }
             Request::Reset {
@@ -287,14 +311,7 @@ impl Writer {
                 failed_only,
                 reply,
             } => {
-                let r = self.workflow(id).and_then(|s| {
-                    let c = s.reset(failed_only, now())?;
-                    Ok((c, s.summary()))
-                });
-                let r = r.map(|(c, summary)| {
-                    self.record(id, c);
-                    summary
-                });
+                let r = self.change_workflow(id, |s| s.reset(failed_only, now()));
                 self.answers.push(Pending::Status(reply, r));
             }
             Request::Status { id, reply } => {
@@ -348,15 +365,7 @@ impl Writer {
             });
             return;
         }
-        self.stats.claimed(jobs.len());
-        self.record(id, changes);
-        self.answers.push(Pending::Claim(
-            reply,
-            Ok(ClaimResponse {
-                jobs,
-                workflow_state: state,
-            }),
-        ));
+        self.answer_claim(id, reply, jobs, changes, state);
     }
 
     fn report(&mut self, batch: ReportBatch) -> Result<ReportResponse, EngineError> {
@@ -404,15 +413,7 @@ impl Writer {
                 self.parked.push(p);
                 continue;
             }
-            self.stats.claimed(jobs.len());
-            self.record(id, changes);
-            self.answers.push(Pending::Claim(
-                p.reply,
-                Ok(ClaimResponse {
-                    jobs,
-                    workflow_state: state,
-                }),
-            ));
+            self.answer_claim(id, p.reply, jobs, changes, state);
         }
     }
 
