@@ -269,9 +269,14 @@ impl WorkflowSched {
         if !matches!(status, JobStatus::Pending | JobStatus::Running) {
             self.jobs[i].holder = NO_HOLDER;
         }
+        self.record_state(i, changes);
+    }
+
+    /// Records job `i`'s current status and attempt as a change to persist.
+    fn record_state(&self, i: usize, changes: &mut Changes) {
         changes.jobs.push(JobChange {
             job: JobId::from_index(i),
-            status,
+            status: self.jobs[i].status,
             attempt_id: self.jobs[i].attempt,
         });
     }
@@ -309,11 +314,7 @@ impl WorkflowSched {
                 JobStatus::Blocked if self.jobs[i].unfinished == 0 => {
                     self.set(i, JobStatus::Ready, &mut changes)
                 }
-                JobStatus::Blocked => changes.jobs.push(JobChange {
-                    job: JobId::from_index(i),
-                    status: JobStatus::Blocked,
-                    attempt_id: self.jobs[i].attempt,
-                }),
+                JobStatus::Blocked => self.record_state(i, &mut changes),
                 _ => {}
             }
         }
@@ -347,13 +348,8 @@ impl WorkflowSched {
         let mut claimed = Vec::with_capacity(taken.len());
         for i in taken {
             let i = i as usize;
-            self.set_raw(i, JobStatus::Pending);
             self.jobs[i].holder = holder;
-            changes.jobs.push(JobChange {
-                job: JobId::from_index(i),
-                status: JobStatus::Pending,
-                attempt_id: self.jobs[i].attempt,
-            });
+            self.set(i, JobStatus::Pending, &mut changes);
             claimed.push(self.claimed_job(i));
         }
         (claimed, changes)
@@ -398,12 +394,7 @@ impl WorkflowSched {
             let i = s.job_id.index();
             match self.jobs.get(i) {
                 Some(job) if job.status == JobStatus::Pending && job.attempt == s.attempt_id => {
-                    self.set_raw(i, JobStatus::Running);
-                    changes.jobs.push(JobChange {
-                        job: s.job_id,
-                        status: JobStatus::Running,
-                        attempt_id: s.attempt_id,
-                    });
+                    self.set(i, JobStatus::Running, &mut changes);
                 }
                 _ => {}
             }
@@ -610,13 +601,7 @@ impl WorkflowSched {
                     | JobStatus::Ready
                     | JobStatus::Pending
             ) {
-                self.set_raw(i, JobStatus::Canceled);
-                self.jobs[i].holder = NO_HOLDER;
-                changes.jobs.push(JobChange {
-                    job: JobId::from_index(i),
-                    status: JobStatus::Canceled,
-                    attempt_id: self.jobs[i].attempt,
-                });
+                self.set(i, JobStatus::Canceled, &mut changes);
             }
         }
         self.state = WorkflowState::Canceled;
