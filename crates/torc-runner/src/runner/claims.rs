@@ -5,13 +5,15 @@ use crate::config::Capacity;
 use crate::error::RunnerError;
 use std::sync::Arc;
 use tokio::time::Instant;
-use torc_core::api::{ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, FreeResources};
+use torc_core::api::{
+    ClaimRequest, ClaimResponse, ClaimedJob, Coordinator, CoordinatorError, FreeResources,
+};
 use tracing::{debug, warn};
 
 impl<C: Coordinator> EventLoop<C> {
     pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
         let wait_ms = u64::try_from(self.cfg.claim_wait.as_millis()).unwrap_or(u64::MAX);
-        // With prefetching, ask for up to two capacities' worth minus what is held already.
+        // Ask for `windows` capacities' worth (more than one while prefetching) minus what is held.
         let windows = self.windows();
         let (limit, resources) = match self.cfg.capacity {
             Capacity::MaxParallelJobs(n) => {
@@ -19,28 +21,16 @@ impl<C: Coordinator> EventLoop<C> {
                 let held = u32::try_from(held).unwrap_or(u32::MAX);
                 (n.saturating_mul(windows).saturating_sub(held), None)
             }
-            Capacity::Resources {
-                num_cpus,
-                memory_bytes,
-                num_gpus,
-            } => {
-                let mut free = FreeResources {
-                    num_cpus: num_cpus.saturating_mul(windows),
-                    memory_bytes: memory_bytes.saturating_mul(u64::from(windows)),
-                    num_gpus: num_gpus.saturating_mul(windows),
-                    time_left: self
+            Capacity::Resources { .. } => {
+                let held = self.running.values().map(|r| &r.job).chain(&self.queued);
+                let mut free = self.free_resources(windows, held);
+                if let Some(free) = &mut free {
+                    free.time_left = self
                         .cfg
                         .time_left
-                        .map(|t| t.saturating_sub(now.saturating_duration_since(self.started))),
-                };
-                let held = self.running.values().map(|r| &r.job).chain(&self.queued);
-                for job in held {
-                    let need = &job.resources;
-                    free.num_cpus = free.num_cpus.saturating_sub(need.num_cpus);
-                    free.memory_bytes = free.memory_bytes.saturating_sub(need.memory_bytes);
-                    free.num_gpus = free.num_gpus.saturating_sub(need.num_gpus);
+                        .map(|t| t.saturating_sub(now.saturating_duration_since(self.started)));
                 }
-                (free.num_cpus, Some(free))
+                (free.map_or(0, |f| f.num_cpus), free)
             }
         };
         (limit > 0).then(|| ClaimRequest {
@@ -50,6 +40,36 @@ impl<C: Coordinator> EventLoop<C> {
             resources,
             wait_ms,
         })
+    }
+
+    /// `windows` times the resource capacity, less what the `held` jobs need; `None` when the
+    /// capacity is a job count. `time_left` is left unbounded.
+    pub(super) fn free_resources<'a>(
+        &self,
+        windows: u32,
+        held: impl Iterator<Item = &'a ClaimedJob>,
+    ) -> Option<FreeResources> {
+        let Capacity::Resources {
+            num_cpus,
+            memory_bytes,
+            num_gpus,
+        } = self.cfg.capacity
+        else {
+            return None;
+        };
+        let mut free = FreeResources {
+            num_cpus: num_cpus.saturating_mul(windows),
+            memory_bytes: memory_bytes.saturating_mul(u64::from(windows)),
+            num_gpus: num_gpus.saturating_mul(windows),
+            time_left: None,
+        };
+        for job in held {
+            let need = &job.resources;
+            free.num_cpus = free.num_cpus.saturating_sub(need.num_cpus);
+            free.memory_bytes = free.memory_bytes.saturating_sub(need.memory_bytes);
+            free.num_gpus = free.num_gpus.saturating_sub(need.num_gpus);
+        }
+        Some(free)
     }
 
     pub(super) fn pump_claims(&mut self, now: Instant) {

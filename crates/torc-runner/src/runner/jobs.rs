@@ -107,34 +107,28 @@ impl<C: Coordinator> EventLoop<C> {
         if self.queued.is_empty() || self.stopping.is_some() {
             return;
         }
-        let mut free = match self.cfg.capacity {
-            Capacity::MaxParallelJobs(n) => {
-                let n = (n as usize).saturating_sub(self.running.len());
-                for _ in 0..n.min(self.queued.len()) {
-                    let job = self.queued.pop_front().expect("counted above");
-                    self.start_job(job);
-                }
-                return;
+        if let Capacity::MaxParallelJobs(n) = self.cfg.capacity {
+            let n = (n as usize).saturating_sub(self.running.len());
+            for _ in 0..n.min(self.queued.len()) {
+                let job = self.queued.pop_front().expect("counted above");
+                self.start_job(job);
             }
-            Capacity::Resources {
-                num_cpus,
-                memory_bytes,
-                num_gpus,
-            } => (num_cpus, memory_bytes, num_gpus),
-        };
-        for r in self.running.values() {
-            let need = &r.job.resources;
-            free.0 = free.0.saturating_sub(need.num_cpus);
-            free.1 = free.1.saturating_sub(need.memory_bytes);
-            free.2 = free.2.saturating_sub(need.num_gpus);
+            return;
         }
+        let running = self.running.values().map(|r| &r.job);
+        let Some(mut free) = self.free_resources(1, running) else {
+            return;
+        };
         let mut i = 0;
         while i < self.queued.len() {
             let need = self.queued[i].resources;
-            if need.num_cpus <= free.0 && need.memory_bytes <= free.1 && need.num_gpus <= free.2 {
-                free.0 -= need.num_cpus;
-                free.1 -= need.memory_bytes;
-                free.2 -= need.num_gpus;
+            if need.num_cpus <= free.num_cpus
+                && need.memory_bytes <= free.memory_bytes
+                && need.num_gpus <= free.num_gpus
+            {
+                free.num_cpus -= need.num_cpus;
+                free.memory_bytes -= need.memory_bytes;
+                free.num_gpus -= need.num_gpus;
                 let job = self.queued.remove(i).expect("index checked");
                 self.start_job(job);
             } else {
