@@ -59,19 +59,15 @@ impl Source {
         match self {
             Source::Local(store) => Ok((store.workflow_summary(id)?, store.job_counts(id)?)),
             Source::Remote(c, rt) => {
-                let status = rt.block_on(c.status(id))?;
+                let status = rt.block_on(c.status(id))?.into_summary();
                 let w = rt.block_on(c.workflow(id))?;
                 let summary = WorkflowSummary {
-                    id: w.id,
-                    name: w.name,
-                    user: w.user,
                     state: status.state,
                     run_id: status.run_id,
-                    created_at: w.created_at,
                     num_jobs: status.total,
+                    ..WorkflowSummary::from(w)
                 };
-                let counts = status.counts.into_iter().filter(|&(_, n)| n > 0).collect();
-                Ok((summary, counts))
+                Ok((summary, status.counts.into_iter().collect()))
             }
         }
     }
@@ -345,12 +341,6 @@ pub fn change(global: &Global, id: i64, reset: Option<bool>, json: bool) -> Resu
             };
         }
     }
-    let (summary, counts) = match &global.url {
-        Some(_) => Source::open(global)?.summary(id)?,
-        None => {
-            let store = open_existing_store(global)?;
-            (store.workflow_summary(id)?, store.job_counts(id)?)
-        }
-    };
+    let (summary, counts) = Source::open(global)?.summary(id)?;
     print_status(&summary, &counts, json)
 }

@@ -90,13 +90,7 @@ impl StatusSource for EngineHandle {
 
 impl StatusSource for HttpClient {
     async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
-        let s = HttpClient::status(self, id).await?;
-        Ok(StatusSummary {
-            state: s.state,
-            run_id: s.run_id,
-            counts: s.counts.into_iter().filter(|&(_, n)| n > 0).collect(),
-            total: s.total,
-        })
+        Ok(HttpClient::status(self, id).await?.into_summary())
     }
 }
 

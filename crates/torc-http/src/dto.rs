@@ -103,6 +103,17 @@ impl WorkflowStatus {
         }
     }
 
+    /// The inverse of [`WorkflowStatus::new`]: states with no jobs are left out, as the engine
+    /// leaves them out.
+    pub fn into_summary(self) -> StatusSummary {
+        StatusSummary {
+            state: self.state,
+            run_id: self.run_id,
+            counts: self.counts.into_iter().filter(|&(_, n)| n > 0).collect(),
+            total: self.total,
+        }
+    }
+
     /// Jobs in `status`.
     pub fn count(&self, status: JobStatus) -> u64 {
         self.counts.get(&status).copied().unwrap_or(0)
