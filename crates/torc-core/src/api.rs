@@ -133,6 +133,41 @@ pub struct ReportResponse {
     pub workflow_state: WorkflowState,
 }
 
+/// A job a runner holds: claimed, running, or finished with its report not yet acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HeldJob {
+    pub job_id: JobId,
+    pub run_id: u32,
+    pub attempt_id: u32,
+}
+
+/// A runner saying it is alive, and what it holds. Renews its lease on those jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub workflow_id: WorkflowId,
+    pub runner_id: RunnerId,
+    #[serde(default)]
+    pub held: Vec<HeldJob>,
+    /// The coordinator may hold the answer up to this long, answering at once when the workflow
+    /// stops being active (a cancel reaches the runner without waiting for the next beat).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub workflow_state: WorkflowState,
+    /// Jobs the runner listed that are no longer its to run (lost with a lapsed lease,
+    /// canceled, reset): it should stop them and not report them.
+    #[serde(default)]
+    pub revoked: Vec<HeldJob>,
+    /// The lease length: a runner silent this long loses its jobs. `None`: no leases (an
+    /// in-process coordinator that dies with its runner).
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+}
+
 /// A stable, machine-readable error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,4 +225,11 @@ pub trait Coordinator: Send + Sync + 'static {
         &self,
         batch: ReportBatch,
     ) -> impl Future<Output = Result<ReportResponse, CoordinatorError>> + Send;
+
+    /// Renews the runner's lease on the jobs it holds; may wait up to `req.wait_ms` for the
+    /// workflow to stop being active.
+    fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> impl Future<Output = Result<HeartbeatResponse, CoordinatorError>> + Send;
 }

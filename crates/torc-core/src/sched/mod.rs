@@ -11,7 +11,10 @@
 //! - a job is handed out by a claim only from `Ready`, so never to two runners at once;
 //! - the per-status counts always match the jobs' statuses.
 
+mod lease;
 mod ready;
+
+pub use lease::LeasePolicy;
 
 use crate::api::{ClaimedJob, CompletionOutcome, CompletionReport, FreeResources, StartReport};
 use crate::changes::{
@@ -44,12 +47,47 @@ struct JobRt {
     unfinished: u32,
     /// Index into `runners` of the runner holding it while pending or running.
     holder: u32,
+    /// Times a runner holding it was lost (its lease ran out) in this run.
+    losses: u32,
+    /// Its holder's last heartbeat did not list it (see [`WorkflowSched::heartbeat`]).
+    unlisted: bool,
     /// The last completion applied in this run: its attempt (0: none) and the answer given.
     done_attempt: u32,
     done_status: JobStatus,
 }
 
 const NO_HOLDER: u32 = u32::MAX;
+/// The `runners` slot of "held before a restart, by a runner not heard from since": jobs
+/// restored pending or running. A runner that lists such a job in a heartbeat, or reports it,
+/// takes it over; otherwise the slot's lease runs out like any runner's.
+const ORPHANS: u32 = 0;
+
+/// A runner known to a workflow: who, when last heard from, how many jobs it holds.
+#[derive(Debug, Clone)]
+struct RunnerRt {
+    id: RunnerId,
+    heard: Timestamp,
+    held: u32,
+}
+
+/// A job's saved state, as a store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedJob {
+    pub status: JobStatus,
+    pub attempt: u32,
+    /// Times the job was lost with its runner in the current run.
+    pub losses: u32,
+}
+
+impl SavedJob {
+    pub fn new(status: JobStatus, attempt: u32) -> SavedJob {
+        SavedJob {
+            status,
+            attempt,
+            losses: 0,
+        }
+    }
+}
 
 /// The live state of one workflow. See the module documentation.
 #[derive(Debug, Clone)]
@@ -65,7 +103,8 @@ pub struct WorkflowSched {
     counts: [u64; 11],
     state: WorkflowState,
     run_id: u32,
-    runners: Vec<RunnerId>,
+    /// Runners that claimed jobs of this workflow; slot [`ORPHANS`] is no real runner.
+    runners: Vec<RunnerRt>,
     runner_index: HashMap<RunnerId, u32>,
     /// Bumped whenever a job becomes ready: lets a caller with parked claims skip retrying them.
     ready_generation: u64,
@@ -83,17 +122,21 @@ pub struct StatusSummary {
 impl WorkflowSched {
     /// A new workflow: every job uninitialized, attempt 1, run 1. Call [`Self::initialize`].
     pub fn new(id: WorkflowId, def: Arc<WorkflowDef>) -> WorkflowSched {
-        let states = vec![(JobStatus::Uninitialized, 1); def.jobs.len()];
+        let states = vec![SavedJob::new(JobStatus::Uninitialized, 1); def.jobs.len()];
         Self::build(id, def, WorkflowState::Active, 1, &states)
     }
 
-    /// Rebuilds live state from what a store saved: each job's status and attempt (by index).
+    /// Rebuilds live state from what a store saved: each job's status, attempt and losses (by
+    /// index). Jobs saved pending or running are held by no known runner: their lease starts at
+    /// `now`, and a runner that still has them takes them over by saying so (see
+    /// [`Self::heartbeat`]).
     pub fn restore(
         id: WorkflowId,
         def: Arc<WorkflowDef>,
         state: WorkflowState,
         run_id: u32,
-        jobs: &[(JobStatus, u32)],
+        jobs: &[SavedJob],
+        now: Timestamp,
     ) -> Result<WorkflowSched, SchedError> {
         if jobs.len() != def.jobs.len() {
             return Err(SchedError::Inconsistent {
@@ -102,6 +145,7 @@ impl WorkflowSched {
             });
         }
         let mut s = Self::build(id, def, state, run_id, jobs);
+        s.runners[ORPHANS as usize].heard = now;
         // Blocked counts are derived, never stored; a blocked job whose dependencies all
         // finished (a crash between two writes cannot cause it, but a hand-edited database can)
         // is re-evaluated by `initialize`.
@@ -114,6 +158,7 @@ impl WorkflowSched {
                     }
                 }
                 JobStatus::Ready => s.ready.push(i as u32),
+                JobStatus::Pending | JobStatus::Running => s.hold(i, ORPHANS),
                 // Only these end by a completion report; canceled and disabled jobs never ran.
                 status @ (JobStatus::Completed | JobStatus::Failed | JobStatus::Terminated) => {
                     s.jobs[i].done_attempt = s.jobs[i].attempt;
@@ -130,7 +175,7 @@ impl WorkflowSched {
         def: Arc<WorkflowDef>,
         state: WorkflowState,
         run_id: u32,
-        jobs: &[(JobStatus, u32)],
+        jobs: &[SavedJob],
     ) -> WorkflowSched {
         let n = def.jobs.len();
         let mut degree = vec![0u32; n + 1];
@@ -158,13 +203,15 @@ impl WorkflowSched {
         let mut counts = [0u64; 11];
         let rt = jobs
             .iter()
-            .map(|&(status, attempt)| {
-                counts[status as usize] += 1;
+            .map(|saved| {
+                counts[saved.status as usize] += 1;
                 JobRt {
-                    status,
-                    attempt,
+                    status: saved.status,
+                    attempt: saved.attempt,
                     unfinished: 0,
                     holder: NO_HOLDER,
+                    losses: saved.losses,
+                    unlisted: false,
                     done_attempt: 0,
                     done_status: JobStatus::Uninitialized,
                 }
@@ -180,7 +227,11 @@ impl WorkflowSched {
             counts,
             state,
             run_id,
-            runners: Vec::new(),
+            runners: vec![RunnerRt {
+                id: RunnerId(String::new()),
+                heard: Timestamp(0),
+                held: 0,
+            }],
             runner_index: HashMap::new(),
             ready_generation: 0,
         }
@@ -213,6 +264,15 @@ impl WorkflowSched {
     /// A job's status and current attempt.
     pub fn job_status(&self, job: JobId) -> Option<(JobStatus, u32)> {
         self.jobs.get(job.index()).map(|j| (j.status, j.attempt))
+    }
+
+    /// A job's state as a store saves it.
+    pub fn saved_job(&self, job: JobId) -> Option<SavedJob> {
+        self.jobs.get(job.index()).map(|j| SavedJob {
+            status: j.status,
+            attempt: j.attempt,
+            losses: j.losses,
+        })
     }
 
     pub fn count(&self, status: JobStatus) -> u64 {
@@ -267,7 +327,7 @@ impl WorkflowSched {
             self.ready_generation += 1;
         }
         if !matches!(status, JobStatus::Pending | JobStatus::Running) {
-            self.jobs[i].holder = NO_HOLDER;
+            self.unhold(i);
         }
         self.record_state(i, changes);
     }
@@ -278,6 +338,7 @@ impl WorkflowSched {
             job: JobId::from_index(i),
             status: self.jobs[i].status,
             attempt_id: self.jobs[i].attempt,
+            losses: self.jobs[i].losses,
         });
     }
 
@@ -323,14 +384,17 @@ impl WorkflowSched {
     }
 
     /// Claims up to `limit` ready jobs for `runner`: with `free`, only jobs that fit together in
-    /// those resources; without, any. Claimed jobs go from ready to pending.
+    /// those resources; without, any. Claimed jobs go from ready to pending, held by `runner`
+    /// (which counts as hearing from it at `now`).
     pub fn claim(
         &mut self,
         runner: &RunnerId,
         limit: u32,
         free: Option<&FreeResources>,
+        now: Timestamp,
     ) -> (Vec<ClaimedJob>, Changes) {
         let mut changes = Changes::default();
+        let holder = self.heard_from(runner, now);
         if self.state != WorkflowState::Active || limit == 0 || self.ready.len() == 0 {
             return (Vec::new(), changes);
         }
@@ -344,25 +408,50 @@ impl WorkflowSched {
         if taken.is_empty() {
             return (Vec::new(), changes);
         }
-        let holder = self.runner_slot(runner);
         let mut claimed = Vec::with_capacity(taken.len());
         for i in taken {
             let i = i as usize;
-            self.jobs[i].holder = holder;
             self.set(i, JobStatus::Pending, &mut changes);
+            self.hold(i, holder);
             claimed.push(self.claimed_job(i));
         }
         (claimed, changes)
     }
 
-    fn runner_slot(&mut self, runner: &RunnerId) -> u32 {
-        if let Some(&slot) = self.runner_index.get(runner) {
-            return slot;
-        }
-        let slot = self.runners.len() as u32;
-        self.runners.push(runner.clone());
-        self.runner_index.insert(runner.clone(), slot);
+    /// The slot of `runner`, added if new, marked as heard from at `now`.
+    fn heard_from(&mut self, runner: &RunnerId, now: Timestamp) -> u32 {
+        let slot = match self.runner_index.get(runner) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.runners.len() as u32;
+                self.runners.push(RunnerRt {
+                    id: runner.clone(),
+                    heard: now,
+                    held: 0,
+                });
+                self.runner_index.insert(runner.clone(), slot);
+                slot
+            }
+        };
+        let rt = &mut self.runners[slot as usize];
+        rt.heard = rt.heard.max(now);
         slot
+    }
+
+    /// Makes `slot` the holder of job `i` (which must be pending or running).
+    fn hold(&mut self, i: usize, slot: u32) {
+        self.unhold(i);
+        self.jobs[i].holder = slot;
+        self.runners[slot as usize].held += 1;
+    }
+
+    /// Job `i` is no longer held by anyone.
+    fn unhold(&mut self, i: usize) {
+        let holder = std::mem::replace(&mut self.jobs[i].holder, NO_HOLDER);
+        self.jobs[i].unlisted = false;
+        if let Some(rt) = self.runners.get_mut(holder as usize) {
+            rt.held -= 1;
+        }
     }
 
     fn claimed_job(&self, i: usize) -> ClaimedJob {
@@ -412,9 +501,10 @@ impl WorkflowSched {
         now: Timestamp,
     ) -> (Vec<CompletionOutcome>, Changes) {
         let mut changes = Changes::default();
+        let slot = self.heard_from(runner, now);
         let outcomes = reports
             .iter()
-            .map(|r| self.complete_one(runner, r, now, &mut changes))
+            .map(|r| self.complete_one(slot, r, now, &mut changes))
             .collect();
         self.check_complete(now, &mut changes);
         (outcomes, changes)
@@ -422,7 +512,7 @@ impl WorkflowSched {
 
     fn complete_one(
         &mut self,
-        runner: &RunnerId,
+        reporter: u32,
         r: &CompletionReport,
         now: Timestamp,
         changes: &mut Changes,
@@ -464,10 +554,14 @@ impl WorkflowSched {
             })
             .flatten();
         let retry = retry_rule.is_some_and(|rule| r.attempt_id <= rule.max_retries);
-        let runner_name = match self.runners.get(job.holder as usize) {
-            Some(holder) => holder.clone(),
-            None => runner.clone(),
+        // The result names the runner that ran the job: its holder, unless nobody known held
+        // it (restored after a restart), in which case the reporter ran it.
+        let ran_it = if job.holder == ORPHANS || job.holder == NO_HOLDER {
+            reporter
+        } else {
+            job.holder
         };
+        let runner_name = self.runners[ran_it as usize].id.clone();
         changes.results.push(JobResult {
             job: r.job_id,
             run_id: r.run_id,
@@ -649,6 +743,7 @@ impl WorkflowSched {
             self.jobs[i].done_attempt = 0;
             if hit {
                 self.jobs[i].attempt = 1;
+                self.jobs[i].losses = 0;
                 self.set_raw(i, JobStatus::Uninitialized);
             } else if self.jobs[i].status == JobStatus::Ready {
                 self.ready.push(i as u32);
@@ -704,7 +799,7 @@ impl WorkflowSched {
             if status == JobStatus::Completed || status == JobStatus::Failed {
                 continue; // ran to an end under its own steam: keep it
             }
-            self.jobs[i].holder = NO_HOLDER;
+            self.unhold(i);
             self.jobs[i].done_attempt = 0;
             self.set_raw(i, JobStatus::Uninitialized);
         }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::api::CompletionReport;
+use crate::api::{CompletionReport, HeldJob};
 use crate::model::{FailureHandler, FailureRule, JobDef, ResourceRequirement, Resources};
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -54,7 +54,7 @@ fn report(job: &ClaimedJob, rc: i32) -> CompletionReport {
 }
 
 fn claim_all(s: &mut WorkflowSched) -> Vec<ClaimedJob> {
-    s.claim(&runner("r"), u32::MAX, None).0
+    s.claim(&runner("r"), u32::MAX, None, T0).0
 }
 
 fn names(jobs: &[ClaimedJob]) -> Vec<String> {
@@ -283,7 +283,7 @@ fn resource_claims_fit_and_respect_priority_and_sort_order() {
         time_left: None,
     };
     // Priority first (j6), then the biggest class that fits (one 2-CPU job): 3 CPUs used.
-    let (jobs, _) = s.claim(&runner("r"), 10, Some(&free));
+    let (jobs, _) = s.claim(&runner("r"), 10, Some(&free), T0);
     assert_eq!(names(&jobs), ["j1", "j6"]);
     // With a GPU, the GPU job comes first; time left excludes the hour-long jobs.
     let free = FreeResources {
@@ -292,7 +292,7 @@ fn resource_claims_fit_and_respect_priority_and_sort_order() {
         time_left: Some(Duration::from_secs(120)),
         ..free
     };
-    let (jobs, _) = s.claim(&runner("r"), 10, Some(&free));
+    let (jobs, _) = s.claim(&runner("r"), 10, Some(&free), T0);
     assert_eq!(names(&jobs), ["j3", "j4", "j5"]);
     assert_eq!(s.ready_len(), 1, "j2 is left: it needs an hour");
 }
@@ -300,9 +300,9 @@ fn resource_claims_fit_and_respect_priority_and_sort_order() {
 #[test]
 fn count_based_claims_honour_the_limit_and_never_hand_out_a_job_twice() {
     let mut s = sched(def_with_edges(10, &[]));
-    let a = s.claim(&runner("a"), 4, None).0;
-    let b = s.claim(&runner("b"), 4, None).0;
-    let c = s.claim(&runner("c"), 4, None).0;
+    let a = s.claim(&runner("a"), 4, None, T0).0;
+    let b = s.claim(&runner("b"), 4, None, T0).0;
+    let c = s.claim(&runner("c"), 4, None, T0).0;
     assert_eq!((a.len(), b.len(), c.len()), (4, 4, 2));
     let all: HashSet<JobId> = a.iter().chain(&b).chain(&c).map(|j| j.job_id).collect();
     assert_eq!(all.len(), 10);
@@ -311,7 +311,7 @@ fn count_based_claims_honour_the_limit_and_never_hand_out_a_job_twice() {
 #[test]
 fn cancel_stops_claims_and_lets_running_jobs_report() {
     let mut s = sched(def_with_edges(3, &[(3, 1)]));
-    let running = s.claim(&runner("r"), 1, None).0;
+    let running = s.claim(&runner("r"), 1, None, T0).0;
     s.start(&[StartReport {
         job_id: running[0].job_id,
         attempt_id: 1,
@@ -395,13 +395,17 @@ fn a_resumed_workflow_restored_from_storage_accepts_completions_of_canceled_jobs
     // Job 2 was canceled at attempt 1 (it never ran); after a restore and a resume it runs as
     // attempt 1 and its completion must be applied, not taken for a duplicate.
     let def = def_with_edges(2, &[(2, 1)]);
-    let saved = [(JobStatus::Terminated, 1), (JobStatus::Canceled, 1)];
+    let saved = [
+        SavedJob::new(JobStatus::Terminated, 1),
+        SavedJob::new(JobStatus::Canceled, 1),
+    ];
     let mut s = WorkflowSched::restore(
         WorkflowId(1),
         Arc::new(def),
         WorkflowState::Complete,
         1,
         &saved,
+        T0,
     )
     .unwrap();
     s.resume(T0);
@@ -416,10 +420,16 @@ fn restore_rebuilds_counts_and_ready_queue() {
     let mut s = sched(def.clone());
     let jobs = claim_all(&mut s);
     s.complete(&runner("r"), &[report(&jobs[0], 0)], T0);
-    let saved: Vec<(JobStatus, u32)> = (1..=4).map(|i| s.job_status(JobId(i)).unwrap()).collect();
-    let mut back =
-        WorkflowSched::restore(WorkflowId(1), Arc::new(def), s.state(), s.run_id(), &saved)
-            .unwrap();
+    let saved: Vec<SavedJob> = (1..=4).map(|i| s.saved_job(JobId(i)).unwrap()).collect();
+    let mut back = WorkflowSched::restore(
+        WorkflowId(1),
+        Arc::new(def),
+        s.state(),
+        s.run_id(),
+        &saved,
+        T0,
+    )
+    .unwrap();
     back.initialize(T0);
     assert_eq!(back.summary(), s.summary());
     assert_eq!(names(&claim_all(&mut back)), names(&claim_all(&mut s)));
@@ -429,6 +439,223 @@ fn restore_rebuilds_counts_and_ready_queue() {
 fn empty_workflow_is_complete_at_once() {
     let s = sched(def_with_edges(0, &[]));
     assert_eq!(s.state(), WorkflowState::Complete);
+}
+
+// ---- leases ----
+
+const LEASE: LeasePolicy = LeasePolicy {
+    lease: Duration::from_secs(10),
+    max_losses: 2,
+};
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp(T0.0 + ms)
+}
+
+fn held(jobs: &[ClaimedJob]) -> Vec<HeldJob> {
+    jobs.iter()
+        .map(|j| HeldJob {
+            job_id: j.job_id,
+            run_id: j.run_id,
+            attempt_id: j.attempt_id,
+        })
+        .collect()
+}
+
+fn events_of(changes: &Changes, kind: EventKind) -> usize {
+    changes.events.iter().filter(|e| e.kind == kind).count()
+}
+
+#[test]
+fn a_silent_runner_loses_its_jobs_and_its_late_report_is_refused() {
+    let mut s = sched(def_with_edges(3, &[(3, 1)]));
+    let jobs = s.claim(&runner("a"), 2, None, T0).0;
+    assert_eq!(jobs.len(), 2);
+    assert!(
+        s.expire_leases(at(9_999), &LEASE).is_empty(),
+        "within the lease"
+    );
+    assert_eq!(s.next_lease_expiry(&LEASE), Some(at(10_000)));
+    let changes = s.expire_leases(at(10_000), &LEASE);
+    assert_eq!(events_of(&changes, EventKind::JobLost), 2);
+    assert_eq!(s.job_status(JobId(1)), Some((JobStatus::Ready, 2)));
+    assert_eq!(s.job_status(JobId(2)), Some((JobStatus::Ready, 2)));
+    assert!(changes.jobs.iter().all(|c| c.losses == 1));
+    assert_eq!(s.next_lease_expiry(&LEASE), None, "nobody holds anything");
+
+    // The lost attempt reports late: refused, recorded, not applied.
+    let (outcomes, changes) = s.complete(&runner("a"), &[report(&jobs[0], 0)], at(10_001));
+    assert!(matches!(outcomes[0], CompletionOutcome::Refused { .. }));
+    assert_eq!(events_of(&changes, EventKind::ReportRefused), 1);
+    assert!(changes.results.is_empty() && changes.jobs.is_empty());
+    assert_eq!(s.job_status(JobId(1)), Some((JobStatus::Ready, 2)));
+
+    // Another runner runs them as attempt 2; job 3 follows.
+    let again = s.claim(&runner("b"), 10, None, at(10_002)).0;
+    assert_eq!(names(&again), ["j1", "j2"]);
+    assert!(again.iter().all(|j| j.attempt_id == 2));
+    let (_, changes) = s.complete(&runner("b"), &[report(&again[0], 0)], at(10_003));
+    assert_eq!(changes.results[0].runner, Some(runner("b")));
+    assert_eq!(status(&s, 3), JobStatus::Ready);
+}
+
+#[test]
+fn heartbeats_and_reports_renew_the_lease() {
+    let mut s = sched(def_with_edges(2, &[]));
+    let jobs = s.claim(&runner("a"), 2, None, T0).0;
+    assert!(s
+        .heartbeat(&runner("a"), &held(&jobs), at(6_000), &LEASE)
+        .0
+        .is_empty());
+    assert!(s.expire_leases(at(15_000), &LEASE).is_empty());
+    s.complete(&runner("a"), &[report(&jobs[0], 0)], at(12_000));
+    assert!(s.expire_leases(at(21_999), &LEASE).is_empty());
+    let changes = s.expire_leases(at(22_000), &LEASE);
+    assert_eq!(events_of(&changes, EventKind::JobLost), 1);
+    assert_eq!(s.job_status(JobId(2)), Some((JobStatus::Ready, 2)));
+    assert_eq!(status(&s, 1), JobStatus::Completed);
+}
+
+#[test]
+fn a_job_lost_too_often_is_terminated_and_its_dependents_canceled() {
+    let mut def = def_with_edges(2, &[(2, 1)]);
+    def.jobs[1].cancel_on_blocking_job_failure = true;
+    let mut s = sched(def);
+    let mut t = 0;
+    for attempt in 1..=3 {
+        let jobs = s.claim(&runner("a"), 1, None, at(t)).0;
+        assert_eq!(jobs[0].attempt_id, attempt);
+        t += 10_000;
+        let changes = s.expire_leases(at(t), &LEASE);
+        let lost = changes
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::JobLost)
+            .unwrap();
+        if attempt <= 2 {
+            assert!(lost.message.contains("ready again"), "{}", lost.message);
+        } else {
+            assert!(
+                lost.message.contains("terminated after 3 losses"),
+                "{}",
+                lost.message
+            );
+        }
+    }
+    assert_eq!(s.job_status(JobId(1)), Some((JobStatus::Terminated, 4)));
+    assert_eq!(status(&s, 2), JobStatus::Canceled);
+    assert_eq!(s.state(), WorkflowState::Complete);
+}
+
+#[test]
+fn losses_survive_a_restore_and_reset_forgets_them() {
+    let def = def_with_edges(1, &[]);
+    let mut s = sched(def.clone());
+    s.claim(&runner("a"), 1, None, T0);
+    s.expire_leases(at(10_000), &LEASE);
+    let saved = [s.saved_job(JobId(1)).unwrap()];
+    assert_eq!(saved[0].losses, 1);
+    let mut s =
+        WorkflowSched::restore(WorkflowId(1), Arc::new(def), s.state(), 1, &saved, T0).unwrap();
+    for _ in 0..2 {
+        s.claim(&runner("a"), 1, None, at(20_000));
+        s.expire_leases(at(30_000), &LEASE);
+    }
+    assert_eq!(status(&s, 1), JobStatus::Terminated, "third loss overall");
+    s.reset(true, at(30_001)).unwrap();
+    assert_eq!(s.saved_job(JobId(1)).unwrap().losses, 0);
+}
+
+#[test]
+fn after_a_restore_runners_that_still_hold_jobs_keep_them() {
+    let def = def_with_edges(3, &[]);
+    let mut s = sched(def.clone());
+    let a = s.claim(&runner("a"), 1, None, T0).0;
+    let b = s.claim(&runner("b"), 2, None, T0).0;
+    s.start(&[StartReport {
+        job_id: a[0].job_id,
+        attempt_id: 1,
+        start_time: T0,
+    }]);
+    let saved: Vec<SavedJob> = (1..=3).map(|i| s.saved_job(JobId(i)).unwrap()).collect();
+    let restart = at(50_000);
+    let mut s = WorkflowSched::restore(WorkflowId(1), Arc::new(def), s.state(), 1, &saved, restart)
+        .unwrap();
+    s.initialize(restart);
+    // Runner a comes back and says what it holds; runner b never does.
+    assert!(s
+        .heartbeat(&runner("a"), &held(&a), at(55_000), &LEASE)
+        .0
+        .is_empty());
+    assert!(
+        s.expire_leases(at(59_999), &LEASE).is_empty(),
+        "orphans get a full lease"
+    );
+    let changes = s.expire_leases(at(60_000), &LEASE);
+    assert_eq!(events_of(&changes, EventKind::JobLost), 2);
+    assert!(changes.events[0]
+        .message
+        .contains("since the server restarted"));
+    assert_eq!(s.job_status(b[0].job_id), Some((JobStatus::Ready, 2)));
+    assert_eq!(s.job_status(a[0].job_id), Some((JobStatus::Running, 1)));
+    // Its completion names it as the runner that ran the job.
+    let (_, changes) = s.complete(&runner("a"), &[report(&a[0], 0)], at(60_001));
+    assert_eq!(changes.results[0].runner, Some(runner("a")));
+}
+
+#[test]
+fn a_heartbeat_revokes_what_is_no_longer_the_runners() {
+    let mut s = sched(def_with_edges(3, &[]));
+    let jobs = s.claim(&runner("a"), 3, None, T0).0;
+    // Job 1's report was applied (its acknowledgement may still be on the way): not revoked.
+    s.complete(&runner("a"), &[report(&jobs[0], 0)], T0);
+    // Jobs 2 and 3 were lost while runner a was cut off.
+    s.expire_leases(at(10_000), &LEASE);
+    let mut listed = held(&jobs);
+    listed.push(HeldJob {
+        job_id: JobId(99),
+        run_id: 1,
+        attempt_id: 1,
+    });
+    let (revoked, changes) = s.heartbeat(&runner("a"), &listed, at(10_001), &LEASE);
+    assert_eq!(revoked, vec![listed[1], listed[2], listed[3]]);
+    assert!(changes.is_empty());
+}
+
+#[test]
+fn a_job_whose_claim_answer_never_arrived_is_lost_at_the_second_heartbeat_that_misses_it() {
+    let mut s = sched(def_with_edges(3, &[]));
+    let jobs = s.claim(&runner("a"), 3, None, T0).0;
+    // The runner only ever got jobs 1 and 2.
+    let (revoked, changes) = s.heartbeat(&runner("a"), &held(&jobs[..2]), at(1_000), &LEASE);
+    assert!(
+        revoked.is_empty() && changes.is_empty(),
+        "the answer may be on its way"
+    );
+    let (_, changes) = s.heartbeat(&runner("a"), &held(&jobs[..2]), at(2_000), &LEASE);
+    assert_eq!(events_of(&changes, EventKind::JobLost), 1);
+    assert!(changes.events[0].message.contains("claim answer was lost"));
+    assert_eq!(s.job_status(JobId(3)), Some((JobStatus::Ready, 2)));
+    // A heartbeat that lists everything it holds marks nothing.
+    let (_, changes) = s.heartbeat(&runner("a"), &held(&jobs[..2]), at(3_000), &LEASE);
+    assert!(changes.is_empty());
+    assert_eq!(s.job_status(JobId(1)), Some((JobStatus::Pending, 1)));
+}
+
+#[test]
+fn jobs_lost_after_a_cancel_end_terminated() {
+    let mut s = sched(def_with_edges(2, &[]));
+    let jobs = s.claim(&runner("a"), 2, None, T0).0;
+    s.start(&[StartReport {
+        job_id: jobs[0].job_id,
+        attempt_id: 1,
+        start_time: T0,
+    }]);
+    s.cancel(T0);
+    assert_eq!(status(&s, 1), JobStatus::Running, "left to its runner");
+    s.expire_leases(at(10_000), &LEASE);
+    assert_eq!(status(&s, 1), JobStatus::Terminated);
+    assert_eq!(s.count(JobStatus::Running), 0);
 }
 
 // ---- properties on random DAGs ----
@@ -492,7 +719,7 @@ fn simulate(
     };
     for _ in 0..10_000 {
         let limit = u32::from(next() % 4 + 1);
-        let (jobs, _) = s.claim(&runner("r"), limit, None);
+        let (jobs, _) = s.claim(&runner("r"), limit, None, T0);
         for j in &jobs {
             assert!(
                 handed_out.insert((j.job_id, j.attempt_id)),
@@ -531,6 +758,151 @@ fn simulate(
     assert!(in_flight.is_empty());
     assert_eq!(s.state(), WorkflowState::Complete, "the workflow must end");
     (1..=def.jobs.len() as u32).map(|i| status(&s, i)).collect()
+}
+
+/// Two runners claim and complete; at random one of them dies (its jobs are lost once its lease
+/// runs out, and its reports come late), or the coordinator restarts from its saved state (the
+/// runners then say what they hold). Every job must still end, no attempt be handed out twice,
+/// no late report be applied, and no job complete twice.
+fn simulate_with_failures(def: &WorkflowDef, codes: &[Vec<i32>], choices: &[u8]) {
+    let policy = LeasePolicy {
+        lease: Duration::from_secs(10),
+        max_losses: u32::MAX,
+    };
+    let mut s = WorkflowSched::new(WorkflowId(1), Arc::new(def.clone()));
+    s.initialize(T0);
+    let mut now = T0;
+    let mut generation = [0u32; 2];
+    let name = |r: usize, g: u32| runner(&format!("{}{g}", ["a", "b"][r]));
+    let mut holding: [Vec<ClaimedJob>; 2] = Default::default();
+    let mut late: Vec<ClaimedJob> = Vec::new();
+    let mut handed_out: HashSet<(JobId, u32, u32)> = HashSet::new();
+    let mut completed: HashSet<JobId> = HashSet::new();
+    let mut step = 0usize;
+    let mut next = || {
+        step += 1;
+        choices[step % choices.len()]
+    };
+    for _ in 0..2_000 {
+        now = Timestamp(now.0 + 1);
+        let r = usize::from(next() % 2);
+        match next() % 12 {
+            0 => {
+                // Runner r dies; the other one keeps beating.
+                late.append(&mut holding[r]);
+                generation[r] += 1;
+                now = Timestamp(now.0 + 10_000);
+                let other = 1 - r;
+                let (revoked, _) = s.heartbeat(
+                    &name(other, generation[other]),
+                    &held(&holding[other]),
+                    now,
+                    &policy,
+                );
+                assert!(revoked.is_empty(), "a live runner lost {revoked:?}");
+                s.expire_leases(now, &policy);
+            }
+            1 => {
+                for j in late.drain(..) {
+                    let (outcomes, changes) = s.complete(&runner("dead"), &[report(&j, 0)], now);
+                    assert!(
+                        matches!(outcomes[0], CompletionOutcome::Refused { .. }),
+                        "late report of job {} attempt {} applied",
+                        j.job_id,
+                        j.attempt_id
+                    );
+                    assert!(changes.results.is_empty());
+                }
+            }
+            2 => {
+                let saved: Vec<SavedJob> = (1..=def.jobs.len() as u32)
+                    .map(|i| s.saved_job(JobId(i)).unwrap())
+                    .collect();
+                s = WorkflowSched::restore(
+                    WorkflowId(1),
+                    Arc::new(def.clone()),
+                    s.state(),
+                    s.run_id(),
+                    &saved,
+                    now,
+                )
+                .unwrap();
+                s.initialize(now);
+                for (r, jobs) in holding.iter().enumerate() {
+                    let (revoked, _) =
+                        s.heartbeat(&name(r, generation[r]), &held(jobs), now, &policy);
+                    assert!(revoked.is_empty(), "a restart took {revoked:?}");
+                }
+            }
+            _ => {
+                let limit = u32::from(next() % 4 + 1);
+                let (jobs, _) = s.claim(&name(r, generation[r]), limit, None, now);
+                for j in &jobs {
+                    assert!(
+                        handed_out.insert((j.job_id, j.run_id, j.attempt_id)),
+                        "job {} attempt {} handed out twice",
+                        j.job_id,
+                        j.attempt_id
+                    );
+                }
+                holding[r].extend(jobs);
+                if holding[r].is_empty() {
+                    continue;
+                }
+                let take = usize::from(next()) % holding[r].len() + 1;
+                let done: Vec<ClaimedJob> = holding[r].drain(..take).collect();
+                let reports: Vec<_> = done
+                    .iter()
+                    .map(|j| report(j, exit_code(codes, j)))
+                    .collect();
+                let (outcomes, _) = s.complete(&name(r, generation[r]), &reports, now);
+                for (j, o) in done.iter().zip(outcomes) {
+                    match o {
+                        CompletionOutcome::Accepted { status } => {
+                            if status == JobStatus::Completed {
+                                assert!(
+                                    completed.insert(j.job_id),
+                                    "job {} completed twice",
+                                    j.job_id
+                                );
+                            }
+                        }
+                        CompletionOutcome::Refused { reason } => {
+                            panic!("a live runner's report was refused: {reason}")
+                        }
+                    }
+                }
+            }
+        }
+        check_invariants(&s, def);
+    }
+    // Whatever happened, one healthy runner brings the workflow to its end.
+    now = Timestamp(now.0 + 10_000);
+    s.expire_leases(now, &policy);
+    for _ in 0..1_000 {
+        let (jobs, _) = s.claim(&runner("last"), u32::MAX, None, now);
+        if jobs.is_empty() {
+            break;
+        }
+        let reports: Vec<_> = jobs
+            .iter()
+            .map(|j| report(j, exit_code(codes, j)))
+            .collect();
+        let (outcomes, _) = s.complete(&runner("last"), &reports, now);
+        for (j, o) in jobs.iter().zip(outcomes) {
+            if o == (CompletionOutcome::Accepted {
+                status: JobStatus::Completed,
+            }) {
+                assert!(
+                    completed.insert(j.job_id),
+                    "job {} completed twice",
+                    j.job_id
+                );
+            }
+        }
+        check_invariants(&s, def);
+    }
+    assert_eq!(s.state(), WorkflowState::Complete, "the workflow must end");
 }
 
 fn check_invariants(s: &WorkflowSched, def: &WorkflowDef) {
@@ -578,5 +950,11 @@ proptest! {
         let batched = simulate(&def, &codes, &choices, false);
         let single = simulate(&def, &codes, &other, true);
         prop_assert_eq!(batched, single);
+    }
+
+    #[test]
+    fn lost_runners_and_restarts_lose_nothing((def, codes) in arb_workflow(),
+                                              choices in proptest::collection::vec(any::<u8>(), 1..50)) {
+        simulate_with_failures(&def, &codes, &choices);
     }
 }
