@@ -49,6 +49,10 @@ struct Args {
     /// This runner's name [default: HOSTNAME:PID].
     #[arg(long)]
     runner_id: Option<String>,
+    /// Seconds between heartbeats, which keep this runner's lease on its jobs (a third of the
+    /// server's lease at most, whatever is given here).
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_secs: f64,
 }
 
 fn capacity(args: &Args) -> Result<Capacity> {
@@ -83,6 +87,12 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
         args.output_dir.clone(),
     );
     config.api_url = Some(client.api_url().to_string());
+    config.heartbeat_interval = Some(
+        Duration::try_from_secs_f64(args.heartbeat_secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--heartbeat-secs must be > 0")?,
+    );
     if let Some(secs) = args.idle_timeout {
         let t = Duration::try_from_secs_f64(secs).context("--idle-timeout must be >= 0")?;
         config.idle_timeout = Some(t);
@@ -115,23 +125,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (id, runner) = (config.workflow_id, config.runner_id.clone());
-    let beat = client.clone();
-    let heartbeat = tokio::spawn(async move {
-        loop {
-            if let Err(e) = beat.heartbeat(&runner, Some(id)).await {
-                tracing::debug!(error = %e, "heartbeat not delivered");
-            }
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        }
-    });
+    let id = config.workflow_id;
     let outcome = torc_runner::run(Arc::new(client), config, shutdown).await;
-    heartbeat.abort();
     match outcome {
         Ok(s) => {
             println!(
-                "workflow {id}: {:?}; this runner: {} completed, {} failed, {} terminated, {} refused",
-                s.end, s.completed, s.failed, s.terminated, s.refused
+                "workflow {id}: {:?}; this runner: {} completed, {} failed, {} terminated, {} refused, {} taken back",
+                s.end, s.completed, s.failed, s.terminated, s.refused, s.revoked
             );
             match s.end {
                 RunEnd::Shutdown => ExitCode::from(130),

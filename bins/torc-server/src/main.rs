@@ -26,6 +26,21 @@ struct Args {
     /// HTTP worker threads [default: one per CPU core].
     #[arg(long)]
     workers: Option<usize>,
+    /// Seconds a runner may stay silent before its jobs are taken back and run again elsewhere.
+    /// Runners heartbeat well within it.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
+    lease_secs: f64,
+    /// Times a job may be lost with its runner in one run before it is terminated instead.
+    #[arg(long, default_value_t = 3)]
+    max_job_losses: u32,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.05..=1e9).contains(&v) => Ok(v),
+        Ok(_) => Err("must be a number of seconds from 0.05 to 1e9".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[tokio::main]
@@ -39,6 +54,10 @@ async fn main() -> Result<()> {
     config.host = args.host;
     config.port = args.port;
     config.workers = args.workers;
+    config.leases = torc_http::LeasePolicy {
+        lease: std::time::Duration::from_secs_f64(args.lease_secs),
+        max_losses: args.max_job_losses,
+    };
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let server = Server::start(config)

@@ -47,9 +47,6 @@ pub struct JobChange {
     pub job: JobId,
     pub status: JobStatus,
     pub attempt_id: u32,
-    /// Times the job was lost with its runner in the current run.
-    #[serde(default)]
-    pub losses: u32,
 }
 
 /// The record of one attempt of a job: one row per attempt.

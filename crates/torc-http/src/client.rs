@@ -2,18 +2,18 @@
 //! over HTTP, so that a runner talks to a server exactly as it talks to the in-process engine.
 
 use crate::dto::{
-    CreatedWorkflow, ErrorBody, EventPage, Heartbeat, HeartbeatAck, JobPage, ResetRequest,
-    ResultPage, SpecProblem, Workflow, WorkflowStatus,
+    CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest, ResultPage, SpecProblem,
+    Workflow, WorkflowStatus,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ErrorCode, ReportBatch,
-    ReportResponse,
+    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ErrorCode, HeartbeatRequest,
+    HeartbeatResponse, ReportBatch, ReportResponse,
 };
 use torc_core::spec::SpecFormat;
-use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
+use torc_core::{JobId, JobStatus, WorkflowId};
 
 /// The path under which the API lives.
 pub const API_PREFIX: &str = "/torc-service/v1";
@@ -59,27 +59,25 @@ impl ClientError {
         }
     }
 
-    /// The error as a runner sees it: no answer or a server-side failure (5xx) may be retried;
-    /// a refusal (4xx) or an answer that cannot be read is final.
+    /// The error as a runner sees it: no answer, a server-side failure (5xx), a request timeout
+    /// (408) or a throttle (429) may be retried; another refusal (4xx) or an answer that cannot
+    /// be read is final.
     pub fn to_coordinator_error(&self) -> CoordinatorError {
         match self {
             ClientError::Transport { .. } => CoordinatorError::Unavailable {
                 message: self.to_string(),
             },
-            ClientError::Api {
-                status,
-                code,
-                message,
-                ..
-            } => {
-                if *status >= 500 {
+            ClientError::Api { status, code, .. } => {
+                // 408: the server gave up receiving the request (a loaded machine); 429: it
+                // asked to be called later. Neither is a verdict on the request itself.
+                if *status >= 500 || matches!(*status, 408 | 429) {
                     CoordinatorError::Unavailable {
                         message: self.to_string(),
                     }
                 } else {
                     CoordinatorError::Rejected {
                         code: *code,
-                        message: message.clone(),
+                        message: self.to_string(),
                     }
                 }
             }
@@ -333,19 +331,6 @@ impl HttpClient {
             .await
     }
 
-    pub async fn heartbeat(
-        &self,
-        runner_id: &RunnerId,
-        workflow_id: Option<WorkflowId>,
-    ) -> Result<HeartbeatAck, ClientError> {
-        let body = Heartbeat {
-            runner_id: runner_id.clone(),
-            workflow_id,
-        };
-        self.post(format!("{}/runners/heartbeat", self.api), &body)
-            .await
-    }
-
     /// The server's OpenAPI document.
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.get(format!("{}/openapi.json", self.api)).await
@@ -372,6 +357,19 @@ impl HttpClient {
         self.post(self.workflow_url(batch.workflow_id, "/report"), batch)
             .await
     }
+
+    /// A heartbeat, with a timeout longer than its `wait_ms`.
+    pub async fn send_heartbeat(
+        &self,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let url = self.workflow_url(req.workflow_id, "/heartbeat");
+        let timeout = self
+            .timeout
+            .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
+        let rb = self.http.post(&url).timeout(timeout).json(req);
+        self.send(rb, &url).await
+    }
 }
 
 impl Coordinator for HttpClient {
@@ -383,6 +381,15 @@ impl Coordinator for HttpClient {
 
     async fn report(&self, batch: ReportBatch) -> Result<ReportResponse, CoordinatorError> {
         self.report_batch(&batch)
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, CoordinatorError> {
+        self.send_heartbeat(&req)
             .await
             .map_err(|e| e.to_coordinator_error())
     }
@@ -420,6 +427,8 @@ mod tests {
             }
         ));
         assert!(api(503).to_coordinator_error().is_transient());
+        assert!(api(408).to_coordinator_error().is_transient());
+        assert!(!api(400).to_coordinator_error().is_transient());
         assert_eq!(code_of_status(StatusCode::NOT_FOUND), ErrorCode::NotFound);
         assert_eq!(code_of_status(StatusCode::BAD_GATEWAY), ErrorCode::Internal);
     }

@@ -314,29 +314,6 @@ impl ResetRequest {
     }
 }
 
-/// A runner says it is alive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    #[schema(value_type = String)]
-    pub runner_id: RunnerId,
-    #[schema(value_type = Option<i64>)]
-    #[serde(default)]
-    pub workflow_id: Option<WorkflowId>,
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct HeartbeatAck {
-    #[schema(value_type = String)]
-    pub runner_id: RunnerId,
-    /// The server's clock, milliseconds since the Unix epoch.
-    #[schema(value_type = i64)]
-    pub server_time: Timestamp,
-    /// Runners heard from so far.
-    pub runners_seen: u64,
-}
-
 /// `?offset=&limit=`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -1,15 +1,15 @@
 //! The HTTP handlers: extract, call [`Service`], wrap the answer. Nothing else happens here.
 
 use crate::dto::{
-    CreatedWorkflow, ErrorBody, EventPage, Heartbeat, HeartbeatAck, JobPage, JobsQuery, PageQuery,
-    ResetRequest, ResultPage, ResultsQuery, SpecQuery, Workflow, WorkflowStatus,
+    CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery, ResetRequest, ResultPage,
+    ResultsQuery, SpecQuery, Workflow, WorkflowStatus,
 };
 use crate::error::ApiError;
 use crate::openapi::schema;
 use crate::service::{spec_format, Service};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use torc_core::api::{ClaimRequest, ReportBatch};
+use torc_core::api::{ClaimRequest, HeartbeatRequest, ReportBatch};
 use torc_core::WorkflowId;
 
 type Svc = web::Data<Service>;
@@ -196,14 +196,22 @@ pub async fn report(svc: Svc, id: web::Path<i64>, batch: web::Json<ReportBatch>)
     ok(svc.report(WorkflowId(*id), batch.into_inner()).await?)
 }
 
-/// A runner is alive.
+/// A runner is alive and holds these jobs: renews its lease on them. Answered at once when some
+/// of them are no longer the runner's, else when the workflow stops being active or after
+/// `wait_ms` (capped by the server, below a third of the lease).
 #[utoipa::path(
-    post, path = "/torc-service/v1/runners/heartbeat", tag = "runners",
-    request_body = Heartbeat,
-    responses((status = 200, body = HeartbeatAck), (status = 422, body = ErrorBody))
+    post, path = "/torc-service/v1/workflows/{id}/heartbeat", tag = "runners",
+    params(("id" = i64, Path, description = "Workflow id")),
+    request_body = schema::HeartbeatRequest,
+    responses(
+        (status = 200, body = schema::HeartbeatResponse),
+        (status = 400, description = "Malformed, or ids that disagree", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Out-of-range runner id", body = ErrorBody),
+    )
 )]
-pub async fn heartbeat(svc: Svc, hb: web::Json<Heartbeat>) -> Answer {
-    ok(svc.heartbeat(hb.into_inner())?)
+pub async fn heartbeat(svc: Svc, id: web::Path<i64>, req: web::Json<HeartbeatRequest>) -> Answer {
+    ok(svc.heartbeat(WorkflowId(*id), req.into_inner()).await?)
 }
 
 /// This document.
@@ -258,6 +266,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
             .app_data(report_json)
             .route(web::post().to(report)),
     )
-    .route("/runners/heartbeat", web::post().to(heartbeat))
+    .route("/workflows/{id}/heartbeat", web::post().to(heartbeat))
     .route("/openapi.json", web::get().to(openapi_json));
 }

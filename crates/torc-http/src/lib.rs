@@ -30,10 +30,11 @@ pub mod service;
 
 pub use client::{ClientError, HttpClient, API_PREFIX};
 pub use dto::{
-    CreatedWorkflow, ErrorBody, EventPage, Heartbeat, HeartbeatAck, Job, JobPage, JobResult,
-    ResultPage, SpecProblem, Workflow, WorkflowEvent, WorkflowStatus,
+    CreatedWorkflow, ErrorBody, EventPage, Job, JobPage, JobResult, ResultPage, SpecProblem,
+    Workflow, WorkflowEvent, WorkflowStatus,
 };
 pub use error::{ApiError, ApiErrorKind};
 pub use metrics::parse_sample;
 pub use server::{serve, Server, ServerConfig, ServerError, StopHandle};
 pub use service::Limits;
+pub use torc_store::engine::LeasePolicy;

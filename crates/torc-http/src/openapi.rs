@@ -228,6 +228,44 @@ pub mod schema {
         Refused { reason: String },
     }
 
+    /// A job a runner holds: claimed, running, or finished with its report not yet
+    /// acknowledged.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct HeldJob {
+        pub job_id: u32,
+        pub run_id: u32,
+        pub attempt_id: u32,
+    }
+
+    /// A runner is alive and holds these jobs.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct HeartbeatRequest {
+        /// Must equal the workflow id of the path.
+        pub workflow_id: i64,
+        pub runner_id: String,
+        #[serde(default)]
+        pub held: Vec<HeldJob>,
+        /// Hold the answer up to this long unless the workflow stops being active.
+        #[serde(default)]
+        pub wait_ms: u64,
+    }
+
+    /// The answer to a heartbeat.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct HeartbeatResponse {
+        pub workflow_state: WorkflowState,
+        /// Listed jobs that are no longer the runner's (lost, canceled, reset): stop them, do
+        /// not report them.
+        #[serde(default)]
+        pub revoked: Vec<HeldJob>,
+        /// A runner silent this long loses its jobs; null: no leases.
+        #[serde(default)]
+        pub lease_ms: Option<u64>,
+    }
+
     /// The answer to a report batch: one outcome per completion, in the order sent.
     #[derive(Debug, Serialize, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
@@ -245,7 +283,8 @@ mod tests {
     use std::time::Duration;
     use torc_core::api::{
         ClaimRequest, ClaimResponse, ClaimedJob, CompletionOutcome, CompletionReport,
-        FreeResources, ReportBatch, ReportResponse, StartReport,
+        FreeResources, HeartbeatRequest, HeartbeatResponse, HeldJob, ReportBatch, ReportResponse,
+        StartReport,
     };
     use torc_core::changes::WorkflowState;
     use torc_core::model::{FailureHandler, FailureRule, Resources};
@@ -344,6 +383,22 @@ mod tests {
             ],
             workflow_state: WorkflowState::Complete,
         });
+        let held = HeldJob {
+            job_id: JobId(2),
+            run_id: 1,
+            attempt_id: 3,
+        };
+        same_json::<_, schema::HeartbeatRequest>(&HeartbeatRequest {
+            workflow_id: WorkflowId(3),
+            runner_id: RunnerId("h:1".into()),
+            held: vec![held],
+            wait_ms: 500,
+        });
+        same_json::<_, schema::HeartbeatResponse>(&HeartbeatResponse {
+            workflow_state: WorkflowState::Canceled,
+            revoked: vec![held],
+            lease_ms: Some(60_000),
+        });
     }
 
     #[test]
@@ -356,7 +411,7 @@ mod tests {
             "/torc-service/v1/workflows/{id}",
             "/torc-service/v1/workflows/{id}/claim",
             "/torc-service/v1/workflows/{id}/report",
-            "/torc-service/v1/runners/heartbeat",
+            "/torc-service/v1/workflows/{id}/heartbeat",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
         }

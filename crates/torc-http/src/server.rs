@@ -9,7 +9,7 @@ use actix_web::{web, App, HttpServer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use torc_store::engine::EngineHandle;
+use torc_store::engine::{EngineConfig, EngineHandle, LeasePolicy};
 use torc_store::{Store, StoreError};
 
 /// How to run a server.
@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// How long a graceful stop waits for requests in flight (a parked claim is one).
     pub shutdown_timeout: Duration,
+    /// Runner leases: how long a silent runner keeps its jobs, how often a job may be lost.
+    pub leases: LeasePolicy,
 }
 
 impl ServerConfig {
@@ -37,6 +39,7 @@ impl ServerConfig {
             workers: None,
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(35),
+            leases: LeasePolicy::default(),
         }
     }
 }
@@ -127,7 +130,12 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         let url = config.database.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&url)).await??;
-        let engine = EngineHandle::start(store.clone());
+        let engine = EngineHandle::start_with(
+            store.clone(),
+            EngineConfig {
+                leases: Some(config.leases),
+            },
+        );
         Server::start_with(engine, store, &config)
     }
 

@@ -3,18 +3,21 @@
 //! out. Handlers only extract and wrap.
 
 use crate::dto::{
-    CreatedWorkflow, EventPage, Heartbeat, HeartbeatAck, JobPage, JobsQuery, PageQuery, ResultPage,
-    ResultsQuery, Workflow, WorkflowStatus,
+    CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage, ResultsQuery, Workflow,
+    WorkflowStatus,
 };
 use crate::error::{ApiError, ApiErrorKind};
 use crate::metrics::RequestMetrics;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use torc_core::api::{ClaimRequest, ClaimResponse, Coordinator, ReportBatch, ReportResponse};
+use torc_core::api::{
+    ClaimRequest, ClaimResponse, Coordinator, HeartbeatRequest, HeartbeatResponse, ReportBatch,
+    ReportResponse,
+};
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
-use torc_store::engine::{self, EngineHandle};
+use torc_store::engine::EngineHandle;
 use torc_store::{Store, StoreError};
 
 /// Size limits and caps of what clients may ask.
@@ -272,8 +275,7 @@ impl Service {
                 self.limits.max_claim, req.limit
             )));
         }
-        let max_wait = u64::try_from(self.limits.max_wait.as_millis()).unwrap_or(u64::MAX);
-        req.wait_ms = req.wait_ms.min(max_wait);
+        req.wait_ms = req.wait_ms.min(self.max_wait_ms());
         Ok(self.engine.claim(req).await?)
     }
 
@@ -288,15 +290,31 @@ impl Service {
         Ok(self.engine.report(batch).await?)
     }
 
-    /// Records when a runner was last heard from (leases build on this later).
-    pub fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatAck, ApiError> {
-        self.check_runner(&hb.runner_id)?;
+    fn max_wait_ms(&self) -> u64 {
+        u64::try_from(self.limits.max_wait.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A heartbeat: renews the runner's lease (in the engine) and notes it as live.
+    pub async fn heartbeat(
+        &self,
+        path_id: WorkflowId,
+        mut req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ApiError> {
+        Self::check_path_id(path_id, req.workflow_id)?;
+        self.check_runner(&req.runner_id)?;
+        self.note_runner(&req.runner_id, path_id)?;
+        req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        Ok(self.engine.heartbeat(req).await?)
+    }
+
+    /// Records when a runner was last heard from, for the live-runner gauge.
+    fn note_runner(&self, runner: &RunnerId, workflow: WorkflowId) -> Result<(), ApiError> {
         let mut runners = self
             .runners
             .lock()
             .map_err(|_| ApiError::new(ApiErrorKind::Internal, "runner table poisoned"))?;
         let now = Instant::now();
-        if runners.len() >= MAX_RUNNERS_TRACKED && !runners.contains_key(&hb.runner_id) {
+        if runners.len() >= MAX_RUNNERS_TRACKED && !runners.contains_key(runner) {
             // Forget runners silent for a while, so that made-up ids cannot grow the table.
             runners.retain(|_, (_, seen)| now.duration_since(*seen) < RUNNER_FORGET_AFTER);
             if runners.len() >= MAX_RUNNERS_TRACKED {
@@ -306,12 +324,8 @@ impl Service {
                 ));
             }
         }
-        runners.insert(hb.runner_id.clone(), (hb.workflow_id, now));
-        Ok(HeartbeatAck {
-            runner_id: hb.runner_id,
-            server_time: engine::now(),
-            runners_seen: runners.len() as u64,
-        })
+        runners.insert(runner.clone(), (Some(workflow), now));
+        Ok(())
     }
 
     /// Runners heard from within `within`.

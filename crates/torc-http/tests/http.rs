@@ -7,7 +7,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, CompletionOutcome, CompletionReport, Coordinator, FreeResources,
-    ReportBatch, StartReport,
+    HeartbeatRequest, ReportBatch, StartReport,
 };
 use torc_core::changes::WorkflowState;
 use torc_core::spec::SpecFormat;
@@ -262,10 +262,16 @@ async fn every_endpoint_happy_path() {
 
     // Runners and service endpoints.
     let ack = c
-        .heartbeat(&RunnerId("r1".into()), Some(created.id))
+        .heartbeat(HeartbeatRequest {
+            workflow_id: created.id,
+            runner_id: RunnerId("r1".into()),
+            held: Vec::new(),
+            wait_ms: 0,
+        })
         .await
         .unwrap();
-    assert_eq!(ack.runners_seen, 1);
+    assert_eq!(ack.workflow_state, WorkflowState::Active);
+    assert_eq!(ack.lease_ms, Some(60_000));
     let metrics = c.metrics().await.unwrap();
     assert_eq!(
         torc_http::parse_sample(&metrics, "torc_claimed_jobs_total"),
@@ -309,7 +315,7 @@ async fn openapi_document_lists_the_paths() {
         "/torc-service/v1/workflows/{id}/events",
         "/torc-service/v1/workflows/{id}/claim",
         "/torc-service/v1/workflows/{id}/report",
-        "/torc-service/v1/runners/heartbeat",
+        "/torc-service/v1/workflows/{id}/heartbeat",
         "/torc-service/v1/openapi.json",
         "/metrics",
     ] {

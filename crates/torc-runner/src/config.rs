@@ -61,15 +61,20 @@ pub struct RunnerConfig {
     pub time_left: Option<Duration>,
     /// How often running jobs' memory and CPU are sampled; `None` disables the sampler.
     pub sample_interval: Option<Duration>,
+    /// How often the runner renews its lease (shortened to a third of the coordinator's lease
+    /// when that is shorter); each heartbeat may wait at the coordinator this long, so that a
+    /// cancel reaches the runner at once. `None`: no heartbeats.
+    pub heartbeat_interval: Option<Duration>,
 }
 
 impl RunnerConfig {
     pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(2);
     pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
     pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
     /// A configuration with the defaults: 2 s long polls, no idle timeout, 10 s grace period,
-    /// no allocation limit, one resource sample a second.
+    /// no allocation limit, one resource sample a second, a heartbeat every 10 s.
     pub fn new(
         workflow_id: WorkflowId,
         runner_id: RunnerId,
@@ -87,6 +92,7 @@ impl RunnerConfig {
             grace_period: Self::DEFAULT_GRACE_PERIOD,
             time_left: None,
             sample_interval: Some(Self::DEFAULT_SAMPLE_INTERVAL),
+            heartbeat_interval: Some(Self::DEFAULT_HEARTBEAT_INTERVAL),
         }
     }
 

@@ -59,6 +59,9 @@ pub struct RunSummary {
     pub terminated: u64,
     /// Completion reports the coordinator refused (stale attempt, job no longer running).
     pub refused: u64,
+    /// Jobs the coordinator took back before they were reported (this runner's lease had
+    /// lapsed): killed or dropped, never reported.
+    pub revoked: u64,
     pub end: RunEnd,
 }
 
@@ -73,6 +76,8 @@ pub struct Progress {
     pub failed: u64,
     pub terminated: u64,
     pub refused: u64,
+    /// Jobs taken back by the coordinator (see [`RunSummary::revoked`]).
+    pub revoked: u64,
     /// Completions sent and acknowledged by the coordinator.
     pub reported: u64,
 }

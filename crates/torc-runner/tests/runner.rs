@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, ClaimedJob, CompletionOutcome, CompletionReport, Coordinator,
-    CoordinatorError, ReportBatch, ReportResponse,
+    CoordinatorError, HeartbeatRequest, HeartbeatResponse, HeldJob, ReportBatch, ReportResponse,
 };
 use torc_core::changes::WorkflowState;
 use torc_core::model::{FailureHandler, FailureRule, Resources};
@@ -60,6 +60,9 @@ struct State {
     canceled: bool,
     /// Never report the workflow complete (for idle tests).
     keep_active: bool,
+    /// Heartbeats received, and jobs to take back at the next one.
+    beats: Vec<HeartbeatRequest>,
+    revoke: Vec<HeldJob>,
 }
 
 impl State {
@@ -309,6 +312,39 @@ impl Coordinator for Fake {
             _ => Err(CoordinatorError::Unavailable {
                 message: "fake report fault".into(),
             }),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, CoordinatorError> {
+        Ok(self.beat(req).await)
+    }
+}
+
+impl Fake {
+    /// A heartbeat: recorded; answered at once with the jobs to take back, else when the
+    /// workflow is done or after `wait_ms`.
+    async fn beat(&self, req: HeartbeatRequest) -> HeartbeatResponse {
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        self.update(|s| s.beats.push(req));
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.lock();
+                let state = s.workflow_state();
+                if !s.revoke.is_empty() || state.is_done() || Instant::now() >= deadline {
+                    return HeartbeatResponse {
+                        workflow_state: state,
+                        revoked: std::mem::take(&mut s.revoke),
+                        lease_ms: Some(60_000),
+                    };
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
         }
     }
 }
@@ -962,6 +998,14 @@ async fn a_rejected_claim_ends_the_run_with_an_error() {
         async fn report(&self, _: ReportBatch) -> Result<ReportResponse, CoordinatorError> {
             unreachable!("nothing to report")
         }
+        async fn heartbeat(
+            &self,
+            _: HeartbeatRequest,
+        ) -> Result<HeartbeatResponse, CoordinatorError> {
+            Err(CoordinatorError::Unavailable {
+                message: "down".into(),
+            })
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let err = tokio::time::timeout(
@@ -1001,4 +1045,83 @@ async fn memory_and_cpu_are_sampled_for_jobs_that_run_long_enough() {
     let avg = c.avg_memory_bytes.expect("sampled");
     assert!(peak > 0 && avg > 0 && avg <= peak);
     assert!(c.peak_cpu_percent.unwrap() >= c.avg_cpu_percent.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_a_busy_runner_through_its_waiting_heartbeat() {
+    // Both slots hold long jobs, so no claim is out and no report is due: only the heartbeat,
+    // waiting at the coordinator, can bring the news.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::new(vec![
+        (job(0, "long-a", "sleep 60"), vec![]),
+        (job(1, "long-b", "sleep 60"), vec![]),
+    ]);
+    let mut cfg = config(dir.path(), Capacity::MaxParallelJobs(2));
+    cfg.heartbeat_interval = Some(Duration::from_secs(3600));
+    let runner = tokio::spawn(run(Arc::clone(&fake), cfg, Shutdown::new()));
+    fake.wait_until("both jobs run and their starts are reported", |s| {
+        s.jobs.iter().all(|j| j.status == JobStatus::Running)
+    })
+    .await;
+    fake.wait_until("a heartbeat waits at the coordinator", |s| {
+        !s.beats.is_empty()
+    })
+    .await;
+    fake.update(|s| s.canceled = true);
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .expect("the runner heard of the cancel")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.end, RunEnd::WorkflowCanceled);
+    assert_eq!(summary.terminated, 2);
+    for idx in 0..2 {
+        let c = fake.completion(idx, 1);
+        assert!(c.terminated, "job {idx} reported terminated");
+        assert_eq!(c.return_code, -libc::SIGKILL);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_back_by_the_coordinator_is_killed_and_never_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::new(vec![
+        (job(0, "taken", "sleep 60"), vec![]),
+        (job(1, "kept", "sleep 0.2"), vec![]),
+    ]);
+    let mut cfg = config(dir.path(), Capacity::MaxParallelJobs(2));
+    cfg.heartbeat_interval = Some(Duration::from_millis(50));
+    let runner = tokio::spawn(run(Arc::clone(&fake), cfg, Shutdown::new()));
+    fake.wait_until("a heartbeat lists the long job", |s| {
+        s.beats
+            .iter()
+            .any(|b| b.held.iter().any(|h| h.job_id == JobId(1)))
+    })
+    .await;
+    // Another runner has it now (as far as the coordinator knows) and finishes it.
+    fake.update(|s| {
+        s.revoke.push(HeldJob {
+            job_id: JobId(1),
+            run_id: 1,
+            attempt_id: 1,
+        });
+        s.jobs[0].status = JobStatus::Completed;
+        s.in_flight -= 1;
+    });
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .expect("the run ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.end, RunEnd::WorkflowComplete);
+    assert_eq!(summary.revoked, 1);
+    assert_eq!(summary.completed, 1);
+    let s = fake.lock();
+    assert!(
+        s.batches
+            .iter()
+            .flat_map(|b| &b.completions)
+            .all(|c| c.job_id != JobId(1)),
+        "the taken-back job was reported"
+    );
 }

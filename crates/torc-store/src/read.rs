@@ -15,6 +15,7 @@ use crate::schema::{
 use crate::store::Store;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
+use torc_core::changes::EventKind;
 use torc_core::ids::{JobId, WorkflowId};
 use torc_core::model::JobStatus;
 
@@ -101,6 +102,7 @@ impl Store {
                     ))
                     .select(JobUserDataRow::as_select())
                     .load(conn)?,
+                losses: losses_since_reset(conn, w)?,
             })
         })?;
         rows.into_loaded()
@@ -234,4 +236,23 @@ impl Store {
         })?;
         rows.into_iter().map(EventRow::into_record).collect()
     }
+}
+
+/// How often each job was lost with its runner since the workflow's last reset, counted from the
+/// `job_lost` events (a reset gives the jobs it touches a fresh count; the jobs it leaves alone
+/// are finished and never run again without one). Derived rather than stored: losses are rare,
+/// and the hot path's job updates stay one column narrower.
+fn losses_since_reset(conn: &mut Conn, w: i64) -> QueryResult<Vec<(Option<i32>, i64)>> {
+    let since: Option<i64> = events::table
+        .filter(events::workflow_id.eq(w))
+        .filter(events::kind.eq(EventKind::WorkflowReset.name()))
+        .select(diesel::dsl::max(events::id))
+        .first(conn)?;
+    events::table
+        .filter(events::workflow_id.eq(w))
+        .filter(events::kind.eq(EventKind::JobLost.name()))
+        .filter(events::id.gt(since.unwrap_or(0)))
+        .group_by(events::job_id)
+        .select((events::job_id, diesel::dsl::count_star()))
+        .load(conn)
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use torc_core::changes::{EventKind, JobResult, WorkflowState};
 use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 use torc_core::model::{JobStatus, WorkflowDef};
+use torc_core::sched::SavedJob;
 
 /// A workflow as stored: its definition and the durable state of each of its jobs, from which
 /// the engine rebuilds its live state.
@@ -14,8 +15,8 @@ pub struct LoadedWorkflow {
     pub def: WorkflowDef,
     pub state: WorkflowState,
     pub run_id: u32,
-    /// `(status, attempt_id)` of every job; index `i` is `JobId::from_index(i)`.
-    pub jobs: Vec<(JobStatus, u32)>,
+    /// The saved state of every job; index `i` is `JobId::from_index(i)`.
+    pub jobs: Vec<SavedJob>,
     pub created_at: Timestamp,
 }
 

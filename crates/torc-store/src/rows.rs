@@ -18,6 +18,7 @@ use torc_core::model::{
     FailureHandler, FailureRule, FileDef, JobDef, JobStatus, ResourceRequirement, Resources,
     SortMethod, UserDataDef, WorkflowDef,
 };
+use torc_core::sched::SavedJob;
 
 /// A row type written with multi-row inserts: how many rows fit in one statement.
 ///
@@ -654,6 +655,8 @@ pub(crate) struct WorkflowRows {
     pub dependencies: Vec<DependencyRow>,
     pub job_files: Vec<JobFileRow>,
     pub job_user_data: Vec<JobUserDataRow>,
+    /// `(job id, times lost)` since the last reset; see `read::losses_since_reset`.
+    pub losses: Vec<(Option<i32>, i64)>,
 }
 
 /// Checks that the rows of a table have the ids 1, 2, 3... in order.
@@ -752,10 +755,11 @@ impl WorkflowRows {
         let mut states = Vec::with_capacity(num_jobs);
         let mut jobs = Vec::with_capacity(num_jobs);
         for r in self.jobs {
-            states.push((
-                status_from_code("job status", r.status)?,
-                from_i32("job attempt_id", r.attempt_id)?,
-            ));
+            states.push(SavedJob {
+                status: status_from_code("job status", r.status)?,
+                attempt: from_i32("job attempt_id", r.attempt_id)?,
+                losses: 0,
+            });
             jobs.push(JobDef {
                 name: r.name,
                 command: r.command,
@@ -817,6 +821,10 @@ impl WorkflowRows {
                 format!("unknown method {:?}", w.jobs_sort_method),
             )
         })?;
+        for (job, n) in self.losses {
+            let i = id_to_index("lost job", job.unwrap_or(0), states.len())?;
+            states[i as usize].losses = u32::try_from(n).unwrap_or(u32::MAX);
+        }
         Ok(LoadedWorkflow {
             id: WorkflowId(w.id),
             def: WorkflowDef {

@@ -338,7 +338,6 @@ impl WorkflowSched {
             job: JobId::from_index(i),
             status: self.jobs[i].status,
             attempt_id: self.jobs[i].attempt,
-            losses: self.jobs[i].losses,
         });
     }
 

@@ -175,6 +175,18 @@ pub(super) fn literal_prefix(pattern: &str) -> String {
         if matches!(chars.peek(), Some('?' | '*' | '{')) {
             break;
         }
+        if chars.peek() == Some(&'+') {
+            // `x+` starts with `x`, unless another quantifier makes it optional: `x+??`,
+            // `x+*`, `x+{0,1}` (a `?` right after `+` only makes it lazy).
+            let mut after = chars.clone();
+            after.next();
+            if after.peek() == Some(&'?') {
+                after.next();
+            }
+            if matches!(after.peek(), Some('?' | '*' | '{' | '+')) {
+                break;
+            }
+        }
         out.push(lit);
     }
     out
@@ -283,6 +295,9 @@ mod tests {
         assert_eq!(literal_prefix("^ab*"), "a");
         assert_eq!(literal_prefix("^ab{2}"), "a");
         assert_eq!(literal_prefix("^ab+"), "ab");
+        assert_eq!(literal_prefix("^ab+?c"), "ab");
+        assert_eq!(literal_prefix("^ab+??"), "a");
+        assert_eq!(literal_prefix("^ab+*"), "a");
         assert_eq!(literal_prefix("^a|b"), "");
         assert_eq!(literal_prefix("^a(b|c)"), "a");
         assert_eq!(literal_prefix("^a[|]"), "a");

@@ -38,6 +38,8 @@ pub(super) struct Running {
     pub(super) kill_at: Option<Instant>,
     /// The runner stopped it (timeout, shutdown, cancellation).
     pub(super) terminated: bool,
+    /// The coordinator took it back (this runner's lease had lapsed): not to be reported.
+    pub(super) revoked: bool,
 }
 
 impl Running {
@@ -166,6 +168,7 @@ impl<C: Coordinator> EventLoop<C> {
                         start_time,
                         kill_at: None,
                         terminated: false,
+                        revoked: false,
                     },
                 );
                 self.idle_since = None;
@@ -294,6 +297,14 @@ impl<C: Coordinator> EventLoop<C> {
         let Some(r) = self.running.remove(&job_id) else {
             return;
         };
+        if self.running.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+        if r.revoked {
+            debug!(job = job_id.0, "revoked job ended; not reported");
+            self.counts.revoked += 1;
+            return;
+        }
         if r.terminated {
             self.counts.terminated += 1;
         } else if rc == 0 {
@@ -316,9 +327,6 @@ impl<C: Coordinator> EventLoop<C> {
             end_time,
             usage,
         ));
-        if self.running.is_empty() {
-            self.idle_since = Some(Instant::now());
-        }
     }
 }
 

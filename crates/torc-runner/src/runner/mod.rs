@@ -30,13 +30,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use torc_core::api::{
-    ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, ReportBatch,
-    ReportResponse, StartReport,
+    ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, HeartbeatResponse,
+    ReportBatch, ReportResponse, StartReport,
 };
 use torc_core::changes::WorkflowState;
 use torc_core::JobId;
 use tracing::{debug, error, info, warn, Instrument};
 
+mod beats;
 mod claims;
 mod jobs;
 mod reports;
@@ -173,6 +174,14 @@ struct EventLoop<C: Coordinator> {
     /// While stopping: when to stop waiting for the claim in flight.
     claim_deadline: Option<Instant>,
 
+    beat: Option<BoxFut<Result<HeartbeatResponse, CoordinatorError>>>,
+    beat_sent: Instant,
+    /// When to send the next heartbeat (none while one is in flight).
+    next_beat: Option<Instant>,
+    beat_failures: u32,
+    /// The coordinator's lease, as its last heartbeat answer said.
+    lease: Option<Duration>,
+
     report: Option<BoxFut<Result<ReportResponse, CoordinatorError>>>,
     /// The batch in flight, or waiting to be sent again after a transient error.
     unacked: Option<ReportBatch>,
@@ -232,6 +241,11 @@ impl<C: Coordinator> EventLoop<C> {
             claim_failures: 0,
             empty_claims: 0,
             claim_deadline: None,
+            beat: None,
+            beat_sent: now,
+            next_beat: Some(now),
+            beat_failures: 0,
+            lease: None,
             report: None,
             unacked: None,
             report_not_before: None,
@@ -265,6 +279,7 @@ impl<C: Coordinator> EventLoop<C> {
             self.start_queued();
             self.pump_reports(now);
             self.pump_claims(now);
+            self.pump_beats(now);
             self.publish();
             if let Some(outcome) = self.outcome() {
                 return outcome;
@@ -285,6 +300,10 @@ impl<C: Coordinator> EventLoop<C> {
                 res = poll_slot(&mut self.claim) => {
                     self.claim = None;
                     self.on_claim(res);
+                }
+                res = poll_slot(&mut self.beat) => {
+                    self.beat = None;
+                    self.on_beat(res);
                 }
                 _ = shutdown_rx.changed() => {}
                 () = sleep_until_opt(wake) => {}
@@ -325,6 +344,7 @@ impl<C: Coordinator> EventLoop<C> {
             failed: self.counts.failed,
             terminated: self.counts.terminated,
             refused: self.counts.refused,
+            revoked: self.counts.revoked,
             end,
         };
         if let Some(err) = self.error.take() {
@@ -356,6 +376,9 @@ impl<C: Coordinator> EventLoop<C> {
             earliest(&mut wake, now, self.claim_not_before);
         } else {
             earliest(&mut wake, now, self.claim_deadline);
+        }
+        if self.beat.is_none() {
+            earliest(&mut wake, now, self.next_beat);
         }
         if self.report.is_none() {
             if self.unacked.is_some() {

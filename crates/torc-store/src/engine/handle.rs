@@ -1,7 +1,7 @@
 //! The callers' side of the engine: a cheap, cloneable handle that sends requests to the writer
 //! thread and awaits their answers. It implements the runner's [`Coordinator`] trait.
 
-use super::{EngineError, Request, Writer};
+use super::{EngineConfig, EngineError, Request, Writer};
 use crate::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -10,7 +10,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ReportBatch, ReportResponse,
+    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, HeartbeatRequest,
+    HeartbeatResponse, ReportBatch, ReportResponse,
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
@@ -87,11 +88,16 @@ impl Drop for ThreadGuard {
 }
 
 impl EngineHandle {
-    /// Starts the writer thread over `store`.
+    /// Starts the writer thread over `store`, without leases (in-process use).
     pub fn start(store: Store) -> EngineHandle {
+        Self::start_with(store, EngineConfig::default())
+    }
+
+    /// Starts the writer thread over `store` with `config`.
+    pub fn start_with(store: Store, config: EngineConfig) -> EngineHandle {
         let (tx, rx) = channel();
         let stats = Arc::new(Stats::default());
-        let writer = Writer::new(store, Arc::clone(&stats));
+        let writer = Writer::new(store, config, Arc::clone(&stats));
         let thread = std::thread::Builder::new()
             .name("torc-writer".into())
             .spawn(move || writer.run(rx))
@@ -178,5 +184,19 @@ impl Coordinator for EngineHandle {
         self.call(|reply| Request::Report { batch, reply })
             .await
             .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, CoordinatorError> {
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        self.call(|reply| Request::Heartbeat {
+            req,
+            deadline,
+            reply,
+        })
+        .await
+        .map_err(|e| e.to_coordinator_error())
     }
 }

@@ -8,21 +8,29 @@
 //! batch with an error: nothing is acknowledged that is not durable.
 //!
 //! Claims that find nothing may park until their deadline (long poll): after every batch that
-//! made a job ready in their workflow, parked claims are tried again.
+//! made a job ready in their workflow, parked claims are tried again. Heartbeats park the same
+//! way and are answered early when their workflow stops being active, so that a cancel reaches
+//! every runner at once.
+//!
+//! With leases on ([`EngineConfig::leases`], what a server uses), the writer also wakes every
+//! [`LEASE_TICK`] or so to take jobs away from runners that went silent. In-process use (the
+//! embedded CLI) runs without: its runner cannot be lost without the engine going too.
 
 mod handle;
 
 pub use handle::{EngineHandle, StatsSnapshot};
+pub use torc_core::sched::LeasePolicy;
 
 use crate::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, ClaimedJob, CoordinatorError, ErrorCode, ReportBatch,
-    ReportResponse,
+    ClaimRequest, ClaimResponse, ClaimedJob, CoordinatorError, ErrorCode, HeartbeatRequest,
+    HeartbeatResponse, ReportBatch, ReportResponse,
 };
 use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
 use torc_core::sched::{SchedError, StatusSummary, WorkflowSched};
@@ -79,6 +87,22 @@ pub fn now() -> Timestamp {
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
+/// How an engine runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Runner leases: a runner not heard from for the lease loses its jobs. `None`: no leases
+    /// (in-process use, where the runner lives and dies with the engine).
+    pub leases: Option<LeasePolicy>,
+}
+
+/// How often, at most, the writer looks for lapsed leases (a twentieth of the lease, at least
+/// 10 ms).
+pub const LEASE_TICK: Duration = Duration::from_secs(1);
+
+fn lease_tick(policy: &LeasePolicy) -> Duration {
+    (policy.lease / 20).clamp(Duration::from_millis(10), LEASE_TICK)
+}
+
 /// A request to the writer thread.
 pub(crate) enum Request {
     Create {
@@ -98,6 +122,11 @@ pub(crate) enum Request {
     Report {
         batch: ReportBatch,
         reply: Reply<ReportResponse>,
+    },
+    Heartbeat {
+        req: HeartbeatRequest,
+        deadline: Instant,
+        reply: Reply<HeartbeatResponse>,
     },
     Cancel {
         id: WorkflowId,
@@ -124,6 +153,10 @@ enum Pending {
     Status(Reply<StatusSummary>, Result<StatusSummary, EngineError>),
     Claim(Reply<ClaimResponse>, Result<ClaimResponse, EngineError>),
     Report(Reply<ReportResponse>, Result<ReportResponse, EngineError>),
+    Heartbeat(
+        Reply<HeartbeatResponse>,
+        Result<HeartbeatResponse, EngineError>,
+    ),
     Unit(Reply<()>, Result<(), EngineError>),
 }
 
@@ -134,6 +167,7 @@ impl Pending {
             Pending::Status(tx, r) => deliver(tx, r, commit_failed),
             Pending::Claim(tx, r) => deliver(tx, r, commit_failed),
             Pending::Report(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Heartbeat(tx, r) => deliver(tx, r, commit_failed),
             Pending::Unit(tx, r) => deliver(tx, r, commit_failed),
         }
     }
@@ -159,6 +193,13 @@ struct Parked {
     seen: u64,
 }
 
+/// A heartbeat held until its workflow stops being active or its deadline.
+struct ParkedBeat {
+    workflow_id: WorkflowId,
+    deadline: Instant,
+    reply: Reply<HeartbeatResponse>,
+}
+
 /// Most requests taken into one batch (one transaction).
 const MAX_BATCH: usize = 4096;
 
@@ -167,6 +208,10 @@ pub(crate) struct Writer {
     store: Store,
     workflows: HashMap<WorkflowId, WorkflowSched>,
     parked: Vec<Parked>,
+    beats: Vec<ParkedBeat>,
+    config: EngineConfig,
+    /// When leases are next checked.
+    next_lease_check: Option<Instant>,
     /// Changes of the batch being built, per workflow.
     changes: HashMap<WorkflowId, Changes>,
     answers: Vec<Pending>,
@@ -174,11 +219,16 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(store: Store, stats: Arc<handle::Stats>) -> Writer {
+    pub(crate) fn new(store: Store, config: EngineConfig, stats: Arc<handle::Stats>) -> Writer {
         Writer {
             store,
             workflows: HashMap::new(),
             parked: Vec::new(),
+            beats: Vec::new(),
+            config,
+            next_lease_check: config
+                .leases
+                .map(|policy| Instant::now() + lease_tick(&policy)),
             changes: HashMap::new(),
             answers: Vec::new(),
             stats,
@@ -188,7 +238,11 @@ impl Writer {
     /// Runs until every handle is dropped.
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
         loop {
-            let first = match self.parked.iter().map(|p| p.deadline).min() {
+            let wake = (self.parked.iter().map(|p| p.deadline))
+                .chain(self.beats.iter().map(|b| b.deadline))
+                .chain(self.next_lease_check)
+                .min();
+            let first = match wake {
                 Some(deadline) => {
                     match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                         Ok(req) => Some(req),
@@ -215,12 +269,17 @@ impl Writer {
                     }
                 }
             }
+            self.expire_leases();
             self.retry_parked();
+            self.answer_beats();
             self.commit();
         }
-        // Handles are gone: answer parked claims so no task waits forever.
+        // Handles are gone: answer parked calls so no task waits forever.
         for p in self.parked.drain(..) {
             drop(p.reply.send(Err(EngineError::Stopped)));
+        }
+        for b in self.beats.drain(..) {
+            drop(b.reply.send(Err(EngineError::Stopped)));
         }
     }
 
@@ -244,6 +303,7 @@ impl Writer {
                 loaded.state,
                 loaded.run_id,
                 &loaded.jobs,
+                now(),
             )?;
             let changes = sched.initialize(now());
             self.workflows.insert(id, sched);
@@ -302,6 +362,11 @@ impl Writer {
                 let r = self.report(batch);
                 self.answers.push(Pending::Report(reply, r));
             }
+            Request::Heartbeat {
+                req,
+                deadline,
+                reply,
+            } => self.heartbeat(req, deadline, reply),
             Request::Cancel { id, reply } => {
                 let r = self.change_workflow(id, |s| Ok(s.cancel(now())));
                 self.answers.push(Pending::Status(reply, r));
@@ -353,7 +418,7 @@ impl Writer {
             Ok(s) => s,
             Err(e) => return self.answers.push(Pending::Claim(reply, Err(e))),
         };
-        let (jobs, changes) = sched.claim(&req.runner_id, req.limit, req.resources.as_ref());
+        let (jobs, changes) = sched.claim(&req.runner_id, req.limit, req.resources.as_ref(), now());
         let state = sched.state();
         let seen = sched.ready_generation();
         if jobs.is_empty() && !state.is_done() && deadline > Instant::now() {
@@ -384,6 +449,108 @@ impl Writer {
         })
     }
 
+    fn heartbeat(
+        &mut self,
+        req: HeartbeatRequest,
+        deadline: Instant,
+        reply: Reply<HeartbeatResponse>,
+    ) {
+        let id = req.workflow_id;
+        let policy = self.config.leases;
+        let sched = match self.workflow(id) {
+            Ok(s) => s,
+            Err(e) => return self.answers.push(Pending::Heartbeat(reply, Err(e))),
+        };
+        let (revoked, changes) = sched.heartbeat(
+            &req.runner_id,
+            &req.held,
+            now(),
+            &policy.unwrap_or_default(),
+        );
+        let workflow_state = sched.state();
+        self.record(id, changes);
+        // Parked past a third of the lease, a live runner could lose its jobs.
+        let deadline = match policy {
+            Some(p) => deadline.min(Instant::now() + p.lease / 3),
+            None => deadline,
+        };
+        if revoked.is_empty() && !workflow_state.is_done() && deadline > Instant::now() {
+            self.beats.push(ParkedBeat {
+                workflow_id: id,
+                deadline,
+                reply,
+            });
+            return;
+        }
+        let response = self.beat_response(workflow_state, revoked);
+        self.answers.push(Pending::Heartbeat(reply, Ok(response)));
+    }
+
+    fn beat_response(
+        &self,
+        workflow_state: WorkflowState,
+        revoked: Vec<torc_core::api::HeldJob>,
+    ) -> HeartbeatResponse {
+        HeartbeatResponse {
+            workflow_state,
+            revoked,
+            lease_ms: (self.config.leases)
+                .map(|p| u64::try_from(p.lease.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// Answers parked heartbeats whose workflow stopped being active (or was unloaded), or whose
+    /// deadline came.
+    fn answer_beats(&mut self) {
+        if self.beats.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        for b in std::mem::take(&mut self.beats) {
+            let state = self.workflows.get(&b.workflow_id).map(|s| s.state());
+            match state {
+                Some(state) if state.is_done() || b.deadline <= t => {
+                    let response = self.beat_response(state, Vec::new());
+                    self.answers.push(Pending::Heartbeat(b.reply, Ok(response)));
+                }
+                Some(_) => self.beats.push(b),
+                // Dropped from memory (unloaded, or a failed commit): answer with what the
+                // database says.
+                None => {
+                    let r = self
+                        .workflow(b.workflow_id)
+                        .map(|s| s.state())
+                        .map(|state| self.beat_response(state, Vec::new()));
+                    self.answers.push(Pending::Heartbeat(b.reply, r));
+                }
+            }
+        }
+    }
+
+    /// Takes jobs away from runners whose lease ran out, when it is time to look.
+    fn expire_leases(&mut self) {
+        let (Some(policy), Some(due)) = (self.config.leases, self.next_lease_check) else {
+            return;
+        };
+        let t = Instant::now();
+        if t < due {
+            return;
+        }
+        self.next_lease_check = Some(t + lease_tick(&policy));
+        let stamp = now();
+        let mut lost = Vec::new();
+        for (id, sched) in &mut self.workflows {
+            let changes = sched.expire_leases(stamp, &policy);
+            if !changes.is_empty() {
+                lost.push((*id, changes));
+            }
+        }
+        for (id, changes) in lost {
+            tracing::warn!(workflow = %id, events = changes.events.len(), "runner leases ran out");
+            self.record(id, changes);
+        }
+    }
+
     /// Tries parked claims whose workflow gained ready jobs (or ended); expires the rest.
     fn retry_parked(&mut self) {
         if self.parked.is_empty() {
@@ -403,7 +570,12 @@ impl Writer {
             };
             let changed = sched.ready_generation() != p.seen || sched.state().is_done();
             let (jobs, changes) = if changed {
-                sched.claim(&p.req.runner_id, p.req.limit, p.req.resources.as_ref())
+                sched.claim(
+                    &p.req.runner_id,
+                    p.req.limit,
+                    p.req.resources.as_ref(),
+                    now(),
+                )
             } else {
                 (Vec::new(), Changes::default())
             };

@@ -92,7 +92,7 @@ async fn runs_a_chain_and_persists_every_step() {
         // Answered only after commit: the store already shows the job pending.
         let loaded = store.load_workflow(id).unwrap();
         assert_eq!(
-            loaded.jobs[got.jobs[0].job_id.index()].0,
+            loaded.jobs[got.jobs[0].job_id.index()].status,
             JobStatus::Pending
         );
         let resp = engine.report(batch(id, "r", &got.jobs)).await.unwrap();
@@ -105,7 +105,7 @@ async fn runs_a_chain_and_persists_every_step() {
     }
     let loaded = store.load_workflow(id).unwrap();
     assert_eq!(loaded.state, WorkflowState::Complete);
-    assert!(loaded.jobs.iter().all(|(s, _)| *s == JobStatus::Completed));
+    assert!(loaded.jobs.iter().all(|j| j.status == JobStatus::Completed));
     assert_eq!(store.list_results(id, None, 0, 100).unwrap().len(), 3);
 }
 

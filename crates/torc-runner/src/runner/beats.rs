@@ -1,0 +1,126 @@
+//! Heartbeats: renewing the lease on what the runner holds, and acting on the answer.
+//!
+//! One heartbeat is in flight at a time, beside the claim and the report. It lists every job
+//! the runner holds (running, queued, or finished with the report not yet acknowledged) and asks
+//! the coordinator to hold the answer for one interval, so that a cancel comes back at once.
+//! Jobs the answer revokes (the lease had lapsed and another runner may have them now) are
+//! killed and never reported.
+
+use super::{backoff, EventLoop, ERROR_BACKOFF};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use torc_core::api::{Coordinator, CoordinatorError, HeartbeatRequest, HeartbeatResponse, HeldJob};
+use torc_core::JobId;
+use tracing::{debug, warn};
+
+fn held(job_id: JobId, run_id: u32, attempt_id: u32) -> HeldJob {
+    HeldJob {
+        job_id,
+        run_id,
+        attempt_id,
+    }
+}
+
+impl<C: Coordinator> EventLoop<C> {
+    /// The time between heartbeats: the configured interval, or a third of the lease if that
+    /// is shorter.
+    fn beat_interval(&self) -> Option<Duration> {
+        let every = self.cfg.heartbeat_interval?;
+        Some(match self.lease {
+            Some(lease) => every.min(lease / 3),
+            None => every,
+        })
+    }
+
+    /// Everything this runner holds, as the coordinator knows it.
+    fn held_jobs(&self) -> Vec<HeldJob> {
+        let running = self.running.values().map(|r| &r.job);
+        let mut out: Vec<HeldJob> = running
+            .chain(&self.queued)
+            .map(|j| held(j.job_id, j.run_id, j.attempt_id))
+            .collect();
+        let unacked = self.unacked.iter().flat_map(|b| &b.completions);
+        for c in self.completions.iter().chain(unacked) {
+            out.push(held(c.job_id, c.run_id, c.attempt_id));
+        }
+        out
+    }
+
+    pub(super) fn pump_beats(&mut self, now: Instant) {
+        let Some(interval) = self.beat_interval() else {
+            return;
+        };
+        if self.beat.is_some() || self.next_beat.is_some_and(|t| t > now) {
+            return;
+        }
+        let req = HeartbeatRequest {
+            workflow_id: self.cfg.workflow_id,
+            runner_id: self.cfg.runner_id.clone(),
+            held: self.held_jobs(),
+            wait_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        };
+        debug!(held = req.held.len(), "heartbeat");
+        self.beat_sent = now;
+        self.next_beat = None;
+        let coord = Arc::clone(&self.coord);
+        self.beat = Some(Box::pin(async move { coord.heartbeat(req).await }));
+    }
+
+    pub(super) fn on_beat(&mut self, res: Result<HeartbeatResponse, CoordinatorError>) {
+        let now = Instant::now();
+        match res {
+            Ok(resp) => {
+                self.beat_failures = 0;
+                self.lease = resp.lease_ms.map(Duration::from_millis);
+                if !resp.revoked.is_empty() {
+                    self.revoke(&resp.revoked);
+                }
+                self.observe_state(resp.workflow_state);
+                let interval = self.beat_interval().unwrap_or_default();
+                self.next_beat = Some((self.beat_sent + interval).max(now));
+            }
+            Err(e) => {
+                // Rejections too are retried: the claim and report paths decide whether the
+                // runner can go on; a beat only keeps the lease.
+                self.beat_failures += 1;
+                let delay = backoff(self.beat_failures, ERROR_BACKOFF);
+                let delay = match (e.is_transient(), self.beat_interval()) {
+                    (false, Some(interval)) => interval,
+                    _ => delay,
+                };
+                warn!(error = %e, attempt = self.beat_failures, ?delay, "heartbeat failed");
+                self.next_beat = Some(now + delay);
+            }
+        }
+    }
+
+    /// The coordinator took these jobs back: kill what runs, drop what waits, report nothing.
+    fn revoke(&mut self, revoked: &[HeldJob]) {
+        let gone: HashSet<(JobId, u32, u32)> = revoked
+            .iter()
+            .map(|h| (h.job_id, h.run_id, h.attempt_id))
+            .collect();
+        let is_gone = |job: JobId, run: u32, attempt: u32| gone.contains(&(job, run, attempt));
+        let now = Instant::now();
+        for r in self.running.values_mut() {
+            if is_gone(r.job.job_id, r.job.run_id, r.job.attempt_id) && !r.revoked {
+                warn!(job = r.job.job_id.0, name = %r.job.name, attempt = r.job.attempt_id,
+                      "the coordinator took this job back (lease lapsed): killing it");
+                r.revoked = true;
+                r.terminate(now, Duration::ZERO, true);
+            }
+        }
+        let before = self.queued.len() + self.completions.len();
+        self.queued
+            .retain(|j| !is_gone(j.job_id, j.run_id, j.attempt_id));
+        self.completions
+            .retain(|c| !is_gone(c.job_id, c.run_id, c.attempt_id));
+        let dropped = before - self.queued.len() - self.completions.len();
+        self.counts.revoked += dropped as u64;
+        if dropped > 0 {
+            warn!(dropped, "dropped jobs the coordinator took back");
+        }
+    }
+}
