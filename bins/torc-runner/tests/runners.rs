@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 use tempfile::TempDir;
-use torc_core::changes::WorkflowState;
+use torc_core::changes::{EventKind, WorkflowState};
 use torc_core::spec::SpecFormat;
 use torc_core::{JobStatus, WorkflowId};
 use torc_http::{HttpClient, JobResult, Server, ServerConfig};
@@ -152,6 +153,107 @@ async fn pipeline3001_through(server: Server, client: HttpClient, dir: &Path) {
     assert_eq!(status.state, WorkflowState::Complete);
     assert_eq!(status.count(JobStatus::Completed), 3001);
     assert_eq!(all_results(&client, id).await.len(), 3001);
+    server.stop(true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_killed_mid_run_has_its_jobs_run_by_another_after_its_lease() {
+    let dir = TempDir::new().unwrap();
+    let mut config = ServerConfig::new(dir.path().join("torc.db").display().to_string());
+    config.port = 0;
+    config.workers = Some(2);
+    config.leases.lease = Duration::from_millis(1500);
+    let server = Server::start(config).await.unwrap();
+    let client = HttpClient::new(&server.url()).unwrap();
+    let spec = "name: twelve\njobs:\n  - name: j{i}\n    command: sleep 1\n    parameters:\n      i: \"1:12\"\n";
+    let id = client
+        .create_workflow(spec, SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+
+    let mut a = Command::new(env!("CARGO_BIN_EXE_torc-runner"))
+        .args(["--url", &server.url(), "--workflow", &id.to_string()])
+        .args(["--max-parallel-jobs", "4", "--runner-id", "a"])
+        .args(["--heartbeat-secs", "0.2"])
+        .arg("--output-dir")
+        .arg(dir.path().join("out-a"))
+        .env_remove("TORC_API_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until runner a holds four jobs, then kill it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let page = client.jobs(id, None, 0, 100).await.unwrap();
+        let held: Vec<_> = page
+            .items
+            .iter()
+            .filter(|j| matches!(j.status, JobStatus::Pending | JobStatus::Running))
+            .map(|j| j.id)
+            .collect();
+        if held.len() == 4 {
+            break held;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runner a never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    let out = tokio::task::spawn_blocking({
+        let url = server.url();
+        let out_dir = dir.path().join("out-b");
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_torc-runner"))
+                .args(["--url", &url, "--workflow", &id.to_string()])
+                .args(["--max-parallel-jobs", "4", "--runner-id", "b"])
+                .arg("--output-dir")
+                .arg(out_dir)
+                .env_remove("TORC_API_URL")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_success(&out);
+
+    let status = client.status(id).await.unwrap();
+    assert_eq!(status.state, WorkflowState::Complete);
+    assert_eq!(status.count(JobStatus::Completed), 12);
+    let results = all_results(&client, id).await;
+    assert_eq!(results.len(), 12, "one result per job: {results:?}");
+    for r in &results {
+        // What runner a held when it died ran again on b, as attempt 2; anything a finished
+        // before (on a slow machine) keeps its attempt 1.
+        if held.contains(&r.job_id) {
+            assert_eq!(r.runner.as_ref().map(|r| r.0.as_str()), Some("b"));
+            assert_eq!(r.attempt_id, 2, "{r:?}");
+        } else {
+            assert_eq!(r.attempt_id, 1, "{r:?}");
+        }
+    }
+    let events = client.events(id, 0, 1000).await.unwrap().items;
+    let lost: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::JobLost)
+        .collect();
+    assert_eq!(lost.len(), 4, "{events:?}");
+    for e in lost {
+        assert!(held.contains(&e.job_id.unwrap()));
+        assert!(
+            e.message.contains("runner a was not heard from"),
+            "{}",
+            e.message
+        );
+    }
     server.stop(true).await.unwrap();
 }
 

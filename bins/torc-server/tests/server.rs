@@ -1,10 +1,23 @@
 //! The `torc-server` binary: it listens where it says, serves, and on SIGTERM stops gracefully
-//! with everything acknowledged on disk.
+//! with everything acknowledged on disk; killed with SIGKILL and restarted, it carries on where
+//! it was, and a runner killed with SIGKILL has its jobs run elsewhere once its lease lapses.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use torc_core::api::{
+    ClaimRequest, ClaimResponse, CompletionOutcome, Coordinator, CoordinatorError,
+    HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
+};
+use torc_core::changes::WorkflowState;
 use torc_core::spec::SpecFormat;
-use torc_http::{HttpClient, Server, ServerConfig};
+use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
+use torc_http::{HttpClient, JobResult, Server, ServerConfig};
+use torc_runner::{Capacity, RunnerConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_then_stops_on_sigterm_keeping_what_it_acknowledged() {
@@ -55,4 +68,200 @@ async fn serves_then_stops_on_sigterm_keeping_what_it_acknowledged() {
     let w = client.workflow(id).await.unwrap();
     assert_eq!((w.name.as_str(), w.num_jobs), ("kept", 1));
     again.stop(true).await.unwrap();
+}
+
+// ---- crash recovery: the server killed with SIGKILL, a runner killed with SIGKILL ----
+
+/// Longest any wait may take before the test fails instead of hanging.
+const SAFETY: Duration = Duration::from_secs(240);
+
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A `torc-server` process on `port` over `db`, with a short lease.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(db: &Path, port: u16, lease_secs: &str) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
+            .arg("--database")
+            .arg(format!("sqlite:{}", db.display()))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--lease-secs", lease_secs])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("torc-server listening on ")
+            .unwrap_or_else(|| panic!("the server did not start: {line:?}"))
+            .to_string();
+        ServerProcess { child, url }
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The HTTP client as the runner's coordinator, recording every completion the server
+/// acknowledged (accepted), so that the test can check none of them is lost.
+struct Recording {
+    client: HttpClient,
+    acked: Mutex<Vec<(JobId, u32, JobStatus)>>,
+    count: watch::Sender<usize>,
+}
+
+impl Coordinator for Recording {
+    async fn claim(&self, req: ClaimRequest) -> Result<ClaimResponse, CoordinatorError> {
+        self.client.claim(req).await
+    }
+
+    async fn report(&self, batch: ReportBatch) -> Result<ReportResponse, CoordinatorError> {
+        let resp = self.client.report(batch.clone()).await?;
+        let mut acked = self.acked.lock().unwrap();
+        for (c, outcome) in batch.completions.iter().zip(&resp.outcomes) {
+            if let CompletionOutcome::Accepted { status } = outcome {
+                acked.push((c.job_id, c.attempt_id, *status));
+            }
+        }
+        self.count.send_replace(acked.len());
+        Ok(resp)
+    }
+
+    async fn heartbeat(
+        &self,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, CoordinatorError> {
+        self.client.heartbeat(req).await
+    }
+}
+
+async fn all_results(client: &HttpClient, id: WorkflowId) -> Vec<JobResult> {
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .results(id, None, all.len() as u64, 10_000)
+            .await
+            .unwrap();
+        if page.items.is_empty() {
+            return all;
+        }
+        all.extend(page.items);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_killed_five_times_mid_run_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("torc.db");
+    let port = free_port();
+    let mut server = ServerProcess::start(&db, port, "2");
+    let client = HttpClient::new(&server.url).unwrap();
+    // pipeline3001 with jobs that sleep a few milliseconds.
+    let spec = example("pipeline3001.yaml").replace("\"true\"", "\"sleep 0.003\"");
+    let id = client
+        .create_workflow(spec, SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+
+    let (count, mut seen) = watch::channel(0usize);
+    let coord = Arc::new(Recording {
+        client: client.clone(),
+        acked: Mutex::new(Vec::new()),
+        count,
+    });
+    let mut cfg = RunnerConfig::new(
+        id,
+        RunnerId("survivor".into()),
+        Capacity::MaxParallelJobs(4),
+        dir.path().join("out"),
+    );
+    cfg.claim_wait = Duration::from_millis(500);
+    cfg.heartbeat_interval = Some(Duration::from_millis(300));
+    cfg.sample_interval = None;
+    let runner = tokio::spawn(torc_runner::run(
+        Arc::clone(&coord),
+        cfg,
+        torc_runner::Shutdown::new(),
+    ));
+
+    // Kill at five points spread over the run, each chosen at random within its fifth.
+    let seed = std::process::id() as usize;
+    let mut kills_at: Vec<usize> = (0..5)
+        .map(|k| 100 + k * 550 + (seed.wrapping_mul(2_654_435_761).rotate_left(k as u32 * 7)) % 450)
+        .collect();
+    kills_at.sort_unstable();
+    let mut acked_at_kill = Vec::new();
+    for at in kills_at {
+        tokio::time::timeout(SAFETY, seen.wait_for(|&n| n >= at))
+            .await
+            .expect("the run makes progress")
+            .unwrap();
+        server.kill();
+        acked_at_kill.push(coord.acked.lock().unwrap().clone());
+        server = ServerProcess::start(&db, port, "2");
+    }
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .expect("the run ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.end, torc_runner::RunEnd::WorkflowComplete);
+
+    let status = client.status(id).await.unwrap();
+    assert_eq!(status.state, WorkflowState::Complete);
+    assert_eq!(status.counts.get(&JobStatus::Completed), Some(&3001));
+    let results = all_results(&client, id).await;
+    let mut successes: HashMap<JobId, Vec<u32>> = HashMap::new();
+    for r in &results {
+        if r.status == JobStatus::Completed {
+            successes.entry(r.job_id).or_default().push(r.attempt_id);
+        }
+    }
+    assert_eq!(successes.len(), 3001, "every job has a successful result");
+    for (job, attempts) in &successes {
+        assert_eq!(attempts.len(), 1, "job {job} succeeded {attempts:?} times");
+    }
+    let stored: HashSet<(JobId, u32, JobStatus)> = results
+        .iter()
+        .map(|r| (r.job_id, r.attempt_id, r.status))
+        .collect();
+    for acked in &acked_at_kill {
+        for a in acked {
+            assert!(stored.contains(a), "acknowledged {a:?} was lost");
+        }
+    }
+    assert_eq!(acked_at_kill.len(), 5);
+    assert!(acked_at_kill.windows(2).all(|w| w[0].len() < w[1].len()));
 }
