@@ -428,3 +428,47 @@ jobs:
     runs.sort();
     assert_eq!(runs, [(1, 0), (1, 5), (2, 0), (2, 0)]);
 }
+
+#[test]
+fn a_timeout_terminates_the_job_cascades_and_a_failed_only_reset_reruns_just_that() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "slow.yaml",
+        r#"
+name: slow
+jobs:
+  - name: fast
+    command: "echo fast >> fast.txt"
+  - name: slow
+    command: "[ -f fixed ] || sleep 60"
+    timeout: PT1S
+  - name: after
+    command: "echo after >> after.txt"
+    depends_on: [slow]
+"#,
+    );
+    let out = torc_in(dir.path(), &["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let s = states(dir.path());
+    assert_eq!(state_of(&s, "fast"), "completed");
+    assert_eq!(state_of(&s, "slow"), "terminated");
+    assert_eq!(state_of(&s, "after"), "canceled");
+    assert!(!dir.path().join("after.txt").exists());
+
+    std::fs::write(dir.path().join("fixed"), "").unwrap();
+    let out = torc_in(dir.path(), &["workflows", "reset", "1", "--failed-only"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["run", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = states(dir.path());
+    assert!(s.iter().all(|(_, st)| st == "completed"), "{s:?}");
+    let once = |f: &str| {
+        std::fs::read_to_string(dir.path().join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(once("fast.txt"), 1, "a completed job ran again");
+    assert_eq!(once("after.txt"), 1);
+}

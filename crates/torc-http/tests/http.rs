@@ -9,7 +9,7 @@ use torc_core::api::{
     ClaimRequest, ClaimResponse, CompletionOutcome, CompletionReport, Coordinator, FreeResources,
     HeartbeatRequest, ReportBatch, StartReport,
 };
-use torc_core::changes::WorkflowState;
+use torc_core::changes::{EventKind, WorkflowState};
 use torc_core::spec::SpecFormat;
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_http::{HttpClient, Limits, Server, ServerConfig};
@@ -27,6 +27,11 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server with the test limits, then `adjust` applied to its configuration.
+    async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::new(dir.path().join("torc.db").display().to_string());
         config.port = 0;
@@ -36,6 +41,7 @@ impl TestServer {
             report_bytes: 16 << 10,
             ..Limits::default()
         };
+        adjust(&mut config);
         let server = Server::start(config).await.unwrap();
         assert!(server.local_addr().ip().is_loopback());
         let client = HttpClient::new(&server.url()).unwrap();
@@ -663,4 +669,112 @@ async fn graceful_stop_answers_requests_in_flight() {
         .unwrap()
         .unwrap();
     drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_attempt_is_refused_and_a_duplicate_report_answered_alike() {
+    let t = TestServer::start_with(|c| c.leases.lease = Duration::from_millis(300)).await;
+    let id = t
+        .create("name: one\njobs:\n  - name: only\n    command: \"true\"\n")
+        .await;
+    let first = Coordinator::claim(&t.client, claim_req(id, "a", 1, 0))
+        .await
+        .unwrap();
+    assert_eq!(first.jobs[0].attempt_id, 1);
+    // Runner a goes silent; once its lease lapses the job is ready again.
+    tokio::time::timeout(SAFETY, async {
+        while t.client.status(id).await.unwrap().count(JobStatus::Ready) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the lease never lapsed");
+
+    let late = Coordinator::report(&t.client, done(id, "a", &first))
+        .await
+        .unwrap();
+    match &late.outcomes[0] {
+        CompletionOutcome::Refused { reason } => assert!(reason.contains("stale"), "{reason}"),
+        other => panic!("a lost attempt's report was {other:?}"),
+    }
+
+    let second = Coordinator::claim(&t.client, claim_req(id, "b", 1, 0))
+        .await
+        .unwrap();
+    assert_eq!(second.jobs[0].attempt_id, 2);
+    let batch = done(id, "b", &second);
+    let once = Coordinator::report(&t.client, batch.clone()).await.unwrap();
+    let twice = Coordinator::report(&t.client, batch).await.unwrap();
+    assert_eq!(once, twice, "the same report answered differently");
+    assert_eq!(
+        once.outcomes[0],
+        CompletionOutcome::Accepted {
+            status: JobStatus::Completed
+        }
+    );
+    assert_eq!(once.workflow_state, WorkflowState::Complete);
+
+    let results = t.client.results(id, None, 0, 10).await.unwrap().items;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(
+        (results[0].attempt_id, results[0].runner.clone()),
+        (2, Some(RunnerId("b".into())))
+    );
+    let kinds: Vec<_> = t
+        .client
+        .events(id, 0, 100)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&EventKind::JobLost), "{kinds:?}");
+    assert!(kinds.contains(&EventKind::ReportRefused), "{kinds:?}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_a_busy_runner_through_its_waiting_heartbeat() {
+    // Long leases and waits: without the early answer the runner would hear of the cancel only
+    // after the safety timeout.
+    let t = TestServer::start_with(|c| {
+        c.leases.lease = Duration::from_secs(3600);
+        c.limits.max_wait = Duration::from_secs(3600);
+    })
+    .await;
+    let id = t
+        .create("name: long\njobs:\n  - name: j{i}\n    command: sleep 600\n    parameters:\n      i: \"1:2\"\n")
+        .await;
+    let mut config = RunnerConfig::new(
+        id,
+        RunnerId("busy".into()),
+        Capacity::MaxParallelJobs(2),
+        t.dir.path().join("out"),
+    );
+    config.heartbeat_interval = Some(Duration::from_secs(3600));
+    config.sample_interval = None;
+    let runner = tokio::spawn(torc_runner::run(
+        Arc::new(t.client.clone()),
+        config,
+        Shutdown::new(),
+    ));
+    tokio::time::timeout(SAFETY, async {
+        while t.client.status(id).await.unwrap().count(JobStatus::Running) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the jobs never ran");
+    t.client.cancel(id).await.unwrap();
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .expect("the cancel did not reach the runner")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.end, RunEnd::WorkflowCanceled);
+    assert_eq!(summary.terminated, 2);
+    let status = t.client.status(id).await.unwrap();
+    assert_eq!(status.count(JobStatus::Terminated), 2);
+    t.stop().await;
 }
