@@ -263,9 +263,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
     .route("/workflows/{id}/claim", web::post().to(claim))
     .service(
         web::resource("/workflows/{id}/report")
-            .app_data(report_json)
+            .app_data(report_json.clone())
             .route(web::post().to(report)),
     )
-    .route("/workflows/{id}/heartbeat", web::post().to(heartbeat))
+    .service(
+        // A heartbeat lists every job its runner holds: as large as a report can be.
+        web::resource("/workflows/{id}/heartbeat")
+            .app_data(report_json)
+            .route(web::post().to(heartbeat)),
+    )
     .route("/openapi.json", web::get().to(openapi_json));
 }

@@ -25,9 +25,9 @@ use torc_store::{Store, StoreError};
 pub struct Limits {
     /// Largest spec body (`POST /workflows`).
     pub spec_bytes: usize,
-    /// Largest report batch body.
+    /// Largest report batch body, and largest heartbeat (it lists the jobs a runner holds).
     pub report_bytes: usize,
-    /// Largest body of every other JSON request (claims, resets, heartbeats).
+    /// Largest body of every other JSON request (claims, resets).
     pub request_bytes: usize,
     /// A claim's `wait_ms` is cut to this.
     pub max_wait: Duration,
