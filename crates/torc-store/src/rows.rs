@@ -821,9 +821,13 @@ impl WorkflowRows {
                 format!("unknown method {:?}", w.jobs_sort_method),
             )
         })?;
+        // The event log is a record, not state: an entry that names no job of this workflow
+        // counts for nothing rather than making the workflow unloadable.
         for (job, n) in self.losses {
-            let i = id_to_index("lost job", job.unwrap_or(0), states.len())?;
-            states[i as usize].losses = u32::try_from(n).unwrap_or(u32::MAX);
+            let index = job.and_then(|j| usize::try_from(j).ok()?.checked_sub(1));
+            if let Some(saved) = index.and_then(|i| states.get_mut(i)) {
+                saved.losses = u32::try_from(n).unwrap_or(u32::MAX);
+            }
         }
         Ok(LoadedWorkflow {
             id: WorkflowId(w.id),

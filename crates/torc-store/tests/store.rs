@@ -1101,7 +1101,37 @@ fn same_outcome(db: &TestDb, mut sequence: Vec<Changes>) -> Result<(), TestCaseE
 
 // ---------------------------------------------------------------------------------------------
 
+fn losses_are_counted_from_the_events_since_the_last_reset(db: &TestDb) {
+    let store = db.store();
+    let id = store
+        .create_workflow(&flat_def(3), None, Timestamp(1))
+        .unwrap();
+    let lost = |job| event(EventKind::JobLost, Some(job), "lost");
+    let apply = |events: Vec<Event>| {
+        let changes = Changes {
+            events,
+            ..Changes::default()
+        };
+        store.apply(&[(id, &changes)]).unwrap();
+    };
+    apply(vec![lost(1), lost(2), lost(1)]);
+    // An entry naming no job of the workflow counts for nothing.
+    apply(vec![event(EventKind::JobLost, None, "?"), lost(9)]);
+    let losses = |store: &Store| -> Vec<u32> {
+        let loaded = store.load_workflow(id).unwrap();
+        loaded.jobs.iter().map(|j| j.losses).collect()
+    };
+    assert_eq!(losses(store), [2, 1, 0]);
+    apply(vec![
+        event(EventKind::WorkflowReset, None, "reset"),
+        lost(3),
+    ]);
+    assert_eq!(losses(store), [0, 0, 1]);
+    assert_eq!(losses(&db.reopen()), [0, 0, 1]);
+}
+
 on_both_backends!(
+    losses_are_counted_from_the_events_since_the_last_reset,
     create_then_load_gives_back_the_definition,
     empty_and_minimal_workflows_round_trip,
     large_workflows_span_many_statements,
