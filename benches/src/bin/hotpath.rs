@@ -133,6 +133,7 @@ async fn sim_runner(
             limit,
             resources: None,
             wait_ms: 1_000,
+            tags: None,
         };
         let t = Instant::now();
         let got = Coordinator::claim(&client, req).await?;

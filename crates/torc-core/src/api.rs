@@ -22,6 +22,16 @@ pub struct FreeResources {
     pub time_left: Option<Duration>,
 }
 
+/// The tags a runner offers. A job with tags goes only to a runner that has all of them; an
+/// untagged job goes to a runner with no tags, or to a tagged one that runs untagged jobs too.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunnerTags {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub run_untagged: bool,
+}
+
 /// A request for ready jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
@@ -31,6 +41,26 @@ pub struct ClaimRequest {
     pub limit: u32,
     /// Resource-based claim: only jobs that fit, together, in these. `None`: count-based claim.
     pub resources: Option<FreeResources>,
+    /// When nothing fits now, wait up to this long for a job that does (long poll).
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Only jobs these tags allow; `None`: any job (a runner dedicated to its workflow).
+    #[serde(default)]
+    pub tags: Option<RunnerTags>,
+}
+
+/// A shared runner's request for ready jobs of any workflow it may serve, picked fairly: the
+/// workflow with the fewest jobs in flight first, then job priority, then the workflow that has
+/// waited longest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedClaimRequest {
+    pub runner_id: RunnerId,
+    /// At most this many jobs.
+    pub limit: u32,
+    /// Only jobs that fit, together, in these. `None`: count-based claim.
+    pub resources: Option<FreeResources>,
+    #[serde(default)]
+    pub tags: RunnerTags,
     /// When nothing fits now, wait up to this long for a job that does (long poll).
     #[serde(default)]
     pub wait_ms: u64,
@@ -232,4 +262,17 @@ pub trait Coordinator: Send + Sync + 'static {
         &self,
         req: HeartbeatRequest,
     ) -> impl Future<Output = Result<HeartbeatResponse, CoordinatorError>> + Send;
+
+    /// Claims ready jobs of any workflow this runner may serve (a shared runner). A coordinator
+    /// that serves one workflow refuses.
+    fn claim_shared(
+        &self,
+        req: SharedClaimRequest,
+    ) -> impl Future<Output = Result<ClaimResponse, CoordinatorError>> + Send {
+        let _ = req;
+        std::future::ready(Err(CoordinatorError::Rejected {
+            code: ErrorCode::InvalidInput,
+            message: "this coordinator does not serve shared runners".into(),
+        }))
+    }
 }

@@ -273,6 +273,9 @@ pub struct WorkflowDef {
     pub user_data: Vec<UserDataDef>,
     /// Jobs in expansion order; the job at index `i` has id `JobId::from_index(i)`.
     pub jobs: Vec<JobDef>,
+    /// At most this many of its jobs pending or running at once; `None`: no cap.
+    #[serde(default)]
+    pub max_concurrent_jobs: Option<u32>,
 }
 
 impl WorkflowDef {

@@ -115,6 +115,34 @@ pub mod schema {
         /// server).
         #[serde(default)]
         pub wait_ms: u64,
+        /// Only jobs these tags allow; absent or null: any job of the workflow.
+        #[serde(default)]
+        pub tags: Option<RunnerTags>,
+    }
+
+    /// The tags a runner offers: a tagged job needs all of its tags on the runner; an untagged
+    /// job goes to an untagged runner, or to a tagged one with `run_untagged`.
+    #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RunnerTags {
+        #[serde(default)]
+        pub tags: Vec<String>,
+        #[serde(default)]
+        pub run_untagged: bool,
+    }
+
+    /// A shared runner's claim: jobs of any workflow it may serve, picked fairly (fewest jobs
+    /// in flight first, then priority, then the workflow waiting longest).
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SharedClaimRequest {
+        pub runner_id: String,
+        pub limit: u32,
+        pub resources: Option<FreeResources>,
+        #[serde(default)]
+        pub tags: RunnerTags,
+        #[serde(default)]
+        pub wait_ms: u64,
     }
 
     /// What a job needs.
@@ -284,7 +312,7 @@ mod tests {
     use torc_core::api::{
         ClaimRequest, ClaimResponse, ClaimedJob, CompletionOutcome, CompletionReport,
         FreeResources, HeartbeatRequest, HeartbeatResponse, HeldJob, ReportBatch, ReportResponse,
-        StartReport,
+        RunnerTags, SharedClaimRequest, StartReport,
     };
     use torc_core::changes::WorkflowState;
     use torc_core::model::{FailureHandler, FailureRule, Resources};
@@ -311,8 +339,19 @@ mod tests {
                 time_left: Some(Duration::from_secs(60)),
             }),
             wait_ms: 100,
+            tags: Some(RunnerTags {
+                tags: vec!["gpu".into()],
+                run_untagged: true,
+            }),
         };
         same_json::<_, schema::ClaimRequest>(&claim);
+        same_json::<_, schema::SharedClaimRequest>(&SharedClaimRequest {
+            runner_id: RunnerId("h:1".into()),
+            limit: 4,
+            resources: None,
+            tags: RunnerTags::default(),
+            wait_ms: 10,
+        });
         let job = ClaimedJob {
             workflow_id: WorkflowId(3),
             job_id: JobId(1),

@@ -147,6 +147,7 @@ pub(crate) struct NewWorkflow<'a> {
     created_at: i64,
     num_jobs: i32,
     spec: Option<&'a str>,
+    max_concurrent_jobs: Option<i32>,
 }
 
 impl<'a> NewWorkflow<'a> {
@@ -171,6 +172,10 @@ impl<'a> NewWorkflow<'a> {
                 value: def.jobs.len() as u64,
             })?,
             spec,
+            max_concurrent_jobs: def
+                .max_concurrent_jobs
+                .map(|n| to_i32("max_concurrent_jobs", n))
+                .transpose()?,
         })
     }
 }
@@ -535,6 +540,7 @@ pub(crate) struct WorkflowRow {
     run_id: i32,
     created_at: i64,
     num_jobs: i32,
+    max_concurrent_jobs: Option<i32>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -843,6 +849,10 @@ impl WorkflowRows {
                 files,
                 user_data,
                 jobs,
+                max_concurrent_jobs: w
+                    .max_concurrent_jobs
+                    .map(|n| from_i32("workflow max_concurrent_jobs", n))
+                    .transpose()?,
             },
             state: workflow_state_from_name(&w.state)?,
             run_id: from_i32("workflow run_id", w.run_id)?,

@@ -17,6 +17,7 @@ diesel::table! {
         created_at -> BigInt,
         num_jobs -> Integer,
         spec -> Nullable<Text>,
+        max_concurrent_jobs -> Nullable<Integer>,
     }
 }
 

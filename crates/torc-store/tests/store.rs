@@ -236,6 +236,7 @@ fn rich_def() -> WorkflowDef {
         project: Some("p1".into()),
         metadata: Some("{\"k\": 1}".into()),
         jobs_sort_method: SortMethod::GpusMemoryRuntime,
+        max_concurrent_jobs: Some(7),
         resource_requirements: vec![
             ResourceRequirement {
                 name: "small".into(),

@@ -11,12 +11,16 @@
 //! - a job is handed out by a claim only from `Ready`, so never to two runners at once;
 //! - the per-status counts always match the jobs' statuses.
 
+mod fair;
 mod lease;
 mod ready;
 
+pub use fair::{claim_fair, FairKey, FairPool};
 pub use lease::LeasePolicy;
 
-use crate::api::{ClaimedJob, CompletionOutcome, CompletionReport, FreeResources, StartReport};
+use crate::api::{
+    ClaimedJob, CompletionOutcome, CompletionReport, FreeResources, RunnerTags, StartReport,
+};
 use crate::changes::{
     Changes, Event, EventKind, JobChange, JobResult, WorkflowChange, WorkflowState,
 };
@@ -108,6 +112,8 @@ pub struct WorkflowSched {
     runner_index: HashMap<RunnerId, u32>,
     /// Bumped whenever a job becomes ready: lets a caller with parked claims skip retrying them.
     ready_generation: u64,
+    /// At most this many jobs pending or running at once.
+    max_concurrent: Option<u32>,
 }
 
 /// Job counts by status, with the workflow's state.
@@ -217,6 +223,7 @@ impl WorkflowSched {
                 }
             })
             .collect();
+        let max_concurrent = def.max_concurrent_jobs;
         WorkflowSched {
             id,
             ready: ReadyQueue::new(&def),
@@ -234,6 +241,7 @@ impl WorkflowSched {
             }],
             runner_index: HashMap::new(),
             ready_generation: 0,
+            max_concurrent,
         }
     }
 
@@ -277,6 +285,45 @@ impl WorkflowSched {
 
     pub fn count(&self, status: JobStatus) -> u64 {
         self.counts[status as usize]
+    }
+
+    /// Jobs handed out and not finished: pending or running.
+    pub fn in_flight(&self) -> u64 {
+        self.count(JobStatus::Pending) + self.count(JobStatus::Running)
+    }
+
+    pub fn max_concurrent_jobs(&self) -> Option<u32> {
+        self.max_concurrent
+    }
+
+    /// Changes the cap on jobs in flight (`None`: no cap). Jobs already out keep running.
+    pub fn set_max_concurrent_jobs(&mut self, cap: Option<u32>) {
+        self.max_concurrent = cap;
+        self.ready_generation += 1; // a higher cap may let parked claims through
+    }
+
+    /// How many more jobs the cap lets out now.
+    fn room(&self) -> u64 {
+        self.max_concurrent.map_or(u64::MAX, |cap| {
+            u64::from(cap).saturating_sub(self.in_flight())
+        })
+    }
+
+    /// Where this workflow stands for a shared runner's fair pick: `None` when it has nothing
+    /// to hand out (not active, no ready job, or at its cap).
+    pub fn fair_key(&self) -> Option<FairKey> {
+        if self.state != WorkflowState::Active || self.room() == 0 {
+            return None;
+        }
+        Some(FairKey {
+            in_flight: self.in_flight(),
+            top_priority: self.ready.top_priority()?,
+        })
+    }
+
+    /// The owner recorded in the workflow's definition.
+    pub fn owner(&self) -> Option<&str> {
+        self.def.user.as_deref()
     }
 
     pub fn summary(&self) -> StatusSummary {
@@ -392,18 +439,35 @@ impl WorkflowSched {
         free: Option<&FreeResources>,
         now: Timestamp,
     ) -> (Vec<ClaimedJob>, Changes) {
+        self.claim_tagged(runner, limit, free, None, now)
+    }
+
+    /// [`Self::claim`], taking only jobs that `tags` allow (all jobs when `None`), and never more
+    /// than the workflow's cap on jobs in flight lets out.
+    pub fn claim_tagged(
+        &mut self,
+        runner: &RunnerId,
+        limit: u32,
+        free: Option<&FreeResources>,
+        tags: Option<&RunnerTags>,
+        now: Timestamp,
+    ) -> (Vec<ClaimedJob>, Changes) {
         let mut changes = Changes::default();
         let holder = self.heard_from(runner, now);
+        let limit = u64::from(limit).min(self.room());
         if self.state != WorkflowState::Active || limit == 0 || self.ready.len() == 0 {
             return (Vec::new(), changes);
         }
+        let eligible = tags.map(|t| self.ready.eligible(&t.tags, t.run_untagged));
         let mut fit = free.map(|f| Fit {
             cpus: f.num_cpus,
             memory_bytes: f.memory_bytes,
             gpus: f.num_gpus,
             time_left: f.time_left,
         });
-        let taken = self.ready.take(limit as usize, fit.as_mut());
+        let taken = self
+            .ready
+            .take(limit as usize, fit.as_mut(), eligible.as_ref());
         if taken.is_empty() {
             return (Vec::new(), changes);
         }

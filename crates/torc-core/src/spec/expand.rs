@@ -228,6 +228,7 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
         project: raw.project,
         metadata: raw.metadata,
         jobs_sort_method: raw.jobs_sort_method,
+        max_concurrent_jobs: raw.max_concurrent_jobs,
         resource_requirements: raw
             .resource_requirements
             .into_iter()

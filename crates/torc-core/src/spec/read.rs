@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "parameters",
     "failure_handlers",
     "jobs_sort_method",
+    "max_concurrent_jobs",
     "use_pending_failed",
     "resource_monitor",
     "slurm_schedulers",
@@ -118,6 +119,7 @@ pub(super) struct RawSpec<'a> {
     pub metadata: Option<String>,
     pub user: Option<String>,
     pub jobs_sort_method: SortMethod,
+    pub max_concurrent_jobs: Option<u32>,
     /// With the index of the spec entry each came from.
     pub resource_requirements: Vec<(usize, ResourceRequirement)>,
     pub failure_handlers: Vec<(usize, FailureHandler)>,
@@ -226,6 +228,13 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
                 ),
             ),
         }
+    }
+    spec.max_concurrent_jobs = get_u32(map, "max_concurrent_jobs", &root, errs);
+    if spec.max_concurrent_jobs == Some(0) {
+        errs.push(
+            root.key("max_concurrent_jobs"),
+            "must be at least 1 (leave it out for no cap)".to_string(),
+        );
     }
     let workflow_params = read_workflow_params(map, &root, errs);
     spec.slurm_schedulers = read_slurm_scheduler_names(map, &root, errs);

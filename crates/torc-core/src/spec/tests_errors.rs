@@ -527,3 +527,25 @@ fn deep_nesting_is_an_error_not_a_crash() {
     }
     assert!(load(&text, SpecFormat::Yaml).is_err());
 }
+
+#[test]
+fn max_concurrent_jobs_is_a_positive_cap() {
+    let ok = load(
+        "name: x\nmax_concurrent_jobs: 3\njobs:\n  - name: a\n    command: \"true\"\n",
+        SpecFormat::Yaml,
+    )
+    .unwrap();
+    assert_eq!(ok.def.max_concurrent_jobs, Some(3));
+    let none = load("name: x\njobs: []\n", SpecFormat::Yaml).unwrap();
+    assert_eq!(none.def.max_concurrent_jobs, None);
+    has(
+        &errors("name: x\nmax_concurrent_jobs: 0\njobs: []\n"),
+        "max_concurrent_jobs",
+        "at least 1",
+    );
+    has(
+        &errors("name: x\nmax_concurrent_jobs: many\njobs: []\n"),
+        "max_concurrent_jobs",
+        "non-negative integer",
+    );
+}

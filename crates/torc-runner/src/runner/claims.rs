@@ -39,6 +39,7 @@ impl<C: Coordinator> EventLoop<C> {
             limit,
             resources,
             wait_ms,
+            tags: None,
         })
     }
 

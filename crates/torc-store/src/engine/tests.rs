@@ -39,6 +39,7 @@ fn claim_req(id: WorkflowId, runner: &str, limit: u32, wait_ms: u64) -> ClaimReq
         limit,
         resources: None,
         wait_ms,
+        tags: None,
     }
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE workflows DROP COLUMN max_concurrent_jobs;
