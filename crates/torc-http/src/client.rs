@@ -2,15 +2,15 @@
 //! over HTTP, so that a runner talks to a server exactly as it talks to the in-process engine.
 
 use crate::dto::{
-    CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest, ResultPage, SpecProblem,
-    Workflow, WorkflowStatus,
+    CapRequest, CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest, ResultPage,
+    SpecProblem, Workflow, WorkflowStatus,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ErrorCode, HeartbeatRequest,
-    HeartbeatResponse, ReportBatch, ReportResponse,
+    HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
 use torc_core::spec::SpecFormat;
 use torc_core::{JobId, JobStatus, WorkflowId};
@@ -358,6 +358,33 @@ impl HttpClient {
             .await
     }
 
+    /// A shared runner's claim, with a timeout longer than its `wait_ms`.
+    pub async fn claim_shared_jobs(
+        &self,
+        req: &SharedClaimRequest,
+    ) -> Result<ClaimResponse, ClientError> {
+        let url = format!("{}/runners/claim", self.api);
+        let timeout = self
+            .timeout
+            .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
+        let rb = self.http.post(&url).timeout(timeout).json(req);
+        self.send(rb, &url).await
+    }
+
+    /// Changes a workflow's cap on jobs in flight (`None`: no cap).
+    pub async fn set_max_concurrent_jobs(
+        &self,
+        id: WorkflowId,
+        cap: Option<u32>,
+    ) -> Result<WorkflowStatus, ClientError> {
+        let url = self.workflow_url(id, "/max_concurrent_jobs");
+        let body = CapRequest {
+            max_concurrent_jobs: cap,
+        };
+        self.send(self.request(Method::PUT, &url).json(&body), &url)
+            .await
+    }
+
     /// A heartbeat, with a timeout longer than its `wait_ms`.
     pub async fn send_heartbeat(
         &self,
@@ -390,6 +417,15 @@ impl Coordinator for HttpClient {
         req: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, CoordinatorError> {
         self.send_heartbeat(&req)
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn claim_shared(
+        &self,
+        req: SharedClaimRequest,
+    ) -> Result<ClaimResponse, CoordinatorError> {
+        self.claim_shared_jobs(&req)
             .await
             .map_err(|e| e.to_coordinator_error())
     }

@@ -295,6 +295,14 @@ pub struct EventPage {
     pub items: Vec<WorkflowEvent>,
 }
 
+/// The body of a change of a workflow's cap on jobs in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapRequest {
+    /// At most this many jobs pending or running at once (at least 1); null: no cap.
+    pub max_concurrent_jobs: Option<u32>,
+}
+
 /// The body of a reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

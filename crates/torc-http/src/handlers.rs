@@ -1,15 +1,15 @@
 //! The HTTP handlers: extract, call [`Service`], wrap the answer. Nothing else happens here.
 
 use crate::dto::{
-    CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery, ResetRequest, ResultPage,
-    ResultsQuery, SpecQuery, Workflow, WorkflowStatus,
+    CapRequest, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery, ResetRequest,
+    ResultPage, ResultsQuery, SpecQuery, Workflow, WorkflowStatus,
 };
 use crate::error::ApiError;
 use crate::openapi::schema;
 use crate::service::{spec_format, Service};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use torc_core::api::{ClaimRequest, HeartbeatRequest, ReportBatch};
+use torc_core::api::{ClaimRequest, HeartbeatRequest, ReportBatch, SharedClaimRequest};
 use torc_core::WorkflowId;
 
 type Svc = web::Data<Service>;
@@ -180,6 +180,43 @@ pub async fn claim(svc: Svc, id: web::Path<i64>, req: web::Json<ClaimRequest>) -
     ok(svc.claim(WorkflowId(*id), req.into_inner()).await?)
 }
 
+/// A shared runner claims jobs of any workflow it may serve, picked fairly: the workflow with
+/// the fewest jobs in flight first, then priority, then the one waiting longest. When none fits,
+/// waits up to `wait_ms` (long poll).
+#[utoipa::path(
+    post, path = "/torc-service/v1/runners/claim", tag = "runners",
+    request_body = schema::SharedClaimRequest,
+    responses(
+        (status = 200, body = schema::ClaimResponse),
+        (status = 400, body = ErrorBody),
+        (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
+    )
+)]
+pub async fn claim_shared(svc: Svc, req: web::Json<SharedClaimRequest>) -> Answer {
+    ok(svc.claim_shared(req.into_inner(), None).await?)
+}
+
+/// Change the workflow's cap on jobs in flight (null: no cap).
+#[utoipa::path(
+    put, path = "/torc-service/v1/workflows/{id}/max_concurrent_jobs", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    request_body = CapRequest,
+    responses(
+        (status = 200, body = WorkflowStatus),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+pub async fn set_max_concurrent_jobs(
+    svc: Svc,
+    id: web::Path<i64>,
+    req: web::Json<CapRequest>,
+) -> Answer {
+    ok(svc
+        .set_max_concurrent_jobs(WorkflowId(*id), req.max_concurrent_jobs)
+        .await?)
+}
+
 /// Report starts and completions; answered once they are durable.
 #[utoipa::path(
     post, path = "/torc-service/v1/workflows/{id}/report", tag = "runners",
@@ -261,6 +298,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
     .route("/workflows/{id}/results", web::get().to(list_results))
     .route("/workflows/{id}/events", web::get().to(list_events))
     .route("/workflows/{id}/claim", web::post().to(claim))
+    .route(
+        "/workflows/{id}/max_concurrent_jobs",
+        web::put().to(set_max_concurrent_jobs),
+    )
+    .route("/runners/claim", web::post().to(claim_shared))
     .service(
         web::resource("/workflows/{id}/report")
             .app_data(report_json.clone())

@@ -30,8 +30,8 @@ pub mod service;
 
 pub use client::{ClientError, HttpClient, API_PREFIX};
 pub use dto::{
-    CreatedWorkflow, ErrorBody, EventPage, Job, JobPage, JobResult, ResultPage, SpecProblem,
-    Workflow, WorkflowEvent, WorkflowStatus,
+    CapRequest, CreatedWorkflow, ErrorBody, EventPage, Job, JobPage, JobResult, ResultPage,
+    SpecProblem, Workflow, WorkflowEvent, WorkflowStatus,
 };
 pub use error::{ApiError, ApiErrorKind};
 pub use metrics::parse_sample;

@@ -30,6 +30,8 @@ use utoipa::OpenApi;
         handlers::list_results,
         handlers::list_events,
         handlers::claim,
+        handlers::claim_shared,
+        handlers::set_max_concurrent_jobs,
         handlers::report,
         handlers::heartbeat,
         handlers::openapi_json,

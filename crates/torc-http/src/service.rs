@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use torc_core::api::{
     ClaimRequest, ClaimResponse, Coordinator, HeartbeatRequest, HeartbeatResponse, ReportBatch,
-    ReportResponse,
+    ReportResponse, SharedClaimRequest,
 };
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
@@ -200,6 +200,23 @@ impl Service {
         Ok(WorkflowStatus::new(id, self.engine.cancel(id).await?))
     }
 
+    /// Changes a workflow's cap on jobs in flight.
+    pub async fn set_max_concurrent_jobs(
+        &self,
+        id: WorkflowId,
+        cap: Option<u32>,
+    ) -> Result<WorkflowStatus, ApiError> {
+        if cap == Some(0) {
+            return Err(ApiError::unprocessable(
+                "max_concurrent_jobs must be at least 1 (null for no cap)",
+            ));
+        }
+        Ok(WorkflowStatus::new(
+            id,
+            self.engine.set_max_concurrent_jobs(id, cap).await?,
+        ))
+    }
+
     pub async fn resume(&self, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
         Ok(WorkflowStatus::new(id, self.engine.resume(id).await?))
     }
@@ -277,6 +294,24 @@ impl Service {
         }
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
         Ok(self.engine.claim(req).await?)
+    }
+
+    /// A shared runner's claim across the workflows it may serve, with its wait cut to the
+    /// server's maximum.
+    pub async fn claim_shared(
+        &self,
+        mut req: SharedClaimRequest,
+        owners: Option<Vec<String>>,
+    ) -> Result<ClaimResponse, ApiError> {
+        self.check_runner(&req.runner_id)?;
+        if req.limit == 0 || req.limit > self.limits.max_claim {
+            return Err(ApiError::unprocessable(format!(
+                "limit must be 1 to {}, it is {}",
+                self.limits.max_claim, req.limit
+            )));
+        }
+        req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        Ok(self.engine.claim_shared_for(req, owners).await?)
     }
 
     /// Starts and completions, answered after their commit.

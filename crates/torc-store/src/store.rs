@@ -235,4 +235,25 @@ impl Store {
         tracing::debug!(workflow = %id, "deleted workflow");
         Ok(())
     }
+
+    /// Sets a workflow's cap on jobs in flight (`None`: no cap).
+    pub fn set_max_concurrent_jobs(
+        &self,
+        id: WorkflowId,
+        cap: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let cap = cap
+            .map(|n| crate::rows::to_i32("max_concurrent_jobs", n))
+            .transpose()?;
+        let mut conn = self.conn()?;
+        let updated = conn.write_transaction(|conn| {
+            Ok(diesel::update(workflows::table.find(id.0))
+                .set(workflows::max_concurrent_jobs.eq(cap))
+                .execute(conn)?)
+        })?;
+        if updated == 0 {
+            return Err(StoreError::workflow_not_found(id));
+        }
+        Ok(())
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, HeartbeatRequest,
-    HeartbeatResponse, ReportBatch, ReportResponse,
+    HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
@@ -158,6 +158,32 @@ impl EngineHandle {
         .await
     }
 
+    /// Changes a workflow's cap on jobs in flight (`None`: no cap), in memory and on disk.
+    pub async fn set_max_concurrent_jobs(
+        &self,
+        id: WorkflowId,
+        cap: Option<u32>,
+    ) -> Result<StatusSummary, EngineError> {
+        self.call(|reply| Request::SetMaxConcurrentJobs { id, cap, reply })
+            .await
+    }
+
+    /// A shared runner's claim, limited to the workflows of `owners` (any when `None`).
+    pub async fn claim_shared_for(
+        &self,
+        req: SharedClaimRequest,
+        owners: Option<Vec<String>>,
+    ) -> Result<ClaimResponse, EngineError> {
+        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        self.call(|reply| Request::ClaimShared {
+            req,
+            owners,
+            deadline,
+            reply,
+        })
+        .await
+    }
+
     pub async fn status(&self, id: WorkflowId) -> Result<StatusSummary, EngineError> {
         self.call(|reply| Request::Status { id, reply }).await
     }
@@ -198,5 +224,14 @@ impl Coordinator for EngineHandle {
         })
         .await
         .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn claim_shared(
+        &self,
+        req: SharedClaimRequest,
+    ) -> Result<ClaimResponse, CoordinatorError> {
+        self.claim_shared_for(req, None)
+            .await
+            .map_err(|e| e.to_coordinator_error())
     }
 }

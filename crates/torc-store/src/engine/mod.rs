@@ -22,7 +22,7 @@ pub use handle::{EngineHandle, StatsSnapshot};
 pub use torc_core::sched::LeasePolicy;
 
 use crate::{Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +30,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, ClaimedJob, CoordinatorError, ErrorCode, HeartbeatRequest,
-    HeartbeatResponse, ReportBatch, ReportResponse,
+    HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
 use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
-use torc_core::sched::{SchedError, StatusSummary, WorkflowSched};
+use torc_core::sched::{claim_fair, FairPool, SchedError, StatusSummary, WorkflowSched};
 use torc_core::{Timestamp, WorkflowDef, WorkflowId};
 
 /// Why an engine request failed.
@@ -119,6 +119,17 @@ pub(crate) enum Request {
         deadline: Instant,
         reply: Reply<ClaimResponse>,
     },
+    ClaimShared {
+        req: SharedClaimRequest,
+        owners: Option<Vec<String>>,
+        deadline: Instant,
+        reply: Reply<ClaimResponse>,
+    },
+    SetMaxConcurrentJobs {
+        id: WorkflowId,
+        cap: Option<u32>,
+        reply: Reply<StatusSummary>,
+    },
     Report {
         batch: ReportBatch,
         reply: Reply<ReportResponse>,
@@ -193,6 +204,14 @@ struct Parked {
     seen: u64,
 }
 
+/// A shared runner's claim that found nothing, waiting for any workflow to gain work.
+struct ParkedShared {
+    req: SharedClaimRequest,
+    owners: Option<Vec<String>>,
+    deadline: Instant,
+    reply: Reply<ClaimResponse>,
+}
+
 /// A heartbeat held until its workflow stops being active or its deadline.
 struct ParkedBeat {
     workflow_id: WorkflowId,
@@ -208,8 +227,15 @@ pub(crate) struct Writer {
     store: Store,
     workflows: HashMap<WorkflowId, WorkflowSched>,
     parked: Vec<Parked>,
+    parked_shared: Vec<ParkedShared>,
     beats: Vec<ParkedBeat>,
     config: EngineConfig,
+    /// Every workflow with something to hand out, in the order shared runners are served.
+    pool: FairPool,
+    /// Workflows changed since the pool was last brought up to date.
+    touched: HashSet<WorkflowId>,
+    /// Every active workflow of the database is in memory (done once, for shared runners).
+    all_loaded: bool,
     /// When leases are next checked.
     next_lease_check: Option<Instant>,
     /// Changes of the batch being built, per workflow.
@@ -224,8 +250,12 @@ impl Writer {
             store,
             workflows: HashMap::new(),
             parked: Vec::new(),
+            parked_shared: Vec::new(),
             beats: Vec::new(),
             config,
+            pool: FairPool::new(),
+            touched: HashSet::new(),
+            all_loaded: false,
             next_lease_check: config
                 .leases
                 .map(|policy| Instant::now() + lease_tick(&policy)),
@@ -239,6 +269,7 @@ impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
         loop {
             let wake = (self.parked.iter().map(|p| p.deadline))
+                .chain(self.parked_shared.iter().map(|p| p.deadline))
                 .chain(self.beats.iter().map(|b| b.deadline))
                 .chain(self.next_lease_check)
                 .min();
@@ -271,6 +302,7 @@ impl Writer {
             }
             self.expire_leases();
             self.retry_parked();
+            self.retry_parked_shared();
             self.answer_beats();
             self.commit();
         }
@@ -281,12 +313,38 @@ impl Writer {
         for b in self.beats.drain(..) {
             drop(b.reply.send(Err(EngineError::Stopped)));
         }
+        for p in self.parked_shared.drain(..) {
+            drop(p.reply.send(Err(EngineError::Stopped)));
+        }
     }
 
     fn record(&mut self, id: WorkflowId, changes: Changes) {
         if !changes.is_empty() {
+            self.touched.insert(id);
             self.changes.entry(id).or_default().extend(changes);
         }
+    }
+
+    /// Brings the fair pool up to date with the workflows changed since last time.
+    fn refresh_pool(&mut self) {
+        for id in self.touched.drain() {
+            let key = self.workflows.get(&id).and_then(WorkflowSched::fair_key);
+            self.pool.update(id, key);
+        }
+    }
+
+    /// Loads every active workflow not in memory yet, so that shared runners see them all.
+    fn load_all_active(&mut self) -> Result<(), EngineError> {
+        if self.all_loaded {
+            return Ok(());
+        }
+        for w in self.store.list_workflows()? {
+            if w.state == WorkflowState::Active {
+                self.workflow(w.id)?;
+            }
+        }
+        self.all_loaded = true;
+        Ok(())
     }
 
     /// The workflow's live state, loaded from the database when not in memory.
@@ -307,6 +365,7 @@ impl Writer {
             )?;
             let changes = sched.initialize(now());
             self.workflows.insert(id, sched);
+            self.touched.insert(id);
             self.record(id, changes);
         }
         Ok(self.workflows.get_mut(&id).expect("inserted above"))
@@ -358,6 +417,26 @@ impl Writer {
                 deadline,
                 reply,
             } => self.claim(req, deadline, reply),
+            Request::ClaimShared {
+                req,
+                owners,
+                deadline,
+                reply,
+            } => {
+                let p = ParkedShared {
+                    req,
+                    owners,
+                    deadline,
+                    reply,
+                };
+                if let Some(p) = self.claim_shared(p) {
+                    self.parked_shared.push(p);
+                }
+            }
+            Request::SetMaxConcurrentJobs { id, cap, reply } => {
+                let r = self.set_max_concurrent_jobs(id, cap);
+                self.answers.push(Pending::Status(reply, r));
+            }
             Request::Report { batch, reply } => {
                 let r = self.report(batch);
                 self.answers.push(Pending::Report(reply, r));
@@ -385,6 +464,7 @@ impl Writer {
             }
             Request::Unload { id, reply } => {
                 self.workflows.remove(&id);
+                self.touched.insert(id);
                 self.answers.push(Pending::Unit(reply, Ok(())));
             }
         }
@@ -418,7 +498,13 @@ impl Writer {
             Ok(s) => s,
             Err(e) => return self.answers.push(Pending::Claim(reply, Err(e))),
         };
-        let (jobs, changes) = sched.claim(&req.runner_id, req.limit, req.resources.as_ref(), now());
+        let (jobs, changes) = sched.claim_tagged(
+            &req.runner_id,
+            req.limit,
+            req.resources.as_ref(),
+            req.tags.as_ref(),
+            now(),
+        );
         let state = sched.state();
         let seen = sched.ready_generation();
         if jobs.is_empty() && !state.is_done() && deadline > Instant::now() {
@@ -551,6 +637,70 @@ impl Writer {
         }
     }
 
+    /// A shared runner's claim: jobs picked fairly across the workflows `owners` allows (all
+    /// when `None`). Answered (once the batch commits) when it got jobs, on error, or at its
+    /// deadline; otherwise handed back to be parked.
+    fn claim_shared(&mut self, p: ParkedShared) -> Option<ParkedShared> {
+        if let Err(e) = self.load_all_active() {
+            self.answers.push(Pending::Claim(p.reply, Err(e)));
+            return None;
+        }
+        self.refresh_pool();
+        let owners = p.owners.as_deref();
+        let allowed = |s: &WorkflowSched| match owners {
+            None => true,
+            Some(owners) => s.owner().is_some_and(|o| owners.iter().any(|x| x == o)),
+        };
+        let (jobs, changes) =
+            claim_fair(&mut self.pool, &mut self.workflows, &p.req, allowed, now());
+        if jobs.is_empty() && p.deadline > Instant::now() {
+            return Some(p);
+        }
+        for (id, c) in changes {
+            self.record(id, c);
+        }
+        self.stats.claimed(jobs.len());
+        let response = ClaimResponse {
+            jobs,
+            workflow_state: WorkflowState::Active,
+        };
+        self.answers.push(Pending::Claim(p.reply, Ok(response)));
+        None
+    }
+
+    /// Tries parked shared claims again after a batch that changed any workflow; answers those
+    /// whose deadline came.
+    fn retry_parked_shared(&mut self) {
+        if self.parked_shared.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let changed = !self.touched.is_empty();
+        for p in std::mem::take(&mut self.parked_shared) {
+            if !changed && p.deadline > t {
+                self.parked_shared.push(p);
+                continue;
+            }
+            if let Some(p) = self.claim_shared(p) {
+                self.parked_shared.push(p);
+            }
+        }
+    }
+
+    fn set_max_concurrent_jobs(
+        &mut self,
+        id: WorkflowId,
+        cap: Option<u32>,
+    ) -> Result<StatusSummary, EngineError> {
+        self.workflow(id)?;
+        self.store.set_max_concurrent_jobs(id, cap)?;
+        let sched = self.workflows.get_mut(&id).expect("loaded above");
+        sched.set_max_concurrent_jobs(cap);
+        let summary = sched.summary();
+        self.touched.insert(id);
+        Ok(summary)
+    }
+
     /// Tries parked claims whose workflow gained ready jobs (or ended); expires the rest.
     fn retry_parked(&mut self) {
         if self.parked.is_empty() {
@@ -570,10 +720,11 @@ impl Writer {
             };
             let changed = sched.ready_generation() != p.seen || sched.state().is_done();
             let (jobs, changes) = if changed {
-                sched.claim(
+                sched.claim_tagged(
                     &p.req.runner_id,
                     p.req.limit,
                     p.req.resources.as_ref(),
+                    p.req.tags.as_ref(),
                     now(),
                 )
             } else {
@@ -604,7 +755,9 @@ impl Writer {
                     tracing::error!(error = %e, "commit failed; reloading affected workflows");
                     for id in changes.keys() {
                         self.workflows.remove(id);
+                        self.touched.insert(*id);
                     }
+                    self.all_loaded = false;
                     failure = Some(e.to_string());
                 }
             }
