@@ -1,4 +1,5 @@
-//! `torc-runner`: runs one workflow's jobs on this machine for a torc server. It builds an
+//! `torc-runner`: runs one workflow's jobs (`--workflow ID`), or as a shared runner the jobs of
+//! every workflow it may serve (`--shared`), on this machine for a torc server. It builds an
 //! `HttpClient` for the server and hands it to `torc_runner::run`, which claims jobs that fit,
 //! runs them and reports back; it exits 0 when the workflow is complete (failed jobs included:
 //! the counts are printed), canceled, or idle past `--idle-timeout`; 130 when stopped by a
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use torc_core::api::RunnerTags;
 use torc_core::{RunnerId, WorkflowId};
 use torc_http::HttpClient;
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
@@ -26,8 +28,21 @@ struct Args {
     #[arg(long, env = "TORC_API_URL")]
     url: String,
     /// The workflow whose jobs to run.
+    #[arg(long, required_unless_present = "shared", conflicts_with = "shared")]
+    workflow: Option<i64>,
+    /// Serve every active workflow the server lets this runner serve, picking fairly among them
+    /// (the workflow with the fewest jobs running first); runs until stopped or idle past
+    /// `--idle-timeout`.
     #[arg(long)]
-    workflow: i64,
+    shared: bool,
+    /// Tags this runner offers, comma-separated: it takes a tagged job only if it has all of the
+    /// job's tags, and untagged jobs only with `--run-untagged`. A shared runner without tags
+    /// takes untagged jobs only; a `--workflow` runner without tags takes every job.
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// With `--tags`: take untagged jobs too.
+    #[arg(long)]
+    run_untagged: bool,
     /// CPUs to offer [default: detected].
     #[arg(long)]
     num_cpus: Option<u32>,
@@ -81,12 +96,28 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
     let runner_id =
         (args.runner_id.clone()).unwrap_or_else(|| format!("{host}:{}", std::process::id()));
     let mut config = RunnerConfig::new(
-        WorkflowId(args.workflow),
+        WorkflowId(args.workflow.unwrap_or(0)),
         RunnerId(runner_id),
         capacity(args)?,
         args.output_dir.clone(),
     );
     config.api_url = Some(client.api_url().to_string());
+    config.shared = args.shared;
+    let tags: Vec<String> = args
+        .tags
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if args.run_untagged && tags.is_empty() {
+        bail!("--run-untagged needs --tags (a runner without tags runs untagged jobs anyway)");
+    }
+    if args.shared || !tags.is_empty() {
+        config.tags = Some(RunnerTags {
+            tags,
+            run_untagged: args.run_untagged,
+        });
+    }
     config.heartbeat_interval = Some(
         Duration::try_from_secs_f64(args.heartbeat_secs)
             .ok()
@@ -125,12 +156,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let id = config.workflow_id;
+    let what = if config.shared {
+        "shared runner".to_string()
+    } else {
+        format!("workflow {}", config.workflow_id)
+    };
     let outcome = torc_runner::run(Arc::new(client), config, shutdown).await;
     match outcome {
         Ok(s) => {
             println!(
-                "workflow {id}: {:?}; this runner: {} completed, {} failed, {} terminated, {} refused, {} taken back",
+                "{what}: {:?}; this runner: {} completed, {} failed, {} terminated, {} refused, {} taken back",
                 s.end, s.completed, s.failed, s.terminated, s.refused, s.revoked
             );
             match s.end {
@@ -139,7 +174,7 @@ async fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: workflow {id}: {e}");
+            eprintln!("error: {what}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -4,6 +4,7 @@
 use crate::resources::DetectedResources;
 use std::path::PathBuf;
 use std::time::Duration;
+use torc_core::api::RunnerTags;
 use torc_core::{RunnerId, WorkflowId};
 
 /// How much a runner may run at once.
@@ -65,6 +66,12 @@ pub struct RunnerConfig {
     /// when that is shorter); each heartbeat may wait at the coordinator this long, so that a
     /// cancel reaches the runner at once. `None`: no heartbeats.
     pub heartbeat_interval: Option<Duration>,
+    /// A shared runner: it claims jobs of every workflow the coordinator lets it serve, picked
+    /// fairly, and runs until stopped (or idle past `idle_timeout`); `workflow_id` is unused.
+    pub shared: bool,
+    /// The tags this runner offers. A shared runner always filters by them (none given: only
+    /// untagged jobs); a runner dedicated to one workflow takes every job when `None`.
+    pub tags: Option<RunnerTags>,
 }
 
 impl RunnerConfig {
@@ -93,6 +100,8 @@ impl RunnerConfig {
             time_left: None,
             sample_interval: Some(Self::DEFAULT_SAMPLE_INTERVAL),
             heartbeat_interval: Some(Self::DEFAULT_HEARTBEAT_INTERVAL),
+            shared: false,
+            tags: None,
         }
     }
 

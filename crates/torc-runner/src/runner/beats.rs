@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use torc_core::api::{Coordinator, CoordinatorError, HeartbeatRequest, HeartbeatResponse, HeldJob};
-use torc_core::JobId;
+use torc_core::{JobId, WorkflowId};
 use tracing::{debug, warn};
 
 fn held(job_id: JobId, run_id: u32, attempt_id: u32) -> HeldJob {
@@ -22,6 +22,9 @@ fn held(job_id: JobId, run_id: u32, attempt_id: u32) -> HeldJob {
         attempt_id,
     }
 }
+
+/// The answers to one round of heartbeats: one per workflow the runner holds jobs of.
+pub(super) type BeatAnswers = Vec<(WorkflowId, HeartbeatResponse)>;
 
 impl<C: Coordinator> EventLoop<C> {
     /// The time between heartbeats: the configured interval, or a third of the lease if that
@@ -34,16 +37,29 @@ impl<C: Coordinator> EventLoop<C> {
         })
     }
 
-    /// Everything this runner holds, as the coordinator knows it.
-    fn held_jobs(&self) -> Vec<HeldJob> {
+    /// Everything this runner holds, as the coordinator knows it, by workflow. A runner
+    /// dedicated to one workflow always has an entry for it, held jobs or not.
+    fn held_jobs(&self) -> Vec<(WorkflowId, Vec<HeldJob>)> {
+        let mut out: Vec<(WorkflowId, Vec<HeldJob>)> = Vec::new();
+        if !self.cfg.shared {
+            out.push((self.cfg.workflow_id, Vec::new()));
+        }
+        let mut add = |id: WorkflowId, h: HeldJob| match out.iter_mut().find(|(w, _)| *w == id) {
+            Some((_, list)) => list.push(h),
+            None => out.push((id, vec![h])),
+        };
         let running = self.running.values().map(|r| &r.job);
-        let mut out: Vec<HeldJob> = running
-            .chain(&self.queued)
-            .map(|j| held(j.job_id, j.run_id, j.attempt_id))
-            .collect();
-        let unacked = self.unacked.iter().flat_map(|b| &b.completions);
-        for c in self.completions.iter().chain(unacked) {
-            out.push(held(c.job_id, c.run_id, c.attempt_id));
+        for j in running.chain(&self.queued) {
+            add(j.workflow_id, held(j.job_id, j.run_id, j.attempt_id));
+        }
+        let unacked = self
+            .unacked
+            .iter()
+            .flatten()
+            .flat_map(|b| b.completions.iter().map(move |c| (b.workflow_id, c)));
+        let waiting = self.completions.iter().map(|(w, c)| (*w, c));
+        for (w, c) in waiting.chain(unacked) {
+            add(w, held(c.job_id, c.run_id, c.attempt_id));
         }
         out
     }
@@ -55,29 +71,51 @@ impl<C: Coordinator> EventLoop<C> {
         if self.beat.is_some() || self.next_beat.is_some_and(|t| t > now) {
             return;
         }
-        let req = HeartbeatRequest {
-            workflow_id: self.cfg.workflow_id,
-            runner_id: self.cfg.runner_id.clone(),
-            held: self.held_jobs(),
-            wait_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-        };
-        debug!(held = req.held.len(), "heartbeat");
+        let held = self.held_jobs();
         self.beat_sent = now;
         self.next_beat = None;
+        if held.is_empty() {
+            // A shared runner holding nothing has no lease to renew.
+            self.next_beat = Some(now + interval);
+            return;
+        }
+        // A dedicated runner's one heartbeat waits at the coordinator, so that a cancel comes
+        // back at once; a shared runner's, one per workflow, do not.
+        let wait_ms = if self.cfg.shared {
+            0
+        } else {
+            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)
+        };
+        let runner_id = self.cfg.runner_id.clone();
+        debug!(workflows = held.len(), "heartbeat");
         let coord = Arc::clone(&self.coord);
-        self.beat = Some(Box::pin(async move { coord.heartbeat(req).await }));
+        self.beat = Some(Box::pin(async move {
+            let mut answers = Vec::with_capacity(held.len());
+            for (workflow_id, held) in held {
+                let req = HeartbeatRequest {
+                    workflow_id,
+                    runner_id: runner_id.clone(),
+                    held,
+                    wait_ms,
+                };
+                answers.push((workflow_id, coord.heartbeat(req).await?));
+            }
+            Ok(answers)
+        }));
     }
 
-    pub(super) fn on_beat(&mut self, res: Result<HeartbeatResponse, CoordinatorError>) {
+    pub(super) fn on_beat(&mut self, res: Result<BeatAnswers, CoordinatorError>) {
         let now = Instant::now();
         match res {
-            Ok(resp) => {
+            Ok(answers) => {
                 self.beat_failures = 0;
-                self.lease = resp.lease_ms.map(Duration::from_millis);
-                if !resp.revoked.is_empty() {
-                    self.revoke(&resp.revoked);
+                for (workflow, resp) in answers {
+                    self.lease = resp.lease_ms.map(Duration::from_millis);
+                    if !resp.revoked.is_empty() {
+                        self.revoke(workflow, &resp.revoked);
+                    }
+                    self.observe_workflow(workflow, resp.workflow_state);
                 }
-                self.observe_state(resp.workflow_state);
                 let interval = self.beat_interval().unwrap_or_default();
                 self.next_beat = Some((self.beat_sent + interval).max(now));
             }
@@ -96,16 +134,20 @@ impl<C: Coordinator> EventLoop<C> {
         }
     }
 
-    /// The coordinator took these jobs back: kill what runs, drop what waits, report nothing.
-    fn revoke(&mut self, revoked: &[HeldJob]) {
+    /// The coordinator took these jobs of `workflow` back: kill what runs, drop what waits,
+    /// report nothing.
+    fn revoke(&mut self, workflow: WorkflowId, revoked: &[HeldJob]) {
         let gone: HashSet<(JobId, u32, u32)> = revoked
             .iter()
             .map(|h| (h.job_id, h.run_id, h.attempt_id))
             .collect();
-        let is_gone = |job: JobId, run: u32, attempt: u32| gone.contains(&(job, run, attempt));
+        let is_gone = |w: WorkflowId, job: JobId, run: u32, attempt: u32| {
+            w == workflow && gone.contains(&(job, run, attempt))
+        };
         let now = Instant::now();
         for r in self.running.values_mut() {
-            if is_gone(r.job.job_id, r.job.run_id, r.job.attempt_id) && !r.revoked {
+            let j = &r.job;
+            if is_gone(j.workflow_id, j.job_id, j.run_id, j.attempt_id) && !r.revoked {
                 warn!(job = r.job.job_id.0, name = %r.job.name, attempt = r.job.attempt_id,
                       "the coordinator took this job back (lease lapsed): killing it");
                 r.revoked = true;
@@ -114,9 +156,9 @@ impl<C: Coordinator> EventLoop<C> {
         }
         let before = self.queued.len() + self.completions.len();
         self.queued
-            .retain(|j| !is_gone(j.job_id, j.run_id, j.attempt_id));
+            .retain(|j| !is_gone(j.workflow_id, j.job_id, j.run_id, j.attempt_id));
         self.completions
-            .retain(|c| !is_gone(c.job_id, c.run_id, c.attempt_id));
+            .retain(|(w, c)| !is_gone(*w, c.job_id, c.run_id, c.attempt_id));
         let dropped = before - self.queued.len() - self.completions.len();
         self.counts.revoked += dropped as u64;
         if dropped > 0 {

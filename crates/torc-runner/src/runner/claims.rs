@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, ClaimedJob, Coordinator, CoordinatorError, FreeResources,
+    SharedClaimRequest,
 };
 use tracing::{debug, warn};
 
@@ -39,7 +40,7 @@ impl<C: Coordinator> EventLoop<C> {
             limit,
             resources,
             wait_ms,
-            tags: None,
+            tags: self.cfg.tags.clone(),
         })
     }
 
@@ -92,7 +93,18 @@ impl<C: Coordinator> EventLoop<C> {
         self.claim_not_before = None;
         self.claim_sent = now;
         let coord = Arc::clone(&self.coord);
-        self.claim = Some(Box::pin(async move { coord.claim(req).await }));
+        if self.cfg.shared {
+            let req = SharedClaimRequest {
+                runner_id: req.runner_id,
+                limit: req.limit,
+                resources: req.resources,
+                tags: req.tags.unwrap_or_default(),
+                wait_ms: req.wait_ms,
+            };
+            self.claim = Some(Box::pin(async move { coord.claim_shared(req).await }));
+        } else {
+            self.claim = Some(Box::pin(async move { coord.claim(req).await }));
+        }
     }
 
     pub(super) fn on_claim(&mut self, res: Result<ClaimResponse, CoordinatorError>) {

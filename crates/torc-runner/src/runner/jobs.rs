@@ -1,6 +1,6 @@
 //! Running jobs: starting them, their exits, recovery scripts, and their completion records.
 
-use super::{BoxFut, EventLoop, MAX_PREFETCH_WINDOWS, PREFETCH_BELOW};
+use super::{key_of, BoxFut, EventLoop, JobKey, MAX_PREFETCH_WINDOWS, PREFETCH_BELOW};
 use crate::config::Capacity;
 use crate::monitor::Usage;
 use crate::process::{self, signal_group, RC_RUNNER_ERROR};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::process::Child;
 use tokio::time::Instant;
 use torc_core::api::{ClaimedJob, CompletionReport, Coordinator, StartReport};
-use torc_core::{JobId, Timestamp};
+use torc_core::{Timestamp, WorkflowId};
 use tracing::{debug, error, info, warn};
 
 /// What a running job is doing.
@@ -59,7 +59,7 @@ impl Running {
 }
 
 pub(super) struct Exit {
-    pub(super) job_id: JobId,
+    pub(super) key: JobKey,
     pub(super) attempt_id: u32,
     pub(super) recovery: bool,
     pub(super) status: io::Result<ExitStatus>,
@@ -67,14 +67,14 @@ pub(super) struct Exit {
 
 pub(super) fn wait_for(
     mut child: Child,
-    job_id: JobId,
+    key: JobKey,
     attempt_id: u32,
     recovery: bool,
 ) -> BoxFut<Exit> {
     Box::pin(async move {
         let status = child.wait().await;
         Exit {
-            job_id,
+            key,
             attempt_id,
             recovery,
             status,
@@ -141,7 +141,7 @@ impl<C: Coordinator> EventLoop<C> {
 
     pub(super) fn start_job(&mut self, job: ClaimedJob) {
         let start_time = process::now_timestamp();
-        if self.running.contains_key(&job.job_id) {
+        if self.running.contains_key(&key_of(&job)) {
             error!(
                 job = job.job_id.0,
                 "claimed a job that is already running here"
@@ -156,10 +156,10 @@ impl<C: Coordinator> EventLoop<C> {
                 let now = Instant::now();
                 self.monitor.track(pgid);
                 self.exits
-                    .push(wait_for(child, job.job_id, job.attempt_id, false));
+                    .push(wait_for(child, key_of(&job), job.attempt_id, false));
                 debug!(job = job.job_id.0, name = %job.name, attempt = job.attempt_id, pgid, "job started");
                 self.running.insert(
-                    job.job_id,
+                    key_of(&job),
                     Running {
                         deadline: job.timeout.map(|t| now + t),
                         job,
@@ -207,18 +207,21 @@ impl<C: Coordinator> EventLoop<C> {
     }
 
     pub(super) fn push_start(&mut self, job: &ClaimedJob, start_time: Timestamp) {
-        self.starts.push(StartReport {
-            job_id: job.job_id,
-            attempt_id: job.attempt_id,
-            start_time,
-        });
+        self.starts.push((
+            job.workflow_id,
+            StartReport {
+                job_id: job.job_id,
+                attempt_id: job.attempt_id,
+                start_time,
+            },
+        ));
         self.first_start_at.get_or_insert_with(Instant::now);
     }
 
     pub(super) fn on_exit(&mut self, exit: Exit) {
-        let Some(r) = self.running.get_mut(&exit.job_id) else {
+        let Some(r) = self.running.get_mut(&exit.key) else {
             warn!(
-                job = exit.job_id.0,
+                job = exit.key.1 .0,
                 "exit of a job that is not running here"
             );
             return;
@@ -226,13 +229,13 @@ impl<C: Coordinator> EventLoop<C> {
         if r.job.attempt_id != exit.attempt_id
             || matches!(r.phase, Phase::Recovery { .. }) != exit.recovery
         {
-            warn!(job = exit.job_id.0, "exit of a stale process ignored");
+            warn!(job = exit.key.1 .0, "exit of a stale process ignored");
             return;
         }
         let rc = match exit.status {
             Ok(status) => process::return_code(status),
             Err(e) => {
-                error!(job = exit.job_id.0, error = %e, "cannot wait for a job's process");
+                error!(job = exit.key.1 .0, error = %e, "cannot wait for a job's process");
                 RC_RUNNER_ERROR
             }
         };
@@ -250,7 +253,7 @@ impl<C: Coordinator> EventLoop<C> {
                     None
                 };
                 if let Some(script) = recovery {
-                    info!(job = exit.job_id.0, name = %r.job.name, rc, "running the recovery script");
+                    info!(job = exit.key.1 .0, name = %r.job.name, rc, "running the recovery script");
                     match process::spawn_recovery(script, &r.job, &self.ctx) {
                         Ok(child) => {
                             r.pgid = pgid_of(&child);
@@ -261,16 +264,16 @@ impl<C: Coordinator> EventLoop<C> {
                             };
                             r.kill_at = None;
                             self.exits
-                                .push(wait_for(child, exit.job_id, exit.attempt_id, true));
+                                .push(wait_for(child, exit.key, exit.attempt_id, true));
                         }
                         Err(e) => {
-                            warn!(job = exit.job_id.0, error = %e, "cannot start the recovery script");
-                            self.finish(exit.job_id, rc, end_time, usage, true);
+                            warn!(job = exit.key.1 .0, error = %e, "cannot start the recovery script");
+                            self.finish(exit.key, rc, end_time, usage, true);
                         }
                     }
                     return;
                 }
-                self.finish(exit.job_id, rc, end_time, usage, false);
+                self.finish(exit.key, rc, end_time, usage, false);
             }
             Phase::Recovery {
                 job_rc,
@@ -279,29 +282,29 @@ impl<C: Coordinator> EventLoop<C> {
             } => {
                 let failed = rc != 0 || r.terminated;
                 if failed {
-                    warn!(job = exit.job_id.0, rc, "the recovery script failed");
+                    warn!(job = exit.key.1 .0, rc, "the recovery script failed");
                 }
-                self.finish(exit.job_id, job_rc, end_time, usage, failed);
+                self.finish(exit.key, job_rc, end_time, usage, failed);
             }
         }
     }
 
     pub(super) fn finish(
         &mut self,
-        job_id: JobId,
+        key: JobKey,
         rc: i32,
         end_time: Timestamp,
         usage: Usage,
         recovery_failed: bool,
     ) {
-        let Some(r) = self.running.remove(&job_id) else {
+        let Some(r) = self.running.remove(&key) else {
             return;
         };
         if self.running.is_empty() {
             self.idle_since = Some(Instant::now());
         }
         if r.revoked {
-            debug!(job = job_id.0, "revoked job ended; not reported");
+            debug!(job = key.1 .0, "revoked job ended; not reported");
             self.counts.revoked += 1;
             return;
         }
@@ -312,7 +315,7 @@ impl<C: Coordinator> EventLoop<C> {
         } else {
             self.counts.failed += 1;
         }
-        debug!(job = job_id.0, rc, terminated = r.terminated, "job ended");
+        debug!(job = key.1 .0, rc, terminated = r.terminated, "job ended");
         let wall = Duration::from_millis(end_time.0.saturating_sub(r.start_time.0).max(0) as u64);
         self.mean_runtime = Some(match self.mean_runtime {
             Some(mean) => mean.mul_f64(0.8) + wall.mul_f64(0.2),
@@ -338,8 +341,8 @@ pub(super) fn completion(
     start_time: Timestamp,
     end_time: Timestamp,
     usage: Usage,
-) -> CompletionReport {
-    CompletionReport {
+) -> (WorkflowId, CompletionReport) {
+    let report = CompletionReport {
         job_id: job.job_id,
         run_id: job.run_id,
         attempt_id: job.attempt_id,
@@ -352,5 +355,6 @@ pub(super) fn completion(
         avg_memory_bytes: usage.avg_memory_bytes,
         peak_cpu_percent: usage.peak_cpu_percent,
         avg_cpu_percent: usage.avg_cpu_percent,
-    }
+    };
+    (job.workflow_id, report)
 }

@@ -30,11 +30,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use torc_core::api::{
-    ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, HeartbeatResponse,
-    ReportBatch, ReportResponse, StartReport,
+    ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, ReportBatch,
+    ReportResponse, StartReport,
 };
 use torc_core::changes::WorkflowState;
-use torc_core::JobId;
+use torc_core::{JobId, WorkflowId};
 use tracing::{debug, error, info, warn, Instrument};
 
 mod beats;
@@ -45,6 +45,14 @@ mod reports;
 use jobs::{Exit, Phase, Running};
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A job as the runner tracks it: job ids are local to their workflow, and a shared runner
+/// runs jobs of many.
+pub(crate) type JobKey = (WorkflowId, JobId);
+
+pub(crate) fn key_of(job: &ClaimedJob) -> JobKey {
+    (job.workflow_id, job.job_id)
+}
 
 /// Jobs are prefetched while the moving average of their wall time is below this.
 pub(crate) const PREFETCH_BELOW: Duration = Duration::from_secs(1);
@@ -62,8 +70,8 @@ const STOPPING_REPORT_ATTEMPTS: u32 = 8;
 /// The same after a second shutdown request.
 const HARD_STOP_REPORT_ATTEMPTS: u32 = 2;
 
-/// Runs jobs of `config.workflow_id` until the workflow is done, the idle timeout passes, or
-/// `shutdown` is triggered.
+/// Runs jobs of `config.workflow_id` (of every workflow it may serve, for a shared runner) until
+/// the workflow is done, the idle timeout passes, or `shutdown` is triggered.
 pub async fn run<C: Coordinator>(
     coord: Arc<C>,
     config: RunnerConfig,
@@ -157,7 +165,7 @@ struct EventLoop<C: Coordinator> {
     monitor: Monitor,
     started: Instant,
 
-    running: HashMap<JobId, Running>,
+    running: HashMap<JobKey, Running>,
     /// Jobs claimed ahead of free slots (prefetched), started as soon as they fit.
     queued: VecDeque<ClaimedJob>,
     /// Moving average of recent jobs' wall time: prefetching is for short jobs only.
@@ -174,7 +182,9 @@ struct EventLoop<C: Coordinator> {
     /// While stopping: when to stop waiting for the claim in flight.
     claim_deadline: Option<Instant>,
 
-    beat: Option<BoxFut<Result<HeartbeatResponse, CoordinatorError>>>,
+    beat: Option<BoxFut<Result<beats::BeatAnswers, CoordinatorError>>>,
+    /// Workflows whose cancel this (shared) runner has acted on.
+    canceled: std::collections::HashSet<WorkflowId>,
     beat_sent: Instant,
     /// When to send the next heartbeat (none while one is in flight).
     next_beat: Option<Instant>,
@@ -182,16 +192,17 @@ struct EventLoop<C: Coordinator> {
     /// The coordinator's lease, as its last heartbeat answer said.
     lease: Option<Duration>,
 
-    report: Option<BoxFut<Result<ReportResponse, CoordinatorError>>>,
-    /// The batch in flight, or waiting to be sent again after a transient error.
-    unacked: Option<ReportBatch>,
+    report: Option<BoxFut<Result<Vec<ReportResponse>, CoordinatorError>>>,
+    /// The batches in flight (one per workflow), or waiting to be sent again after a transient
+    /// error.
+    unacked: Option<Vec<ReportBatch>>,
     report_not_before: Option<Instant>,
     report_failures: u32,
     /// No more reports will be sent (rejected, or given up on while stopping).
     reports_closed: bool,
-    starts: Vec<StartReport>,
+    starts: Vec<(WorkflowId, StartReport)>,
     first_start_at: Option<Instant>,
-    completions: Vec<CompletionReport>,
+    completions: Vec<(WorkflowId, CompletionReport)>,
 
     workflow_state: WorkflowState,
     idle_since: Option<Instant>,
@@ -242,6 +253,7 @@ impl<C: Coordinator> EventLoop<C> {
             empty_claims: 0,
             claim_deadline: None,
             beat: None,
+            canceled: std::collections::HashSet::new(),
             beat_sent: now,
             next_beat: Some(now),
             beat_failures: 0,
@@ -481,6 +493,28 @@ impl<C: Coordinator> EventLoop<C> {
             self.error = Some(err);
         }
         self.begin_stop(StopReason::Failed);
+    }
+
+    /// What the coordinator says of one workflow. A dedicated runner follows its workflow; a
+    /// shared runner serves many, so one of them completing means nothing to it, and one being
+    /// canceled stops that workflow's jobs only.
+    fn observe_workflow(&mut self, workflow: WorkflowId, state: WorkflowState) {
+        if !self.cfg.shared {
+            return self.observe_state(state);
+        }
+        if state != WorkflowState::Canceled || !self.canceled.insert(workflow) {
+            return;
+        }
+        warn!(%workflow, "workflow canceled: terminating its jobs");
+        let now = Instant::now();
+        let grace = self.cfg.grace_period;
+        for r in self.running.values_mut() {
+            if r.job.workflow_id == workflow {
+                r.terminate(now, grace, false);
+            }
+        }
+        // The coordinator canceled its queued jobs already.
+        self.queued.retain(|j| j.workflow_id != workflow);
     }
 
     fn observe_state(&mut self, state: WorkflowState) {

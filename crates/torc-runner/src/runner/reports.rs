@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use torc_core::api::{
     CompletionOutcome, Coordinator, CoordinatorError, ReportBatch, ReportResponse,
 };
+use torc_core::WorkflowId;
 use tracing::{debug, error, warn};
 
 impl<C: Coordinator> EventLoop<C> {
@@ -17,12 +18,12 @@ impl<C: Coordinator> EventLoop<C> {
         if self.report.is_some() || self.reports_closed {
             return;
         }
-        let batch = match &self.unacked {
-            Some(batch) => {
+        let batches = match &self.unacked {
+            Some(batches) => {
                 if self.report_not_before.is_some_and(|t| t > now) {
                     return;
                 }
-                batch.clone()
+                batches.clone()
             }
             None => {
                 let starts_due = self
@@ -33,54 +34,88 @@ impl<C: Coordinator> EventLoop<C> {
                 if self.completions.is_empty() && (self.starts.is_empty() || !starts_due) {
                     return;
                 }
-                let batch = ReportBatch {
-                    workflow_id: self.cfg.workflow_id,
-                    runner_id: self.cfg.runner_id.clone(),
-                    starts: std::mem::take(&mut self.starts),
-                    completions: std::mem::take(&mut self.completions),
-                };
+                let batches = self.take_batches();
                 self.first_start_at = None;
-                self.unacked = Some(batch.clone());
-                batch
+                self.unacked = Some(batches.clone());
+                batches
             }
         };
         debug!(
-            starts = batch.starts.len(),
-            completions = batch.completions.len(),
+            batches = batches.len(),
+            completions = batches.iter().map(|b| b.completions.len()).sum::<usize>(),
             "reporting"
         );
         let coord = Arc::clone(&self.coord);
-        self.report = Some(Box::pin(async move { coord.report(batch).await }));
+        // One batch per workflow (a shared runner may hold several), sent one after the other.
+        // A failure sends them all again: reports are idempotent.
+        self.report = Some(Box::pin(async move {
+            let mut answers = Vec::with_capacity(batches.len());
+            for batch in batches {
+                answers.push(coord.report(batch).await?);
+            }
+            Ok(answers)
+        }));
     }
 
-    pub(super) fn on_report(&mut self, res: Result<ReportResponse, CoordinatorError>) {
-        let Some(batch) = self.unacked.take() else {
+    /// The starts and completions waiting, as one batch per workflow.
+    fn take_batches(&mut self) -> Vec<ReportBatch> {
+        let mut batches: Vec<ReportBatch> = Vec::new();
+        let runner = &self.cfg.runner_id;
+        let batch_of = |batches: &mut Vec<ReportBatch>, id: WorkflowId| -> usize {
+            match batches.iter().position(|b| b.workflow_id == id) {
+                Some(i) => i,
+                None => {
+                    batches.push(ReportBatch {
+                        workflow_id: id,
+                        runner_id: runner.clone(),
+                        starts: Vec::new(),
+                        completions: Vec::new(),
+                    });
+                    batches.len() - 1
+                }
+            }
+        };
+        for (id, start) in std::mem::take(&mut self.starts) {
+            let i = batch_of(&mut batches, id);
+            batches[i].starts.push(start);
+        }
+        for (id, completion) in std::mem::take(&mut self.completions) {
+            let i = batch_of(&mut batches, id);
+            batches[i].completions.push(completion);
+        }
+        batches
+    }
+
+    pub(super) fn on_report(&mut self, res: Result<Vec<ReportResponse>, CoordinatorError>) {
+        let Some(batches) = self.unacked.take() else {
             return;
         };
         match res {
-            Ok(resp) => {
+            Ok(answers) => {
                 self.report_failures = 0;
                 self.report_not_before = None;
-                if resp.outcomes.len() != batch.completions.len() {
-                    warn!(
-                        sent = batch.completions.len(),
-                        answered = resp.outcomes.len(),
-                        "report answered with a different number of outcomes"
-                    );
-                }
-                for (c, outcome) in batch.completions.iter().zip(&resp.outcomes) {
-                    if let CompletionOutcome::Refused { reason } = outcome {
-                        warn!(job = c.job_id.0, attempt = c.attempt_id, %reason, "completion refused");
-                        self.counts.refused += 1;
+                for (batch, resp) in batches.iter().zip(answers) {
+                    if resp.outcomes.len() != batch.completions.len() {
+                        warn!(
+                            sent = batch.completions.len(),
+                            answered = resp.outcomes.len(),
+                            "report answered with a different number of outcomes"
+                        );
                     }
+                    for (c, outcome) in batch.completions.iter().zip(&resp.outcomes) {
+                        if let CompletionOutcome::Refused { reason } = outcome {
+                            warn!(job = c.job_id.0, attempt = c.attempt_id, %reason, "completion refused");
+                            self.counts.refused += 1;
+                        }
+                    }
+                    self.counts.reported += batch.completions.len() as u64;
+                    self.observe_workflow(batch.workflow_id, resp.workflow_state);
                 }
-                self.counts.reported += batch.completions.len() as u64;
                 // The commit may have unblocked jobs: skip any idle back-off.
                 if self.claim_failures == 0 {
                     self.claim_not_before = None;
                     self.empty_claims = 0;
                 }
-                self.observe_state(resp.workflow_state);
             }
             Err(e) if e.is_transient() => {
                 self.report_failures += 1;
@@ -91,8 +126,9 @@ impl<C: Coordinator> EventLoop<C> {
                 } else {
                     u32::MAX
                 };
+                let sent: usize = batches.iter().map(|b| b.completions.len()).sum();
                 if self.report_failures >= limit {
-                    let completions = batch.completions.len() + self.completions.len();
+                    let completions = sent + self.completions.len();
                     error!(error = %e, completions, "giving up on reports while stopping");
                     self.reports_closed = true;
                     if self.error.is_none() {
@@ -106,11 +142,11 @@ impl<C: Coordinator> EventLoop<C> {
                 let delay = backoff(self.report_failures, ERROR_BACKOFF);
                 warn!(error = %e, attempt = self.report_failures, ?delay, "report failed; sending it again");
                 self.report_not_before = Some(Instant::now() + delay);
-                self.unacked = Some(batch);
+                self.unacked = Some(batches);
             }
             Err(source) => {
                 self.reports_closed = true;
-                let completions = batch.completions.len();
+                let completions = batches.iter().map(|b| b.completions.len()).sum();
                 self.fail(RunnerError::ReportRejected {
                     completions,
                     source,
