@@ -257,6 +257,141 @@ async fn a_runner_killed_mid_run_has_its_jobs_run_by_another_after_its_lease() {
     server.stop(true).await.unwrap();
 }
 
+/// A `torc-runner --shared` process with `args`, run to its end (idle timeout).
+async fn shared_runner(url: String, name: &str, args: &[&str], out: PathBuf) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_torc-runner"));
+    cmd.args(["--url", &url, "--shared", "--runner-id", name])
+        .args(["--idle-timeout", "3"])
+        .args(args)
+        .arg("--output-dir")
+        .arg(out)
+        .env_remove("TORC_API_URL")
+        .stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_runners_share_out_three_workflows_fairly_and_respect_tags() {
+    let dir = TempDir::new().unwrap();
+    let (server, client) = start(dir.path()).await;
+    let spec = |name: &str, n: u32, tags: &str| {
+        format!(
+            "name: {name}\njobs:\n  - name: j{{i}}\n    command: sleep 0.02\n{tags}    parameters:\n      i: \"1:{n}\"\n"
+        )
+    };
+    let mut ids = Vec::new();
+    for name in ["w1", "w2", "w3"] {
+        let created = client
+            .create_workflow(spec(name, 2000, ""), SpecFormat::Yaml)
+            .await
+            .unwrap();
+        ids.push(created.id);
+    }
+    let gpu = client
+        .create_workflow(spec("gpu", 40, "    tags: [gpu]\n"), SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+
+    let url = server.url();
+    let runners = vec![
+        tokio::spawn(shared_runner(
+            url.clone(),
+            "s1",
+            &["--max-parallel-jobs", "4"],
+            dir.path().join("s1"),
+        )),
+        tokio::spawn(shared_runner(
+            url.clone(),
+            "s2",
+            &["--max-parallel-jobs", "4"],
+            dir.path().join("s2"),
+        )),
+        tokio::spawn(shared_runner(
+            url.clone(),
+            "tagged",
+            &["--max-parallel-jobs", "2", "--tags", "gpu"],
+            dir.path().join("t"),
+        )),
+    ];
+
+    // Sample the jobs in flight per workflow while all three run.
+    let started = tokio::time::Instant::now();
+    let mut finished: Vec<Option<Duration>> = vec![None; 3];
+    let mut spreads = Vec::new();
+    while finished.iter().any(Option::is_none) {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run never ended"
+        );
+        let mut in_flight = Vec::new();
+        let mut ready = Vec::new();
+        for (k, id) in ids.iter().enumerate() {
+            let s = client.status(*id).await.unwrap();
+            if s.state == WorkflowState::Complete && finished[k].is_none() {
+                finished[k] = Some(started.elapsed());
+            }
+            in_flight.push(s.count(JobStatus::Pending) + s.count(JobStatus::Running));
+            ready.push(s.count(JobStatus::Ready));
+        }
+        // Only while every workflow still has jobs waiting: then the pick decides.
+        if ready.iter().all(|&r| r > 0) {
+            let max = *in_flight.iter().max().unwrap();
+            let min = *in_flight.iter().min().unwrap();
+            spreads.push((max - min, in_flight.iter().sum::<u64>()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for r in runners {
+        let out = r.await.unwrap();
+        assert_success(&out);
+    }
+
+    assert!(
+        spreads.len() >= 5,
+        "too few samples while all three ran: {spreads:?}"
+    );
+    for &(spread, total) in &spreads {
+        // Counts are read one workflow after the other while jobs finish, so allow a little
+        // more than the one-job difference a pick leaves.
+        assert!(
+            spread <= 4 + total / 6,
+            "in flight {spread} apart of {total}: {spreads:?}"
+        );
+    }
+    let finished: Vec<Duration> = finished.into_iter().map(Option::unwrap).collect();
+    let first = *finished.iter().min().unwrap();
+    let last = *finished.iter().max().unwrap();
+    assert!(
+        last - first <= last / 5 + Duration::from_millis(500),
+        "finished at {finished:?}"
+    );
+
+    // Every workflow complete; tagged jobs ran only on the tagged runner, which ran nothing else.
+    for id in ids.iter().chain([&gpu]) {
+        let status = client.status(*id).await.unwrap();
+        assert_eq!(status.state, WorkflowState::Complete, "workflow {id}");
+        for r in all_results(&client, *id).await {
+            let on_tagged = r.runner.as_ref().is_some_and(|n| n.0 == "tagged");
+            assert_eq!(
+                on_tagged,
+                *id == gpu,
+                "workflow {id} job {} ran on {:?}",
+                r.job_id,
+                r.runner
+            );
+        }
+    }
+    let worst = spreads.iter().map(|s| s.0).max().unwrap_or(0);
+    eprintln!(
+        "finished at {finished:?}; {} samples, widest spread of jobs in flight {worst}",
+        spreads.len()
+    );
+    server.stop(true).await.unwrap();
+}
+
 /// Awaits every future, concurrently, in order.
 async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
