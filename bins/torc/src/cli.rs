@@ -120,6 +120,31 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cap how many of a workflow's jobs may be pending or running at once (`none`: no cap).
+    /// Takes effect at the next claim; jobs already running are left alone.
+    SetMaxConcurrentJobs {
+        id: i64,
+        /// A number of jobs, at least 1, or `none`.
+        #[arg(value_parser = parse_cap)]
+        max: Cap,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A cap on jobs in flight, `None` for none.
+#[derive(Debug, Clone, Copy)]
+pub struct Cap(pub Option<u32>);
+
+fn parse_cap(s: &str) -> Result<Cap, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Cap(None));
+    }
+    match s.parse::<u32>() {
+        Ok(0) => Err("must be at least 1 (or `none` for no cap)".into()),
+        Ok(n) => Ok(Cap(Some(n))),
+        Err(_) => Err(format!("expected a number of jobs or `none`, got {s:?}")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -320,24 +320,38 @@ pub fn list_results(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `workflows cancel` and `workflows reset`: through the engine or the server.
-pub fn change(global: &Global, id: i64, reset: Option<bool>, json: bool) -> Result<ExitCode> {
+/// A change to a workflow asked for on the command line.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    Cancel,
+    Reset { failed_only: bool },
+    MaxConcurrentJobs(Option<u32>),
+}
+
+/// `workflows cancel`, `reset` and `set-max-concurrent-jobs`: through the engine or the server.
+pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<ExitCode> {
     let id = WorkflowId(id);
     let rt = runtime()?;
     // The change itself; what is printed is the workflow's state read back afterwards.
     match &global.url {
         Some(url) => {
             let client = HttpClient::new(url)?;
-            match reset {
-                Some(failed_only) => rt.block_on(client.reset(id, failed_only))?,
-                None => rt.block_on(client.cancel(id))?,
+            match change {
+                Change::Reset { failed_only } => rt.block_on(client.reset(id, failed_only))?,
+                Change::Cancel => rt.block_on(client.cancel(id))?,
+                Change::MaxConcurrentJobs(cap) => {
+                    rt.block_on(client.set_max_concurrent_jobs(id, cap))?
+                }
             };
         }
         None => {
             let engine = EngineHandle::start(open_existing_store(global)?);
-            match reset {
-                Some(failed_only) => rt.block_on(engine.reset(id, failed_only))?,
-                None => rt.block_on(engine.cancel(id))?,
+            match change {
+                Change::Reset { failed_only } => rt.block_on(engine.reset(id, failed_only))?,
+                Change::Cancel => rt.block_on(engine.cancel(id))?,
+                Change::MaxConcurrentJobs(cap) => {
+                    rt.block_on(engine.set_max_concurrent_jobs(id, cap))?
+                }
             };
         }
     }

@@ -8,6 +8,7 @@ mod table;
 
 use clap::Parser;
 use cli::{Cli, Command, JobsCommand, ResultsCommand, WorkflowsCommand};
+use inspect::Change;
 use std::process::ExitCode;
 
 /// An error that exits with a given code (2 for bad input) after printing its message.
@@ -48,13 +49,19 @@ fn main() -> ExitCode {
             inspect::status(&cli.global, *id, *json)
         }
         Command::Workflows(WorkflowsCommand::Cancel { id, json }) => {
-            inspect::change(&cli.global, *id, None, *json)
+            inspect::change(&cli.global, *id, Change::Cancel, *json)
         }
         Command::Workflows(WorkflowsCommand::Reset {
             id,
             failed_only,
             json,
-        }) => inspect::change(&cli.global, *id, Some(*failed_only), *json),
+        }) => {
+            let failed_only = *failed_only;
+            inspect::change(&cli.global, *id, Change::Reset { failed_only }, *json)
+        }
+        Command::Workflows(WorkflowsCommand::SetMaxConcurrentJobs { id, max, json }) => {
+            inspect::change(&cli.global, *id, Change::MaxConcurrentJobs(max.0), *json)
+        }
         Command::Jobs(JobsCommand::List {
             workflow_id,
             status,

@@ -472,3 +472,62 @@ jobs:
     assert_eq!(once("fast.txt"), 1, "a completed job ran again");
     assert_eq!(once("after.txt"), 1);
 }
+
+#[test]
+fn max_concurrent_jobs_caps_a_run_and_can_be_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "capped.yaml",
+        r#"
+name: capped
+max_concurrent_jobs: 1
+jobs:
+  - name: j{i}
+    command: "echo s >> log; sleep 0.2; echo e >> log"
+    parameters:
+      i: "1:3"
+"#,
+    );
+    let out = torc_in(
+        dir.path(),
+        &["run", spec.to_str().unwrap(), "--max-parallel-jobs", "3"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert_eq!(
+        log, "s\ne\ns\ne\ns\ne\n",
+        "jobs overlapped under a cap of 1"
+    );
+
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "set-max-concurrent-jobs", "1", "2"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "set-max-concurrent-jobs", "1", "none"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "set-max-concurrent-jobs", "1", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("at least 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "set-max-concurrent-jobs", "9", "2"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found"),
+        "{}",
+        text(&out.stderr)
+    );
+}
