@@ -7,7 +7,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, CompletionOutcome, CompletionReport, Coordinator, FreeResources,
-    HeartbeatRequest, ReportBatch, StartReport,
+    HeartbeatRequest, ReportBatch, SharedClaimRequest, StartReport,
 };
 use torc_core::changes::{EventKind, WorkflowState};
 use torc_core::spec::SpecFormat;
@@ -777,5 +777,63 @@ async fn a_cancel_reaches_a_busy_runner_through_its_waiting_heartbeat() {
     assert_eq!(summary.terminated, 2);
     let status = t.client.status(id).await.unwrap();
     assert_eq!(status.count(JobStatus::Terminated), 2);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_claims_and_caps_over_http() {
+    let t = TestServer::start().await;
+    let a = t.create(FLAT5).await;
+    let b = t.create(FLAT5).await;
+    let c = &t.client;
+    let status = c.set_max_concurrent_jobs(b, Some(1)).await.unwrap();
+    assert_eq!(status.workflow_id, b);
+    let req = SharedClaimRequest {
+        runner_id: RunnerId("shared".into()),
+        limit: 4,
+        resources: None,
+        tags: Default::default(),
+        wait_ms: 0,
+    };
+    let got = Coordinator::claim_shared(c, req.clone()).await.unwrap();
+    let from = |w: WorkflowId| got.jobs.iter().filter(|j| j.workflow_id == w).count();
+    assert_eq!(
+        (from(a), from(b)),
+        (3, 1),
+        "b is capped at one job in flight"
+    );
+    c.set_max_concurrent_jobs(b, None).await.unwrap();
+    let more = Coordinator::claim_shared(c, req).await.unwrap();
+    assert!(more.jobs.iter().any(|j| j.workflow_id == b));
+
+    let cap = |id: i64| {
+        t.raw
+            .put(t.url(&format!("/workflows/{id}/max_concurrent_jobs")))
+    };
+    t.expect_error(
+        cap(a.0).json(&serde_json::json!({"max_concurrent_jobs": 0})),
+        422,
+        "invalid_input",
+    )
+    .await;
+    t.expect_error(
+        cap(999).json(&serde_json::json!({"max_concurrent_jobs": 2})),
+        404,
+        "not_found",
+    )
+    .await;
+    t.expect_error(
+        cap(a.0).json(&serde_json::json!({"max": 2})),
+        400,
+        "invalid_input",
+    )
+    .await;
+    let shared = t.raw.post(t.url("/runners/claim"));
+    t.expect_error(
+        shared.json(&serde_json::json!({"runner_id": "s", "limit": 0})),
+        422,
+        "invalid_input",
+    )
+    .await;
     t.stop().await;
 }

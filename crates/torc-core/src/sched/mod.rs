@@ -368,13 +368,19 @@ impl WorkflowSched {
     }
 
     fn set(&mut self, i: usize, status: JobStatus, changes: &mut Changes) {
+        let in_flight = |s: JobStatus| matches!(s, JobStatus::Pending | JobStatus::Running);
+        let was_in_flight = in_flight(self.jobs[i].status);
         self.set_raw(i, status);
         if status == JobStatus::Ready {
             self.ready.push(i as u32);
             self.ready_generation += 1;
         }
-        if !matches!(status, JobStatus::Pending | JobStatus::Running) {
+        if !in_flight(status) {
             self.unhold(i);
+            if was_in_flight && self.max_concurrent.is_some() {
+                // Room under the cap: a claim parked on it may go now.
+                self.ready_generation += 1;
+            }
         }
         self.record_state(i, changes);
     }

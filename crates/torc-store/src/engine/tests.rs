@@ -247,3 +247,145 @@ async fn cancel_ends_parked_claims() {
         .unwrap();
     assert_eq!(got.workflow_state, WorkflowState::Canceled);
 }
+
+fn shared_req(runner: &str, limit: u32, wait_ms: u64) -> SharedClaimRequest {
+    SharedClaimRequest {
+        runner_id: RunnerId(runner.into()),
+        limit,
+        resources: None,
+        tags: Default::default(),
+        wait_ms,
+    }
+}
+
+fn owned(def: WorkflowDef, owner: &str) -> WorkflowDef {
+    WorkflowDef {
+        user: Some(owner.into()),
+        ..def
+    }
+}
+
+#[tokio::test]
+async fn shared_claims_see_workflows_stored_before_the_engine_started() {
+    let (_dir, store) = temp_store();
+    // Two workflows created by an earlier engine, then a restart.
+    let (a, b) = {
+        let engine = EngineHandle::start(store.clone());
+        let a = engine
+            .create_workflow(owned(flat(4), "ann"), None)
+            .await
+            .unwrap();
+        let b = engine
+            .create_workflow(owned(flat(4), "bob"), None)
+            .await
+            .unwrap();
+        (a, b)
+    };
+    let engine = EngineHandle::start(store.clone());
+    let got = engine
+        .claim_shared_for(shared_req("s", 4, 0), None)
+        .await
+        .unwrap();
+    let from = |w: WorkflowId| got.jobs.iter().filter(|j| j.workflow_id == w).count();
+    assert_eq!((from(a), from(b)), (2, 2), "shared out evenly");
+    // A runner limited to bob's workflows gets only those.
+    let bobs = engine
+        .claim_shared_for(shared_req("s", 10, 0), Some(vec!["bob".into()]))
+        .await
+        .unwrap();
+    assert!(bobs.jobs.iter().all(|j| j.workflow_id == b));
+    assert_eq!(bobs.jobs.len(), 2);
+    // Handed out durably.
+    let loaded = store.load_workflow(b).unwrap();
+    assert!(loaded.jobs.iter().all(|j| j.status == JobStatus::Pending));
+}
+
+#[tokio::test]
+async fn a_parked_shared_claim_is_answered_when_any_workflow_gets_work() {
+    let (_dir, store) = temp_store();
+    let engine = EngineHandle::start(store);
+    let a = engine.create_workflow(chain(2), None).await.unwrap();
+    let first = engine.claim(claim_req(a, "own", 1, 0)).await.unwrap().jobs;
+    let waiter = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .claim_shared_for(shared_req("s", 5, 60_000), None)
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    engine.report(batch(a, "own", &first)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the parked shared claim was not woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.jobs.len(), 1);
+    assert_eq!(
+        (got.jobs[0].workflow_id, got.jobs[0].name.as_str()),
+        (a, "j2")
+    );
+}
+
+#[tokio::test]
+async fn raising_a_cap_wakes_a_parked_shared_claim() {
+    let (_dir, store) = temp_store();
+    let engine = EngineHandle::start(store.clone());
+    let def = WorkflowDef {
+        max_concurrent_jobs: Some(1),
+        ..flat(3)
+    };
+    let id = engine.create_workflow(def, None).await.unwrap();
+    let got = engine
+        .claim_shared_for(shared_req("s", 5, 0), None)
+        .await
+        .unwrap();
+    assert_eq!(got.jobs.len(), 1, "capped at one in flight");
+    let waiter = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .claim_shared_for(shared_req("s", 5, 60_000), None)
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    engine.set_max_concurrent_jobs(id, Some(3)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the parked shared claim was not woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.jobs.len(), 2);
+    assert_eq!(
+        store.load_workflow(id).unwrap().def.max_concurrent_jobs,
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn a_completion_under_a_cap_wakes_a_parked_claim() {
+    let (_dir, store) = temp_store();
+    let engine = EngineHandle::start(store);
+    let def = WorkflowDef {
+        max_concurrent_jobs: Some(1),
+        ..flat(2)
+    };
+    let id = engine.create_workflow(def, None).await.unwrap();
+    let first = engine.claim(claim_req(id, "a", 5, 0)).await.unwrap().jobs;
+    assert_eq!(first.len(), 1, "capped at one in flight");
+    let waiter = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.claim(claim_req(id, "b", 5, 60_000)).await })
+    };
+    tokio::task::yield_now().await;
+    // No job becomes ready, but the cap has room again.
+    engine.report(batch(id, "a", &first)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the parked claim was not woken by room under the cap")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.jobs.len(), 1);
+}
