@@ -824,7 +824,7 @@ async fn shared_claims_and_caps_over_http() {
     .await;
     t.expect_error(
         cap(a.0).json(&serde_json::json!({"max": 2})),
-        400,
+        422,
         "invalid_input",
     )
     .await;
