@@ -53,7 +53,13 @@ impl Store {
                 .first(conn)
                 .optional()?
                 .ok_or_else(|| StoreError::workflow_not_found(id))?;
+            let results = results::table
+                .filter(results::workflow_id.eq(w))
+                .filter(results::run_id.eq(workflow.run_id()))
+                .select((results::job_id, results::attempt_id))
+                .load(conn)?;
             Ok(WorkflowRows {
+                results,
                 workflow,
                 requirements: resource_requirements::table
                     .filter(resource_requirements::workflow_id.eq(w))

@@ -543,6 +543,12 @@ pub(crate) struct WorkflowRow {
     max_concurrent_jobs: Option<i32>,
 }
 
+impl WorkflowRow {
+    pub(crate) fn run_id(&self) -> i32 {
+        self.run_id
+    }
+}
+
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = workflows)]
 pub(crate) struct SummaryRow {
@@ -663,6 +669,8 @@ pub(crate) struct WorkflowRows {
     pub job_user_data: Vec<JobUserDataRow>,
     /// `(job id, times lost)` since the last reset; see `read::losses_since_reset`.
     pub losses: Vec<(Option<i32>, i64)>,
+    /// `(job id, attempt)` of every result of the current run.
+    pub results: Vec<(i32, i32)>,
 }
 
 /// Checks that the rows of a table have the ids 1, 2, 3... in order.
@@ -765,6 +773,7 @@ impl WorkflowRows {
                 status: status_from_code("job status", r.status)?,
                 attempt: from_i32("job attempt_id", r.attempt_id)?,
                 losses: 0,
+                last_result: None,
             });
             jobs.push(JobDef {
                 name: r.name,
@@ -827,6 +836,15 @@ impl WorkflowRows {
                 format!("unknown method {:?}", w.jobs_sort_method),
             )
         })?;
+        for (job, attempt) in self.results {
+            let index = usize::try_from(job).ok().and_then(|j| j.checked_sub(1));
+            if let (Some(saved), Ok(attempt)) = (
+                index.and_then(|i| states.get_mut(i)),
+                u32::try_from(attempt),
+            ) {
+                saved.last_result = saved.last_result.max(Some(attempt));
+            }
+        }
         // The event log is a record, not state: an entry that names no job of this workflow
         // counts for nothing rather than making the workflow unloadable.
         for (job, n) in self.losses {

@@ -81,6 +81,9 @@ pub struct SavedJob {
     pub attempt: u32,
     /// Times the job was lost with its runner in the current run.
     pub losses: u32,
+    /// The attempt of its latest result in the current run, if any: a report of that attempt
+    /// sent again after a restart is answered as it was the first time, not refused.
+    pub last_result: Option<u32>,
 }
 
 impl SavedJob {
@@ -89,6 +92,7 @@ impl SavedJob {
             status,
             attempt,
             losses: 0,
+            last_result: None,
         }
     }
 }
@@ -165,11 +169,24 @@ impl WorkflowSched {
                 }
                 JobStatus::Ready => s.ready.push(i as u32),
                 JobStatus::Pending | JobStatus::Running => s.hold(i, ORPHANS),
-                // Only these end by a completion report; canceled and disabled jobs never ran.
-                status @ (JobStatus::Completed | JobStatus::Failed | JobStatus::Terminated) => {
-                    s.jobs[i].done_attempt = s.jobs[i].attempt;
-                    s.jobs[i].done_status = status;
+                _ => {}
+            }
+            // The answer given to the last completion applied: the job's end when it ended
+            // with that attempt, or ready again when it was retried.
+            let job = &mut s.jobs[i];
+            let ended = matches!(
+                job.status,
+                JobStatus::Completed | JobStatus::Failed | JobStatus::Terminated
+            );
+            match jobs[i].last_result {
+                Some(a) if a == job.attempt && ended => {
+                    (job.done_attempt, job.done_status) = (a, job.status);
                 }
+                Some(a) if a < job.attempt => {
+                    (job.done_attempt, job.done_status) = (a, JobStatus::Ready)
+                }
+                // Without results to go by, a job that ended did so by a report.
+                None if ended => (job.done_attempt, job.done_status) = (job.attempt, job.status),
                 _ => {}
             }
         }
@@ -280,6 +297,7 @@ impl WorkflowSched {
             status: j.status,
             attempt: j.attempt,
             losses: j.losses,
+            last_result: (j.done_attempt > 0).then_some(j.done_attempt),
         })
     }
 

@@ -389,3 +389,47 @@ async fn a_completion_under_a_cap_wakes_a_parked_claim() {
         .unwrap();
     assert_eq!(got.jobs.len(), 1);
 }
+
+#[tokio::test]
+async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
+    use torc_core::model::{FailureHandler, FailureRule};
+    let (_dir, store) = temp_store();
+    let mut def = flat(2);
+    def.failure_handlers.push(FailureHandler {
+        name: "retry3".into(),
+        rules: vec![FailureRule {
+            exit_codes: vec![3],
+            match_all_exit_codes: false,
+            recovery_script: None,
+            max_retries: 2,
+        }],
+    });
+    def.jobs[0].failure_handler = Some(0);
+    let (id, jobs, first) = {
+        let engine = EngineHandle::start(store.clone());
+        let id = engine.create_workflow(def, None).await.unwrap();
+        let jobs = engine.claim(claim_req(id, "r", 2, 0)).await.unwrap().jobs;
+        let mut report = batch(id, "r", &jobs);
+        report.completions[0].return_code = 3; // retried
+        let first = engine.report(report).await.unwrap();
+        (id, jobs, first)
+    };
+    assert_eq!(
+        first.outcomes,
+        [
+            CompletionOutcome::Accepted {
+                status: JobStatus::Ready
+            },
+            CompletionOutcome::Accepted {
+                status: JobStatus::Completed
+            }
+        ]
+    );
+    // The runner never saw that answer; after the restart it sends the same report again.
+    let engine = EngineHandle::start(store.clone());
+    let mut report = batch(id, "r", &jobs);
+    report.completions[0].return_code = 3;
+    let again = engine.report(report).await.unwrap();
+    assert_eq!(again.outcomes, first.outcomes);
+    assert_eq!(store.list_results(id, None, 0, 100).unwrap().len(), 2, "applied once");
+}
