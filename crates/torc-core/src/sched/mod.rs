@@ -159,7 +159,7 @@ impl WorkflowSched {
         // Blocked counts are derived, never stored; a blocked job whose dependencies all
         // finished (a crash between two writes cannot cause it, but a hand-edited database can)
         // is re-evaluated by `initialize`.
-        for i in 0..s.jobs.len() {
+        for (i, saved) in jobs.iter().enumerate() {
             match s.jobs[i].status {
                 JobStatus::Blocked => {
                     s.jobs[i].unfinished = s.count_unfinished_deps(i);
@@ -178,7 +178,7 @@ impl WorkflowSched {
                 job.status,
                 JobStatus::Completed | JobStatus::Failed | JobStatus::Terminated
             );
-            match jobs[i].last_result {
+            match saved.last_result {
                 Some(a) if a == job.attempt && ended => {
                     (job.done_attempt, job.done_status) = (a, job.status);
                 }
