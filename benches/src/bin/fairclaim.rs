@@ -21,6 +21,17 @@ struct Args {
     /// Jobs handed out per measurement.
     #[arg(long, default_value_t = 20_000)]
     jobs: usize,
+    /// Only this many workflows, with this many ready jobs each (`W,J`), e.g. to profile one.
+    #[arg(long, value_parser = parse_pair)]
+    only: Option<(usize, usize)>,
+}
+
+fn parse_pair(s: &str) -> Result<(usize, usize), String> {
+    let (w, j) = s.split_once(',').ok_or("expected W,J")?;
+    Ok((
+        w.trim().parse().map_err(|e| format!("{e}"))?,
+        j.trim().parse().map_err(|e| format!("{e}"))?,
+    ))
 }
 
 fn site(workflows: usize, jobs_each: usize) -> (FairPool, HashMap<WorkflowId, WorkflowSched>) {
@@ -74,7 +85,7 @@ fn main() {
         "{:>10} {:>12} {:>14} {:>14}",
         "workflows", "ready each", "claims of 1", "claims of 64"
     );
-    for (w, j) in [
+    let all = [
         (1, 100_000),
         (10, 10_000),
         (100, 1_000),
@@ -82,7 +93,12 @@ fn main() {
         (10_000, 20),
         (100, 100),
         (100, 10_000),
-    ] {
+    ];
+    let configs: Vec<(usize, usize)> = match args.only {
+        Some(one) => vec![one],
+        None => all.to_vec(),
+    };
+    for (w, j) in configs {
         let one = measure(w, j, 1, args.jobs);
         let many = measure(w, j, 64, args.jobs);
         println!("{w:>10} {j:>12} {one:>14.0} {many:>14.0}");

@@ -431,5 +431,9 @@ async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
     report.completions[0].return_code = 3;
     let again = engine.report(report).await.unwrap();
     assert_eq!(again.outcomes, first.outcomes);
-    assert_eq!(store.list_results(id, None, 0, 100).unwrap().len(), 2, "applied once");
+    assert_eq!(
+        store.list_results(id, None, 0, 100).unwrap().len(),
+        2,
+        "applied once"
+    );
 }
