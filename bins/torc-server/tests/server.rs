@@ -23,23 +23,8 @@ use torc_runner::{Capacity, RunnerConfig};
 async fn serves_then_stops_on_sigterm_keeping_what_it_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("server.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
-        .arg("--database")
-        .arg(format!("sqlite:{}", db.display()))
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("torc-server listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let server = ServerProcess::start(&db, 0, "60");
+    let url = server.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let client = HttpClient::new(&url).unwrap();
@@ -49,14 +34,8 @@ async fn serves_then_stops_on_sigterm_keeping_what_it_acknowledged() {
         .await
         .unwrap()
         .id;
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let status = tokio::task::spawn_blocking(move || server.terminate())
         .await
-        .unwrap()
         .unwrap();
     assert!(status.success(), "exit status {status}");
 
@@ -115,6 +94,14 @@ impl ServerProcess {
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and its exit status once it is gone.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: a plain signal to our own child, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.child.wait().unwrap()
     }
 }
 

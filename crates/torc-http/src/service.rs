@@ -286,12 +286,7 @@ impl Service {
     ) -> Result<ClaimResponse, ApiError> {
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
-        if req.limit == 0 || req.limit > self.limits.max_claim {
-            return Err(ApiError::unprocessable(format!(
-                "limit must be 1 to {}, it is {}",
-                self.limits.max_claim, req.limit
-            )));
-        }
+        self.check_limit(req.limit)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
         Ok(self.engine.claim(req).await?)
     }
@@ -304,12 +299,7 @@ impl Service {
         owners: Option<Vec<String>>,
     ) -> Result<ClaimResponse, ApiError> {
         self.check_runner(&req.runner_id)?;
-        if req.limit == 0 || req.limit > self.limits.max_claim {
-            return Err(ApiError::unprocessable(format!(
-                "limit must be 1 to {}, it is {}",
-                self.limits.max_claim, req.limit
-            )));
-        }
+        self.check_limit(req.limit)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
         Ok(self.engine.claim_shared_for(req, owners).await?)
     }
@@ -323,6 +313,17 @@ impl Service {
         Self::check_path_id(path_id, batch.workflow_id)?;
         self.check_runner(&batch.runner_id)?;
         Ok(self.engine.report(batch).await?)
+    }
+
+    /// A claim's job limit: 1 to the server's maximum.
+    fn check_limit(&self, limit: u32) -> Result<(), ApiError> {
+        if limit == 0 || limit > self.limits.max_claim {
+            return Err(ApiError::unprocessable(format!(
+                "limit must be 1 to {}, it is {limit}",
+                self.limits.max_claim
+            )));
+        }
+        Ok(())
     }
 
     fn max_wait_ms(&self) -> u64 {
