@@ -837,3 +837,69 @@ async fn shared_claims_and_caps_over_http() {
     .await;
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_one_workflow_stops_only_its_jobs_on_a_shared_runner() {
+    let t = TestServer::start().await;
+    let long = "name: long\njobs:\n  - name: j{i}\n    command: sleep 600\n    parameters:\n      i: \"1:2\"\n";
+    let short = "name: short\njobs:\n  - name: gate\n    command: sleep 600\n  - name: after\n    command: \"true\"\n    depends_on: [gate]\n";
+    let a = t.create(long).await;
+    let b = t.create(short).await;
+    let mut config = RunnerConfig::new(
+        WorkflowId(0),
+        RunnerId("pool".into()),
+        Capacity::MaxParallelJobs(3),
+        t.dir.path().join("out"),
+    );
+    config.shared = true;
+    config.tags = Some(Default::default());
+    config.heartbeat_interval = Some(Duration::from_millis(100));
+    config.idle_timeout = Some(Duration::from_millis(500));
+    config.sample_interval = None;
+    let shutdown = Shutdown::new();
+    let runner = tokio::spawn(torc_runner::run(
+        Arc::new(t.client.clone()),
+        config,
+        shutdown.clone(),
+    ));
+    let running = |id| {
+        let c = t.client.clone();
+        async move { c.status(id).await.unwrap().count(JobStatus::Running) }
+    };
+    tokio::time::timeout(SAFETY, async {
+        while running(a).await < 2 || running(b).await < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the jobs never ran");
+    t.client.cancel(a).await.unwrap();
+    // a's two jobs end terminated; b's gate keeps running.
+    tokio::time::timeout(SAFETY, async {
+        while t
+            .client
+            .status(a)
+            .await
+            .unwrap()
+            .count(JobStatus::Terminated)
+            < 2
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the cancel never reached the shared runner");
+    assert_eq!(
+        running(b).await,
+        1,
+        "the other workflow's job was stopped too"
+    );
+    shutdown.trigger();
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .expect("the runner did not stop")
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.terminated, 3);
+    t.stop().await;
+}
