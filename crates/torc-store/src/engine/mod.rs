@@ -340,7 +340,10 @@ impl Writer {
         }
         for w in self.store.list_workflows()? {
             if w.state == WorkflowState::Active {
-                self.workflow(w.id)?;
+                // One workflow that cannot be loaded must not keep the pool from the others.
+                if let Err(e) = self.workflow(w.id) {
+                    tracing::error!(workflow = %w.id, error = %e, "cannot load for shared runners");
+                }
             }
         }
         self.all_loaded = true;
