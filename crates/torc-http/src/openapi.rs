@@ -32,19 +32,21 @@ use utoipa::OpenApi;
         handlers::claim,
         handlers::report,
         handlers::heartbeat,
+        handlers::create_token,
         handlers::openapi_json,
         handlers::metrics,
     ),
     components(schemas(
         dto::ErrorBody,
         dto::SpecProblem,
+        dto::TokenScopeSpec,
         schema::JobStatus,
         schema::WorkflowState,
     )),
     tags(
         (name = "workflows", description = "Create, inspect and steer workflows"),
         (name = "runners", description = "The hot path: claims, reports, heartbeats"),
-        (name = "service", description = "The document and the metrics"),
+        (name = "service", description = "The document, the metrics and tokens"),
     )
 )]
 pub struct ApiDoc;
