@@ -148,13 +148,18 @@ pub enum AuthConfigError {
         source: serde_norway::Error,
     },
     #[error("auth configuration {path}: {problem}")]
-    Invalid { path: PathBuf, problem: ConfigProblem },
+    Invalid {
+        path: PathBuf,
+        problem: ConfigProblem,
+    },
 }
 
 /// What is wrong in a configuration that reads as YAML.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigProblem {
-    #[error("{what} name {name:?} must have 1 to {MAX_NAME_BYTES} bytes and no control characters")]
+    #[error(
+        "{what} name {name:?} must have 1 to {MAX_NAME_BYTES} bytes and no control characters"
+    )]
     BadName { what: &'static str, name: String },
     #[error("user {0:?} is listed twice")]
     DuplicateUser(String),
@@ -272,17 +277,16 @@ impl AuthConfig {
             if let Some(other) = hashes.insert(hash, t.name.clone()) {
                 return Err(ConfigProblem::DuplicateHash(other, t.name).into());
             }
-            let scope = match t.scope {
-                None => None,
-                Some(spec) => Some(
-                    config
-                        .check_scope(spec)
-                        .map_err(|reason| ConfigProblem::BadScope {
+            let scope =
+                match t.scope {
+                    None => None,
+                    Some(spec) => Some(config.check_scope(spec).map_err(|reason| {
+                        ConfigProblem::BadScope {
                             token: t.name.clone(),
                             reason,
-                        })?,
-                ),
-            };
+                        }
+                    })?),
+                };
             let grant = config
                 .grant(t.name.clone(), t.user, scope)
                 .map_err(|user| ConfigProblem::UnknownUser {
@@ -708,7 +712,6 @@ impl Auth {
         }
         Ok(&self.require_enabled()?.config)
     }
-
 }
 
 fn describe(scope: &TokenScope) -> String {
@@ -800,7 +803,15 @@ tokens:
     fn config_text() -> String {
         let mut text = CONFIG.to_string();
         // Longest first: `HASH_ANA` is a prefix of `HASH_ANA_RUNNER`.
-        for name in ["ANA_RUNNER", "ROOT_RUNNER", "ANA", "CY", "ROOT", "WF7", "LAB"] {
+        for name in [
+            "ANA_RUNNER",
+            "ROOT_RUNNER",
+            "ANA",
+            "CY",
+            "ROOT",
+            "WF7",
+            "LAB",
+        ] {
             text = text.replace(&format!("HASH_{name}"), &hash_token(name));
         }
         text
@@ -827,7 +838,12 @@ tokens:
         let auth = auth();
         let p = who(&auth, "ANA");
         assert_eq!(p.user(), Some("ana"));
-        for bad in [None, Some("Bearer nope"), Some("Basic ANA"), Some("Bearer ")] {
+        for bad in [
+            None,
+            Some("Bearer nope"),
+            Some("Basic ANA"),
+            Some("Bearer "),
+        ] {
             let e = auth.authenticate(bad.map(str::as_bytes)).unwrap_err();
             assert_eq!(e.kind, ApiErrorKind::Unauthorized, "{bad:?}");
         }
@@ -977,7 +993,10 @@ tokens:
         assert!(e.contains("auth.yaml"), "{e}");
         std::fs::write(&path, "users: [{name: a, groups: [x]}]\ntokens: [{}]").unwrap();
         let e = AuthConfig::load(&path).unwrap_err().to_string();
-        assert!(e.contains("auth.yaml") && e.contains("missing field"), "{e}");
+        assert!(
+            e.contains("auth.yaml") && e.contains("missing field"),
+            "{e}"
+        );
         assert!(AuthConfig::from_yaml("").unwrap().users.is_empty());
     }
 

@@ -86,12 +86,10 @@ impl ClientError {
             }
             ClientError::InvalidUrl { .. }
             | ClientError::InvalidToken
-            | ClientError::Decode { .. } => {
-                CoordinatorError::Rejected {
-                    code: ErrorCode::Internal,
-                    message: self.to_string(),
-                }
-            }
+            | ClientError::Decode { .. } => CoordinatorError::Rejected {
+                code: ErrorCode::Internal,
+                message: self.to_string(),
+            },
         }
     }
 }

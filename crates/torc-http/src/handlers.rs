@@ -3,11 +3,11 @@
 //! Every handler but the OpenAPI document's takes the caller's [`Principal`] first, so that a
 //! request without a valid token is answered 401 before anything else is read.
 
-use crate::dto::{
-    CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery, ResetRequest, ResultPage,
-    ResultsQuery, SpecQuery, TokenRequest, Workflow, WorkflowStatus,
-};
 use crate::auth::Principal;
+use crate::dto::{
+    CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery,
+    ResetRequest, ResultPage, ResultsQuery, SpecQuery, TokenRequest, Workflow, WorkflowStatus,
+};
 use crate::error::ApiError;
 use crate::openapi::schema;
 use crate::service::{spec_format, Service};
@@ -112,7 +112,12 @@ pub async fn cancel_workflow(who: Principal, svc: Svc, id: web::Path<i64>) -> An
         (status = 409, description = "Jobs are pending or running", body = ErrorBody),
     )
 )]
-pub async fn reset_workflow(who: Principal, svc: Svc, id: web::Path<i64>, body: web::Bytes) -> Answer {
+pub async fn reset_workflow(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    body: web::Bytes,
+) -> Answer {
     let req = ResetRequest::from_body(&body)?;
     ok(svc.reset(&who, WorkflowId(*id), req.failed_only).await?)
 }
@@ -137,7 +142,12 @@ pub async fn resume_workflow(who: Principal, svc: Svc, id: web::Path<i64>) -> An
         (status = 404, body = ErrorBody),
     )
 )]
-pub async fn list_jobs(who: Principal, svc: Svc, id: web::Path<i64>, q: web::Query<JobsQuery>) -> Answer {
+pub async fn list_jobs(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<JobsQuery>,
+) -> Answer {
     ok(svc.jobs(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
@@ -151,7 +161,12 @@ pub async fn list_jobs(who: Principal, svc: Svc, id: web::Path<i64>, q: web::Que
         (status = 404, body = ErrorBody),
     )
 )]
-pub async fn list_results(who: Principal, svc: Svc, id: web::Path<i64>, q: web::Query<ResultsQuery>) -> Answer {
+pub async fn list_results(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<ResultsQuery>,
+) -> Answer {
     ok(svc.results(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
@@ -165,7 +180,12 @@ pub async fn list_results(who: Principal, svc: Svc, id: web::Path<i64>, q: web::
         (status = 404, body = ErrorBody),
     )
 )]
-pub async fn list_events(who: Principal, svc: Svc, id: web::Path<i64>, q: web::Query<PageQuery>) -> Answer {
+pub async fn list_events(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<PageQuery>,
+) -> Answer {
     ok(svc.events(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
@@ -181,7 +201,12 @@ pub async fn list_events(who: Principal, svc: Svc, id: web::Path<i64>, q: web::Q
         (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
     )
 )]
-pub async fn claim(who: Principal, svc: Svc, id: web::Path<i64>, req: web::Json<ClaimRequest>) -> Answer {
+pub async fn claim(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    req: web::Json<ClaimRequest>,
+) -> Answer {
     ok(svc.claim(&who, WorkflowId(*id), req.into_inner()).await?)
 }
 
@@ -197,8 +222,15 @@ pub async fn claim(who: Principal, svc: Svc, id: web::Path<i64>, req: web::Json<
         (status = 413, body = ErrorBody),
     )
 )]
-pub async fn report(who: Principal, svc: Svc, id: web::Path<i64>, batch: web::Json<ReportBatch>) -> Answer {
-    ok(svc.report(&who, WorkflowId(*id), batch.into_inner()).await?)
+pub async fn report(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    batch: web::Json<ReportBatch>,
+) -> Answer {
+    ok(svc
+        .report(&who, WorkflowId(*id), batch.into_inner())
+        .await?)
 }
 
 /// A runner is alive and holds these jobs: renews its lease on them. Answered at once when some
@@ -215,8 +247,15 @@ pub async fn report(who: Principal, svc: Svc, id: web::Path<i64>, batch: web::Js
         (status = 422, description = "Out-of-range runner id", body = ErrorBody),
     )
 )]
-pub async fn heartbeat(who: Principal, svc: Svc, id: web::Path<i64>, req: web::Json<HeartbeatRequest>) -> Answer {
-    ok(svc.heartbeat(&who, WorkflowId(*id), req.into_inner()).await?)
+pub async fn heartbeat(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    req: web::Json<HeartbeatRequest>,
+) -> Answer {
+    ok(svc
+        .heartbeat(&who, WorkflowId(*id), req.into_inner())
+        .await?)
 }
 
 /// Create a bearer token (admins only). The token is in this answer and nowhere else: the

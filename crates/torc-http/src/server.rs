@@ -322,7 +322,10 @@ mod tests {
         let err = Server::start(config).await.err().unwrap();
         assert!(matches!(err, ServerError::AuthRequired { .. }));
         let text = err.to_string();
-        assert!(text.contains("--auth-config") && text.contains("0.0.0.0"), "{text}");
+        assert!(
+            text.contains("--auth-config") && text.contains("0.0.0.0"),
+            "{text}"
+        );
         assert!(
             !dir.path().join("t.db").exists(),
             "refused before opening the database"

@@ -276,17 +276,29 @@ impl Service {
         Ok(())
     }
 
-    pub async fn status(&self, who: &Principal, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
+    pub async fn status(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<WorkflowStatus, ApiError> {
         self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(id, self.engine.status(id).await?))
     }
 
-    pub async fn cancel(&self, who: &Principal, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
+    pub async fn cancel(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<WorkflowStatus, ApiError> {
         self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(id, self.engine.cancel(id).await?))
     }
 
-    pub async fn resume(&self, who: &Principal, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
+    pub async fn resume(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<WorkflowStatus, ApiError> {
         self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(id, self.engine.resume(id).await?))
     }
@@ -308,7 +320,8 @@ impl Service {
         &self,
         who: &Principal,
         id: WorkflowId,
-        q: JobsQuery) -> Result<JobPage, ApiError> {
+        q: JobsQuery,
+    ) -> Result<JobPage, ApiError> {
         self.allow(who, id, Access::Manage).await?;
         let status = match q.status.as_deref() {
             None | Some("") => None,
@@ -332,7 +345,8 @@ impl Service {
         &self,
         who: &Principal,
         id: WorkflowId,
-        q: ResultsQuery) -> Result<ResultPage, ApiError> {
+        q: ResultsQuery,
+    ) -> Result<ResultPage, ApiError> {
         self.allow(who, id, Access::Manage).await?;
         let job = match q.job {
             Some(0) => return Err(ApiError::bad_request("job ids start at 1")),
@@ -352,7 +366,8 @@ impl Service {
         &self,
         who: &Principal,
         id: WorkflowId,
-        q: PageQuery) -> Result<EventPage, ApiError> {
+        q: PageQuery,
+    ) -> Result<EventPage, ApiError> {
         self.allow(who, id, Access::Manage).await?;
         let (offset, limit) = self.page(q.offset, q.limit);
         let store = self.store.clone();
