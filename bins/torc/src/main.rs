@@ -7,7 +7,7 @@ mod run;
 mod table;
 
 use clap::Parser;
-use cli::{Cli, Command, JobsCommand, ResultsCommand, WorkflowsCommand};
+use cli::{Cli, Command, JobsCommand, ResultsCommand, TokensCommand, WorkflowsCommand};
 use std::process::ExitCode;
 
 /// An error that exits with a given code (2 for bad input) after printing its message.
@@ -75,6 +75,23 @@ fn main() -> ExitCode {
             limit,
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+        Command::Tokens(TokensCommand::Create {
+            user,
+            name,
+            workflow,
+            group,
+            for_user,
+            json,
+        }) => {
+            let scope = (workflow.is_some() || group.is_some() || for_user.is_some()).then(|| {
+                torc_http::TokenScopeSpec {
+                    workflow: *workflow,
+                    user: for_user.clone(),
+                    group: group.clone(),
+                }
+            });
+            inspect::create_token(&cli.global, user, name.as_deref(), scope, *json)
+        }
     };
     match result {
         Ok(code) => code,
