@@ -1,6 +1,8 @@
 //! The `torc-server` binary: it listens where it says, serves, and on SIGTERM stops gracefully
 //! with everything acknowledged on disk; killed with SIGKILL and restarted, it carries on where
 //! it was, and a runner killed with SIGKILL has its jobs run elsewhere once its lease lapses.
+//! Without an auth configuration it will not listen beyond loopback; with one, every request
+//! needs a token, and `hash-token`/`new-token` write the configuration's lines.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};

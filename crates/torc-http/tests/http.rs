@@ -344,6 +344,7 @@ async fn openapi_document_lists_the_paths() {
         "/torc-service/v1/workflows/{id}/claim",
         "/torc-service/v1/workflows/{id}/report",
         "/torc-service/v1/workflows/{id}/heartbeat",
+        "/torc-service/v1/tokens",
         "/torc-service/v1/openapi.json",
         "/metrics",
     ] {
@@ -356,6 +357,8 @@ async fn openapi_document_lists_the_paths() {
         "ReportBatch",
         "ErrorBody",
         "JobStatus",
+        "TokenRequest",
+        "CreatedToken",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
