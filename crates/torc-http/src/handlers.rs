@@ -278,7 +278,7 @@ pub async fn create_token(who: Principal, svc: Svc, req: web::Json<TokenRequest>
 
 /// This document.
 #[utoipa::path(
-    get, path = "/torc-service/v1/openapi.json", tag = "service",
+    get, path = "/torc-service/v1/openapi.json", tag = "service", security(()),
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
 )]
 pub async fn openapi_json(doc: web::Data<OpenApiText>) -> HttpResponse {
