@@ -183,7 +183,7 @@ struct User {
 }
 
 /// Users, groups and the tokens of the configuration file, checked.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthConfig {
     users: BTreeMap<String, User>,
     /// Group name → its members.

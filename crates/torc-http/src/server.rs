@@ -14,7 +14,7 @@ use torc_store::engine::{EngineConfig, EngineHandle, LeasePolicy};
 use torc_store::{Store, StoreError};
 
 /// How to run a server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// `sqlite:PATH`, `sqlite://PATH` or a plain path (created if missing).
     pub database: String,

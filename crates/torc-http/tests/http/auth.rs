@@ -448,6 +448,12 @@ async fn listings_show_what_the_caller_may_see_and_creators_own_their_workflows(
     );
     let forged = client(&t, &format!("{ANA}x"));
     assert_eq!(forged.status(a).await.unwrap_err().status(), Some(401));
+    // The token is checked before the body is read: a malformed body without one is still 401.
+    let rb = t
+        .raw
+        .post(t.url(&format!("/workflows/{a}/claim")))
+        .body("not json");
+    t.expect_error(rb, 401, "unauthorized").await;
     t.stop().await;
 }
 
