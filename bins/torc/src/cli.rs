@@ -196,4 +196,11 @@ pub enum TokensCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the server's tokens: names, users and scopes (never the tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token made with `tokens create`; it stops working at once.
+    Revoke { name: String },
 }

@@ -345,6 +345,19 @@ pub fn change(global: &Global, id: i64, reset: Option<bool>, json: bool) -> Resu
     print_status(&summary, &counts, json)
 }
 
+/// The server that `tokens` commands talk to.
+fn token_server(global: &Global) -> Result<HttpClient> {
+    match &global.url {
+        Some(url) => global.client(url),
+        None => Err(Exit {
+            code: 2,
+            message: "tokens are a server's: give --url (or TORC_API_URL) and an admin's --token"
+                .into(),
+        }
+        .into()),
+    }
+}
+
 /// `tokens create`: asks the server for a token and prints it.
 pub fn create_token(
     global: &Global,
@@ -353,20 +366,13 @@ pub fn create_token(
     scope: Option<TokenScopeSpec>,
     json: bool,
 ) -> Result<ExitCode> {
-    let Some(url) = &global.url else {
-        return Err(Exit {
-            code: 2,
-            message: "tokens are a server's: give --url (or TORC_API_URL) and an admin's --token"
-                .into(),
-        }
-        .into());
-    };
+    let client = token_server(global)?;
     let request = TokenRequest {
         user: user.to_string(),
         name: name.map(str::to_string),
         scope,
     };
-    let created = runtime()?.block_on(global.client(url)?.create_token(&request))?;
+    let created = runtime()?.block_on(client.create_token(&request))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&created)?);
     } else {
@@ -376,5 +382,47 @@ pub fn create_token(
         );
         println!("{}", created.token);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens list`.
+pub fn list_tokens(global: &Global, json: bool) -> Result<ExitCode> {
+    let client = token_server(global)?;
+    let tokens = runtime()?.block_on(client.list_tokens())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let scope = match &t.scope {
+                None => "-".to_string(),
+                Some(s) => match (s.workflow, &s.user, &s.group) {
+                    (Some(w), _, _) => format!("workflow {w}"),
+                    (_, Some(u), _) => format!("user {u}"),
+                    (_, _, Some(g)) => format!("group {g}"),
+                    _ => "-".to_string(),
+                },
+            };
+            let created = t.created_at.map_or("-".to_string(), time);
+            vec![
+                t.name.clone(),
+                t.user.clone(),
+                scope,
+                t.source.clone(),
+                created,
+            ]
+        })
+        .collect();
+    table::print(&["NAME", "USER", "SCOPE", "SOURCE", "CREATED"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens revoke NAME`.
+pub fn revoke_token(global: &Global, name: &str) -> Result<ExitCode> {
+    let client = token_server(global)?;
+    runtime()?.block_on(client.revoke_token(name))?;
+    eprintln!("token {name:?} revoked");
     Ok(ExitCode::SUCCESS)
 }

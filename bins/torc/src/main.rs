@@ -92,6 +92,8 @@ fn main() -> ExitCode {
             });
             inspect::create_token(&cli.global, user, name.as_deref(), scope, *json)
         }
+        Command::Tokens(TokensCommand::List { json }) => inspect::list_tokens(&cli.global, *json),
+        Command::Tokens(TokensCommand::Revoke { name }) => inspect::revoke_token(&cli.global, name),
     };
     match result {
         Ok(code) => code,

@@ -545,6 +545,29 @@ tokens: [{{name: ana, user: ana, sha256: {}}}, {{name: root, user: root, sha256:
         "HELLO\ndlrow\n"
     );
 
+    // Listed, then revoked: it stops working.
+    let out = as_token(Some("root-token"), &["tokens", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("workflow 1") && listed.contains("config"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&plain), "{listed}");
+    let listed: Value =
+        serde_json::from_slice(&as_token(Some("root-token"), &["tokens", "list", "--json"]).stdout)
+            .unwrap();
+    let runner_name = created["name"].as_str().unwrap();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == runner_name));
+    let out = as_token(Some("root-token"), &["tokens", "revoke", runner_name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = as_token(Some(&runner_token), &["workflows", "status", "1"]);
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
     // Only an admin makes tokens, and only on a server.
     let out = as_token(Some("ana-token"), &["tokens", "create", "--user", "ana"]);
     assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));

@@ -339,6 +339,11 @@ impl AuthConfig {
         self.users.contains_key(user)
     }
 
+    /// The configuration file's tokens, in its order.
+    pub fn tokens(&self) -> impl Iterator<Item = &TokenHolder> {
+        self.tokens.iter().map(|(_, t)| t)
+    }
+
     /// Whether a token of this name is in the configuration file.
     pub fn has_token_named(&self, name: &str) -> bool {
         self.tokens.iter().any(|(_, t)| t.token == name)
@@ -585,6 +590,22 @@ impl Auth {
         Ok(())
     }
 
+    /// Forgets a token created through the API (already deleted from the database).
+    pub(crate) fn remove_token(&self, record: &TokenRecord) -> Result<(), ApiError> {
+        let enabled = self.require_enabled()?;
+        let hash = parse_hex_digest(&record.sha256)
+            .map_err(|r| ApiError::new(ApiErrorKind::Internal, r))?;
+        let mut tokens = enabled
+            .tokens
+            .write()
+            .map_err(|_| ApiError::new(ApiErrorKind::Internal, "token table poisoned"))?;
+        // A hash also in the file stays: the file's token is not the API's to revoke.
+        if !enabled.config.tokens.iter().any(|(h, _)| *h == hash) {
+            tokens.remove(&hash);
+        }
+        Ok(())
+    }
+
     fn require_enabled(&self) -> Result<&Enabled, ApiError> {
         self.inner.as_deref().ok_or_else(|| {
             ApiError::unprocessable(
@@ -698,7 +719,7 @@ impl Auth {
         }
     }
 
-    /// Whether `who` may create tokens: admins only (with authentication on).
+    /// Whether `who` may create, list and revoke tokens: admins only (with authentication on).
     pub fn may_create_tokens(&self, who: &Principal) -> Result<&AuthConfig, ApiError> {
         match who {
             Principal::Token(h) if h.scope.is_some() => return Err(runner_only(h)),

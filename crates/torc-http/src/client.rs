@@ -3,7 +3,7 @@
 
 use crate::dto::{
     CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest, ResultPage,
-    SpecProblem, TokenRequest, Workflow, WorkflowStatus,
+    SpecProblem, TokenInfo, TokenRequest, Workflow, WorkflowStatus,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -272,6 +272,32 @@ impl HttpClient {
     /// Creates a token (admins only); the answer holds the token, which the server does not keep.
     pub async fn create_token(&self, req: &TokenRequest) -> Result<CreatedToken, ClientError> {
         self.post(format!("{}/tokens", self.api), req).await
+    }
+
+    /// Every token, without the tokens themselves (admins only).
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get(format!("{}/tokens", self.api)).await
+    }
+
+    /// Revokes a token made through the API (admins only).
+    pub async fn revoke_token(&self, name: &str) -> Result<(), ClientError> {
+        let mut url = reqwest::Url::parse(&format!("{}/tokens/", self.api)).map_err(|_| {
+            ClientError::InvalidUrl {
+                url: self.api.clone(),
+                reason: "cannot add a token name to it",
+            }
+        })?;
+        url.path_segments_mut()
+            .map_err(|_| ClientError::InvalidUrl {
+                url: self.api.clone(),
+                reason: "cannot add a token name to it",
+            })?
+            .pop_if_empty()
+            .push(name);
+        let url = url.to_string();
+        self.send_raw(self.request(Method::DELETE, &url), &url)
+            .await
+            .map(drop)
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<Workflow>, ClientError> {

@@ -372,6 +372,21 @@ pub struct CreatedToken {
     pub token: String,
 }
 
+/// A token as listed (`GET /tokens`): never the token, nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScopeSpec>,
+    /// `config` (the server's auth file: change it there) or `api` (made by an admin).
+    pub source: String,
+    /// When an admin made it (milliseconds since the Unix epoch); absent for the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub created_at: Option<Timestamp>,
+}
+
 /// `?offset=&limit=`
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

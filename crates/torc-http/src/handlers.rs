@@ -6,7 +6,8 @@
 use crate::auth::Principal;
 use crate::dto::{
     CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery,
-    ResetRequest, ResultPage, ResultsQuery, SpecQuery, TokenRequest, Workflow, WorkflowStatus,
+    ResetRequest, ResultPage, ResultsQuery, SpecQuery, TokenInfo, TokenRequest, Workflow,
+    WorkflowStatus,
 };
 use crate::error::ApiError;
 use crate::openapi::schema;
@@ -276,6 +277,35 @@ pub async fn create_token(who: Principal, svc: Svc, req: web::Json<TokenRequest>
     Ok(HttpResponse::Created().json(created))
 }
 
+/// Every token (admins only): names, users and scopes, never a token or its hash.
+#[utoipa::path(
+    get, path = "/torc-service/v1/tokens", tag = "service",
+    responses(
+        (status = 200, body = Vec<TokenInfo>),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not an admin, or a runner token", body = ErrorBody),
+    )
+)]
+pub async fn list_tokens(who: Principal, svc: Svc) -> Answer {
+    ok(svc.list_tokens(&who).await?)
+}
+
+/// Revoke a token made through the API (admins only); it stops working at once.
+#[utoipa::path(
+    delete, path = "/torc-service/v1/tokens/{name}", tag = "service",
+    params(("name" = String, Path, description = "Token name")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Not an admin, or a runner token", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "A token of the auth configuration", body = ErrorBody),
+    )
+)]
+pub async fn revoke_token(who: Principal, svc: Svc, name: web::Path<String>) -> Answer {
+    svc.revoke_token(&who, name.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// This document.
 #[utoipa::path(
     get, path = "/torc-service/v1/openapi.json", tag = "service", security(()),
@@ -334,6 +364,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
             .app_data(report_json)
             .route(web::post().to(heartbeat)),
     )
-    .route("/tokens", web::post().to(create_token))
+    .service(
+        web::resource("/tokens")
+            .route(web::get().to(list_tokens))
+            .route(web::post().to(create_token)),
+    )
+    .route("/tokens/{name}", web::delete().to(revoke_token))
     .route("/openapi.json", web::get().to(openapi_json));
 }

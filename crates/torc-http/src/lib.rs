@@ -39,7 +39,7 @@ pub use auth::{Auth, AuthConfig, AuthConfigError, Principal};
 pub use client::{ClientError, HttpClient, API_PREFIX};
 pub use dto::{
     CreatedToken, CreatedWorkflow, ErrorBody, EventPage, Job, JobPage, JobResult, ResultPage,
-    SpecProblem, TokenRequest, TokenScopeSpec, Workflow, WorkflowEvent, WorkflowStatus,
+    SpecProblem, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowEvent, WorkflowStatus,
 };
 pub use error::{ApiError, ApiErrorKind};
 pub use metrics::parse_sample;

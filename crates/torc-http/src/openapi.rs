@@ -33,6 +33,8 @@ use utoipa::OpenApi;
         handlers::report,
         handlers::heartbeat,
         handlers::create_token,
+        handlers::list_tokens,
+        handlers::revoke_token,
         handlers::openapi_json,
         handlers::metrics,
     ),

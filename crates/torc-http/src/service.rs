@@ -6,7 +6,7 @@
 use crate::auth::{self, Access, Auth, Owner, Principal};
 use crate::dto::{
     CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage,
-    ResultsQuery, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
+    ResultsQuery, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
 };
 use crate::error::{ApiError, ApiErrorKind};
 use crate::metrics::RequestMetrics;
@@ -500,6 +500,58 @@ impl Service {
             scope: record.scope.as_ref().map(TokenScopeSpec::from),
             token,
         })
+    }
+
+    /// Every token (admins only): the configuration's, then those made through the API. Never
+    /// a token or its hash.
+    pub async fn list_tokens(&self, who: &Principal) -> Result<Vec<TokenInfo>, ApiError> {
+        let config = self.auth.may_create_tokens(who)?;
+        let mut out: Vec<TokenInfo> = config
+            .tokens()
+            .map(|t| TokenInfo {
+                name: t.token.clone(),
+                user: t.user.clone(),
+                scope: t.scope.as_ref().map(TokenScopeSpec::from),
+                source: "config".into(),
+                created_at: None,
+            })
+            .collect();
+        let store = self.store.clone();
+        let stored = blocking(move || store.list_tokens()).await?;
+        out.extend(stored.into_iter().map(|t| TokenInfo {
+            scope: t.scope.as_ref().map(TokenScopeSpec::from),
+            name: t.name,
+            user: t.user,
+            source: "api".into(),
+            created_at: Some(t.created_at),
+        }));
+        Ok(out)
+    }
+
+    /// Revokes a token made through the API (admins only): it stops working at once. The
+    /// configuration's tokens are changed in the file.
+    pub async fn revoke_token(&self, who: &Principal, name: String) -> Result<(), ApiError> {
+        let config = self.auth.may_create_tokens(who)?;
+        if config.has_token_named(&name) {
+            return Err(ApiError::new(
+                ApiErrorKind::Conflict,
+                format!(
+                    "token {name:?} is in the auth configuration: remove it from the file and \
+                     restart the server"
+                ),
+            ));
+        }
+        let store = self.store.clone();
+        let wanted = name.clone();
+        let Some(record) = blocking(move || store.delete_token(&wanted)).await? else {
+            return Err(ApiError::new(
+                ApiErrorKind::NotFound,
+                format!("token {name:?} not found"),
+            ));
+        };
+        self.auth.remove_token(&record)?;
+        tracing::info!(token = %name, by = who.user().unwrap_or("local"), "token revoked");
+        Ok(())
     }
 
     /// Records when a runner was last heard from, for the live-runner gauge.

@@ -345,6 +345,7 @@ async fn openapi_document_lists_the_paths() {
         "/torc-service/v1/workflows/{id}/report",
         "/torc-service/v1/workflows/{id}/heartbeat",
         "/torc-service/v1/tokens",
+        "/torc-service/v1/tokens/{name}",
         "/torc-service/v1/openapi.json",
         "/metrics",
     ] {

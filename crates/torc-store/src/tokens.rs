@@ -99,6 +99,23 @@ impl Store {
         })
     }
 
+    /// Deletes the token named `name`; returns it (`None`: there is none of that name).
+    pub fn delete_token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn.write_transaction(|conn| {
+            let row = tokens::table
+                .filter(tokens::name.eq(name))
+                .select(TokenRow::as_select())
+                .first(conn)
+                .optional()?;
+            if row.is_some() {
+                diesel::delete(tokens::table.filter(tokens::name.eq(name))).execute(conn)?;
+            }
+            Ok(row)
+        })?;
+        row.map(TokenRow::into_record).transpose()
+    }
+
     /// Every stored token, oldest first.
     pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = self.conn()?.read_transaction(|conn| {

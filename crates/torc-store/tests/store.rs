@@ -1099,7 +1099,7 @@ fn same_outcome(db: &TestDb, mut sequence: Vec<Changes>) -> Result<(), TestCaseE
     Ok(())
 }
 
-fn tokens_round_trip_and_refuse_duplicates(db: &TestDb) {
+fn tokens_round_trip_refuse_duplicates_and_go(db: &TestDb) {
     let store = db.store();
     assert!(store.list_tokens().unwrap().is_empty());
     let token = |name: &str, hash: char, scope| TokenRecord {
@@ -1129,6 +1129,15 @@ fn tokens_round_trip_and_refuse_duplicates(db: &TestDb) {
     assert_eq!(store.list_tokens().unwrap().len(), 4);
     let reopened = db.reopen();
     assert_eq!(reopened.list_tokens().unwrap(), all);
+    assert_eq!(store.delete_token("one").unwrap(), Some(all[1].clone()));
+    assert_eq!(store.delete_token("one").unwrap(), None);
+    let left: Vec<String> = store
+        .list_tokens()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(left, ["plain", "mine", "team"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1148,5 +1157,5 @@ on_both_backends!(
     delete_cascades_to_every_table,
     readers_run_while_the_writer_applies,
     batching_does_not_change_the_outcome,
-    tokens_round_trip_and_refuse_duplicates,
+    tokens_round_trip_refuse_duplicates_and_go,
 );

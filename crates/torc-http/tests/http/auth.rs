@@ -201,6 +201,9 @@ fn endpoints() -> Vec<Endpoint> {
             Kind::Tokens,
             201,
         ),
+        e("GET", "/tokens", none, Kind::Tokens, 200),
+        // `t{id}`: a token made for the cell, named after its workflow.
+        e("DELETE", "/tokens/t{id}", none, Kind::Tokens, 204),
         e("GET", "/metrics", none, Kind::Metrics, 200),
         e("GET", "/openapi.json", none, Kind::Public, 200),
     ]
@@ -337,6 +340,16 @@ async fn every_endpoint_answers_every_caller_as_designed() {
                 Caller::OtherUserRunner => Some(CY_RUNNER),
                 Caller::NoToken => None,
             };
+            let revoked = format!("t{id}");
+            if endpoint.path.starts_with("/tokens/") {
+                root.create_token(&TokenRequest {
+                    user: "ana".into(),
+                    name: Some(revoked.clone()),
+                    scope: None,
+                })
+                .await
+                .unwrap();
+            }
             let before = snapshot(&ana, id).await;
             let (status, body, challenge) = call(&t, &endpoint, id, token).await;
             cells += 1;
@@ -364,10 +377,16 @@ async fn every_endpoint_answers_every_caller_as_designed() {
                 if snapshot(&ana, id).await != before {
                     failures.push(format!("{cell}: refused, yet the workflow changed"));
                 }
+                let tokens = root.list_tokens().await.unwrap();
+                if endpoint.path.starts_with("/tokens/")
+                    && !tokens.iter().any(|t| t.name == revoked)
+                {
+                    failures.push(format!("{cell}: refused, yet the token is gone"));
+                }
             }
         }
     }
-    assert_eq!(cells, 17 * 9);
+    assert_eq!(cells, 19 * 9);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // The 404 of a workflow one may not see is the 404 of one that does not exist.
@@ -552,6 +571,52 @@ async fn admins_create_tokens_that_work_at_once_and_after_a_restart() {
     check(&t).await;
     let t = t.restart().await;
     check(&t).await;
+
+    // Listed without secrets; revoked ones stop working at once and stay revoked.
+    let root = client(&t, ROOT);
+    let listed = root.list_tokens().await.unwrap();
+    let names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|t| (t.name.as_str(), t.source.as_str()))
+        .collect();
+    assert_eq!(&names[..2], [("ana", "config"), ("bo", "config")]);
+    assert_eq!(
+        &names[names.len() - 2..],
+        [("cy-laptop", "api"), (runner.name.as_str(), "api")]
+    );
+    let text = serde_json::to_string(&listed).unwrap();
+    assert!(!text.contains(&plain.token) && !text.contains(&hash_token(&plain.token)));
+    root.revoke_token("cy-laptop").await.unwrap();
+    assert_eq!(
+        client(&t, &plain.token)
+            .status(id)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(401)
+    );
+    assert_eq!(
+        root.revoke_token("cy-laptop").await.unwrap_err().status(),
+        Some(404)
+    );
+    assert_eq!(
+        root.revoke_token("ana").await.unwrap_err().status(),
+        Some(409)
+    );
+    assert_eq!(
+        client(&t, ANA).list_tokens().await.unwrap_err().status(),
+        Some(403)
+    );
+    let t = t.restart().await;
+    assert_eq!(
+        client(&t, &plain.token)
+            .status(id)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(401)
+    );
+    assert_eq!(client(&t, ANA).list_workflows().await.unwrap().len(), 0);
     t.stop().await;
 }
 
