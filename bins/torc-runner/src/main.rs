@@ -27,6 +27,10 @@ struct Args {
     /// The server, `http://HOST:PORT`.
     #[arg(long, env = "TORC_API_URL")]
     url: String,
+    /// The bearer token, for a server that requires one: a user's, or a runner token for this
+    /// workflow (prefer the environment variable: a command line is visible to other users).
+    #[arg(long, env = "TORC_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The workflow whose jobs to run.
     #[arg(long, required_unless_present = "shared", conflicts_with = "shared")]
     workflow: Option<i64>,
@@ -139,6 +143,10 @@ async fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let setup = HttpClient::new(&args.url)
+        .and_then(|client| match &args.token {
+            Some(token) => client.with_token(token),
+            None => Ok(client),
+        })
         .map_err(anyhow::Error::from)
         .and_then(|client| Ok((config(&args, &client)?, client)));
     let (config, client) = match setup {

@@ -428,3 +428,60 @@ where
     }
     outs
 }
+
+/// With authentication on: the runner sends `TORC_API_TOKEN`, its jobs never see it, and
+/// without a token it stops at once with the server's refusal instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_comes_from_the_environment_and_stays_out_of_jobs() {
+    let dir = TempDir::new().unwrap();
+    let auth = torc_http::AuthConfig::from_yaml(&format!(
+        "users: [{{name: ana}}]\ntokens: [{{name: t, user: ana, sha256: {}}}]\n",
+        torc_http::auth::hash_token("ana-token")
+    ))
+    .unwrap();
+    let mut config = ServerConfig::new(dir.path().join("torc.db").display().to_string());
+    config.port = 0;
+    config.workers = Some(2);
+    config.auth = Some(auth);
+    let server = Server::start(config).await.unwrap();
+    let client = HttpClient::new(&server.url())
+        .unwrap()
+        .with_token("ana-token")
+        .unwrap();
+    let seen = dir.path().join("seen.txt");
+    let spec = format!(
+        "name: secret\njobs:\n  - name: a\n    command: echo \"${{TORC_API_TOKEN-unset}}\" > {}\n",
+        seen.display()
+    );
+    let id = client
+        .create_workflow(spec, SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+    let runner = |token: Option<&'static str>| {
+        let (url, out) = (server.url(), dir.path().join("out"));
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_torc-runner"));
+            cmd.args(["--url", &url, "--workflow", &id.to_string()])
+                .arg("--output-dir")
+                .arg(&out)
+                .env_remove("TORC_API_URL")
+                .env_remove("TORC_API_TOKEN")
+                .stdin(Stdio::null());
+            if let Some(token) = token {
+                cmd.env("TORC_API_TOKEN", token);
+            }
+            cmd.output().expect("torc-runner starts")
+        })
+    };
+    let refused = runner(None).await.unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("401") && err.contains("token"), "{err}");
+
+    assert_success(&runner(Some("ana-token")).await.unwrap());
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "unset");
+    let status = client.status(id).await.unwrap();
+    assert_eq!(status.count(JobStatus::Completed), 1);
+    server.stop(true).await.unwrap();
+}

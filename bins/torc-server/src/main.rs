@@ -2,18 +2,33 @@
 //! API of `torc-http` until SIGTERM or SIGINT, then stops gracefully: no new connections,
 //! requests in flight are answered, the last group commit is written, then it exits.
 //!
+//! `hash-token` and `new-token` help write its auth configuration.
+//!
 //! Wiring only: it must never hold logic of its own (that is `torc-http`'s and the engine's).
 
-use anyhow::{Context, Result};
-use clap::Parser;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
-use torc_http::{Server, ServerConfig};
+use torc_http::auth::{hash_token, new_token};
+use torc_http::{AuthConfig, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 /// The torc server: workflows' state, served over HTTP under /torc-service/v1.
+///
+/// Without --auth-config it listens on 127.0.0.1 only and trusts every local caller. With it,
+/// every request needs a bearer token of the file (or one an admin created with
+/// `torc tokens create`); see "Authentication" in the README.
 #[derive(Debug, Parser)]
 #[command(name = "torc-server", version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Users, groups and tokens (YAML): turns authentication on. Required to listen on
+    /// anything but a loopback address.
+    #[arg(long, env = "TORC_AUTH_CONFIG", value_name = "FILE")]
+    auth_config: Option<PathBuf>,
     /// Database: `sqlite:PATH` or a path (created if missing).
     #[arg(long, env = "TORC_DATABASE_URL", default_value = "torc.db")]
     database: String,
@@ -35,6 +50,44 @@ struct Args {
     max_job_losses: u32,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the sha256 line for a token read from standard input (one line), for the auth
+    /// configuration: `tokens: [{name, user, sha256: <this>}]`.
+    HashToken,
+    /// Make a new random token: prints the token (give it to its holder) and its sha256 (for
+    /// the auth configuration).
+    NewToken,
+}
+
+/// `hash-token` and `new-token`.
+fn token_command(command: &Command) -> Result<()> {
+    match command {
+        Command::HashToken => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("token (then Enter):");
+            }
+            let mut line = String::new();
+            stdin
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the token")?;
+            let token = line.trim();
+            if token.is_empty() {
+                bail!("no token on standard input");
+            }
+            println!("{}", hash_token(token));
+        }
+        Command::NewToken => {
+            let token = new_token()?;
+            println!("token: {token}");
+            println!("sha256: {}", hash_token(&token));
+        }
+    }
+    Ok(())
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.05..=1e9).contains(&v) => Ok(v),
@@ -50,7 +103,13 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return token_command(command);
+    }
     let mut config = ServerConfig::new(&args.database);
+    if let Some(path) = &args.auth_config {
+        config.auth = Some(AuthConfig::load(path)?);
+    }
     config.host = args.host;
     config.port = args.port;
     config.workers = args.workers;

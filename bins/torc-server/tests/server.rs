@@ -1,6 +1,8 @@
 //! The `torc-server` binary: it listens where it says, serves, and on SIGTERM stops gracefully
 //! with everything acknowledged on disk; killed with SIGKILL and restarted, it carries on where
 //! it was, and a runner killed with SIGKILL has its jobs run elsewhere once its lease lapses.
+//! Without an auth configuration it will not listen beyond loopback; with one, every request
+//! needs a token, and `hash-token`/`new-token` write the configuration's lines.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -251,4 +253,122 @@ async fn the_server_killed_five_times_mid_run_loses_nothing() {
     }
     assert_eq!(acked_at_kill.len(), 5);
     assert!(acked_at_kill.windows(2).all(|w| w[0].len() < w[1].len()));
+}
+
+/// Runs `torc-server ARGS` with `stdin`, to its end: (success, stdout, stderr).
+fn server_once(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_auth_and_reads_its_auth_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("server.db").display().to_string();
+    // Refused before anything is opened or bound.
+    let (ok, _, err) = server_once(&["--database", &db, "--host", "0.0.0.0", "--port", "0"], "");
+    assert!(!ok);
+    assert!(
+        err.contains("--auth-config") && err.contains("0.0.0.0"),
+        "{err}"
+    );
+    assert!(!Path::new(&db).exists());
+
+    let config = dir.path().join("auth.yaml");
+    std::fs::write(&config, "users: [{name: ana, colour: red}]\n").unwrap();
+    let config_arg = config.display().to_string();
+    let (ok, _, err) = server_once(&["--database", &db, "--auth-config", &config_arg], "");
+    assert!(!ok);
+    assert!(err.contains("auth.yaml") && err.contains("colour"), "{err}");
+    let (ok, _, err) = server_once(&["--auth-config", "/nonexistent/auth.yaml"], "");
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/auth.yaml"), "{err}");
+}
+
+#[test]
+fn hash_token_and_new_token_write_the_config_lines() {
+    let (ok, out, err) = server_once(&["hash-token"], "s3cret\n");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), torc_http::auth::hash_token("s3cret"));
+    let (ok, _, err) = server_once(&["hash-token"], "");
+    assert!(!ok);
+    assert!(err.contains("no token"), "{err}");
+
+    let (ok, out, err) = server_once(&["new-token"], "");
+    assert!(ok, "{err}");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .to_string()
+    };
+    let token = field("token: ");
+    assert!(token.starts_with(torc_http::auth::TOKEN_PREFIX), "{token}");
+    assert_eq!(field("sha256: "), torc_http::auth::hash_token(&token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_auth_config_every_request_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("auth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "users: [{{name: ana}}]\ntokens: [{{name: t, user: ana, sha256: {}}}]\n",
+            torc_http::auth::hash_token("ana-token")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
+        .arg("--database")
+        .arg(dir.path().join("server.db"))
+        .arg("--auth-config")
+        .arg(&config)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("torc-server listening on ")
+        .unwrap()
+        .to_string();
+    let anonymous = HttpClient::new(&url).unwrap();
+    assert_eq!(
+        anonymous.list_workflows().await.unwrap_err().status(),
+        Some(401)
+    );
+    let ana = HttpClient::new(&url)
+        .unwrap()
+        .with_token("ana-token")
+        .unwrap();
+    let spec = "name: mine\njobs:\n  - name: a\n    command: \"true\"\n";
+    let id = ana
+        .create_workflow(spec, SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(ana.workflow(id).await.unwrap().user.as_deref(), Some("ana"));
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -33,9 +33,22 @@ pub struct Global {
     /// A torc server (e.g. http://127.0.0.1:8080) to work with instead of the local database.
     #[arg(long, global = true, env = "TORC_API_URL")]
     pub url: Option<String>,
+    /// The bearer token for a server that requires one (prefer the environment variable: a
+    /// command line is visible to other users of the machine).
+    #[arg(long, global = true, env = "TORC_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl Global {
+    /// A client of the server at `url`, with the token if one is given.
+    pub fn client(&self, url: &str) -> anyhow::Result<torc_http::HttpClient> {
+        let client = torc_http::HttpClient::new(url)?;
+        Ok(match &self.token {
+            Some(token) => client.with_token(token)?,
+            None => client,
+        })
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.db
             .clone()
@@ -57,6 +70,9 @@ pub enum Command {
     /// Inspect job results (one per attempt).
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Manage a server's bearer tokens (needs --url and an admin's token).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
 }
 
 #[derive(Debug, Args)]
@@ -179,4 +195,37 @@ pub enum ResultsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token for USER and print it (once: the server keeps only its hash). Without a
+    /// scope it acts as USER; with one it is a runner token that may only claim, report and
+    /// send heartbeats, for one workflow, one user's workflows or a group's.
+    Create {
+        /// The user the token is for.
+        #[arg(long)]
+        user: String,
+        /// A name to recognize the token by [default: USER-RANDOM].
+        #[arg(long)]
+        name: Option<String>,
+        /// Runner token for this workflow only.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["group", "for_user"])]
+        workflow: Option<i64>,
+        /// Shared runner token for the workflows of this group's members.
+        #[arg(long, value_name = "GROUP", conflicts_with = "for_user")]
+        group: Option<String>,
+        /// Shared runner token for the workflows of this user.
+        #[arg(long, value_name = "USER")]
+        for_user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the server's tokens: names, users and scopes (never the tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token made with `tokens create`; it stops working at once.
+    Revoke { name: String },
 }

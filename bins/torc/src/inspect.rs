@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use torc_core::units::{format_duration, format_memory};
 use torc_core::{JobId, JobStatus, Timestamp, WorkflowId};
-use torc_http::HttpClient;
+use torc_http::{HttpClient, TokenRequest, TokenScopeSpec};
 use torc_store::engine::EngineHandle;
 use torc_store::{JobRecord, ResultRecord, Store, WorkflowSummary};
 
@@ -25,7 +25,7 @@ enum Source {
 impl Source {
     fn open(global: &Global) -> Result<Source> {
         match &global.url {
-            Some(url) => Ok(Source::Remote(HttpClient::new(url)?, runtime()?)),
+            Some(url) => Ok(Source::Remote(global.client(url)?, runtime()?)),
             None => Ok(Source::Local(open_existing_store(global)?)),
         }
     }
@@ -114,7 +114,7 @@ pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result
     let id = match (&global.url, dry_run) {
         (_, true) => None,
         (Some(url), false) => {
-            let client = HttpClient::new(url)?;
+            let client = global.client(url)?;
             let created = runtime()?.block_on(client.create_workflow(text, spec_format(spec)))?;
             Some(created.id)
         }
@@ -335,7 +335,7 @@ pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<Ex
     // The change itself; what is printed is the workflow's state read back afterwards.
     match &global.url {
         Some(url) => {
-            let client = HttpClient::new(url)?;
+            let client = global.client(url)?;
             match change {
                 Change::Reset { failed_only } => rt.block_on(client.reset(id, failed_only))?,
                 Change::Cancel => rt.block_on(client.cancel(id))?,
@@ -357,4 +357,86 @@ pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<Ex
     }
     let (summary, counts) = Source::open(global)?.summary(id)?;
     print_status(&summary, &counts, json)
+}
+
+/// The server that `tokens` commands talk to.
+fn token_server(global: &Global) -> Result<HttpClient> {
+    match &global.url {
+        Some(url) => global.client(url),
+        None => Err(Exit {
+            code: 2,
+            message: "tokens are a server's: give --url (or TORC_API_URL) and an admin's --token"
+                .into(),
+        }
+        .into()),
+    }
+}
+
+/// `tokens create`: asks the server for a token and prints it.
+pub fn create_token(
+    global: &Global,
+    user: &str,
+    name: Option<&str>,
+    scope: Option<TokenScopeSpec>,
+    json: bool,
+) -> Result<ExitCode> {
+    let client = token_server(global)?;
+    let request = TokenRequest {
+        user: user.to_string(),
+        name: name.map(str::to_string),
+        scope,
+    };
+    let created = runtime()?.block_on(client.create_token(&request))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&created)?);
+    } else {
+        eprintln!(
+            "token {:?} for {}: shown once, the server keeps only its hash",
+            created.name, created.user
+        );
+        println!("{}", created.token);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens list`.
+pub fn list_tokens(global: &Global, json: bool) -> Result<ExitCode> {
+    let client = token_server(global)?;
+    let tokens = runtime()?.block_on(client.list_tokens())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let scope = match &t.scope {
+                None => "-".to_string(),
+                Some(s) => match (s.workflow, &s.user, &s.group) {
+                    (Some(w), _, _) => format!("workflow {w}"),
+                    (_, Some(u), _) => format!("user {u}"),
+                    (_, _, Some(g)) => format!("group {g}"),
+                    _ => "-".to_string(),
+                },
+            };
+            let created = t.created_at.map_or("-".to_string(), time);
+            vec![
+                t.name.clone(),
+                t.user.clone(),
+                scope,
+                t.source.clone(),
+                created,
+            ]
+        })
+        .collect();
+    table::print(&["NAME", "USER", "SCOPE", "SOURCE", "CREATED"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens revoke NAME`.
+pub fn revoke_token(global: &Global, name: &str) -> Result<ExitCode> {
+    let client = token_server(global)?;
+    runtime()?.block_on(client.revoke_token(name))?;
+    eprintln!("token {name:?} revoked");
+    Ok(ExitCode::SUCCESS)
 }

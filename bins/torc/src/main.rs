@@ -7,7 +7,7 @@ mod run;
 mod table;
 
 use clap::Parser;
-use cli::{Cli, Command, JobsCommand, ResultsCommand, WorkflowsCommand};
+use cli::{Cli, Command, JobsCommand, ResultsCommand, TokensCommand, WorkflowsCommand};
 use inspect::Change;
 use std::process::ExitCode;
 
@@ -82,6 +82,25 @@ fn main() -> ExitCode {
             limit,
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+        Command::Tokens(TokensCommand::Create {
+            user,
+            name,
+            workflow,
+            group,
+            for_user,
+            json,
+        }) => {
+            let scope = (workflow.is_some() || group.is_some() || for_user.is_some()).then(|| {
+                torc_http::TokenScopeSpec {
+                    workflow: *workflow,
+                    user: for_user.clone(),
+                    group: group.clone(),
+                }
+            });
+            inspect::create_token(&cli.global, user, name.as_deref(), scope, *json)
+        }
+        Command::Tokens(TokensCommand::List { json }) => inspect::list_tokens(&cli.global, *json),
+        Command::Tokens(TokensCommand::Revoke { name }) => inspect::revoke_token(&cli.global, name),
     };
     match result {
         Ok(code) => code,

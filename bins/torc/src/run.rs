@@ -109,7 +109,7 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         )
     })?;
     if let Some(url) = &global.url {
-        let client = HttpClient::new(url)?;
+        let client = global.client(url)?;
         let id = match target {
             Err(id) => id,
             Ok((_, text)) => client.create_workflow(text, spec_format(as_path)).await?.id,

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 fn torc() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_torc"));
-    cmd.env_remove("TORC_OUTPUT_DIR").env_remove("TORC_DB");
+    cmd.env_remove("TORC_OUTPUT_DIR")
+        .env_remove("TORC_DB")
+        .env_remove("TORC_API_TOKEN");
     cmd
 }
 
@@ -312,8 +314,13 @@ jobs:
 
 /// A real server on an ephemeral loopback port, on its own thread, for the test's lifetime.
 fn start_server(db: &Path) -> String {
+    start_server_with(db, None)
+}
+
+fn start_server_with(db: &Path, auth: Option<torc_http::AuthConfig>) -> String {
     let config = torc_http::ServerConfig {
         port: 0,
+        auth,
         ..torc_http::ServerConfig::new(db.to_string_lossy().into_owned())
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -530,4 +537,99 @@ jobs:
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn tokens_from_the_environment_and_tokens_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = torc_http::AuthConfig::from_yaml(&format!(
+        "users: [{{name: ana}}, {{name: root, admin: true}}]
+tokens: [{{name: ana, user: ana, sha256: {}}}, {{name: root, user: root, sha256: {}}}]
+",
+        torc_http::auth::hash_token("ana-token"),
+        torc_http::auth::hash_token("root-token"),
+    ))
+    .unwrap();
+    let url = start_server_with(&dir.path().join("server.db"), Some(auth));
+    let as_token = |token: Option<&str>, args: &[&str]| {
+        let mut cmd = torc();
+        cmd.current_dir(dir.path()).args(["--url", &url]).args(args);
+        if let Some(t) = token {
+            cmd.env("TORC_API_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let spec = example("diamond.yaml");
+    let out = as_token(None, &["workflows", "create", spec.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    let out = as_token(
+        Some("ana-token"),
+        &["workflows", "create", spec.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // An admin makes a runner token for workflow 1 and a plain one for ana.
+    let out = as_token(
+        Some("root-token"),
+        &[
+            "tokens",
+            "create",
+            "--user",
+            "ana",
+            "--workflow",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["scope"]["workflow"], 1);
+    let runner_token = created["token"].as_str().unwrap().to_string();
+    let out = as_token(Some(&runner_token), &["workflows", "status", "1"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+
+    let out = as_token(Some("root-token"), &["tokens", "create", "--user", "ana"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plain = text(&out.stdout).trim().to_string();
+    let out = torc()
+        .current_dir(dir.path())
+        .args(["--url", &url, "--token", &plain, "run", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/result.txt")).unwrap(),
+        "HELLO\ndlrow\n"
+    );
+
+    // Listed, then revoked: it stops working.
+    let out = as_token(Some("root-token"), &["tokens", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("workflow 1") && listed.contains("config"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&plain), "{listed}");
+    let listed: Value =
+        serde_json::from_slice(&as_token(Some("root-token"), &["tokens", "list", "--json"]).stdout)
+            .unwrap();
+    let runner_name = created["name"].as_str().unwrap();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == runner_name));
+    let out = as_token(Some("root-token"), &["tokens", "revoke", runner_name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = as_token(Some(&runner_token), &["workflows", "status", "1"]);
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
+    // Only an admin makes tokens, and only on a server.
+    let out = as_token(Some("ana-token"), &["tokens", "create", "--user", "ana"]);
+    assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["tokens", "create", "--user", "ana"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

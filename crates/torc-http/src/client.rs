@@ -2,8 +2,8 @@
 //! over HTTP, so that a runner talks to a server exactly as it talks to the in-process engine.
 
 use crate::dto::{
-    CapRequest, CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest, ResultPage,
-    SpecProblem, Workflow, WorkflowStatus,
+    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest,
+    ResultPage, SpecProblem, TokenInfo, TokenRequest, Workflow, WorkflowStatus,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -41,6 +41,9 @@ pub enum ClientError {
         /// For an invalid spec: every problem.
         errors: Vec<SpecProblem>,
     },
+    /// The token cannot be sent in an HTTP header (a control character, say).
+    #[error("invalid token: it must be printable ASCII without spaces")]
+    InvalidToken,
     /// The server answered success with a body that does not read as expected.
     #[error("unexpected answer from {url}: {source}")]
     Decode {
@@ -81,12 +84,12 @@ impl ClientError {
                     }
                 }
             }
-            ClientError::InvalidUrl { .. } | ClientError::Decode { .. } => {
-                CoordinatorError::Rejected {
-                    code: ErrorCode::Internal,
-                    message: self.to_string(),
-                }
-            }
+            ClientError::InvalidUrl { .. }
+            | ClientError::InvalidToken
+            | ClientError::Decode { .. } => CoordinatorError::Rejected {
+                code: ErrorCode::Internal,
+                message: self.to_string(),
+            },
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct HttpClient {
     /// `http://HOST:PORT`
     root: String,
     timeout: Duration,
+    /// `Bearer TOKEN`, sent with every request when set.
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 /// How much longer than its `wait_ms` a claim may take before the client gives up.
@@ -147,7 +152,21 @@ impl HttpClient {
             api: format!("{root}{API_PREFIX}"),
             root: root.to_string(),
             timeout: Self::DEFAULT_TIMEOUT,
+            authorization: None,
         })
+    }
+
+    /// The same client sending `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: &str) -> Result<HttpClient, ClientError> {
+        let token = token.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ClientError::InvalidToken);
+        }
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ClientError::InvalidToken)?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
     }
 
     /// The same client with another default request timeout.
@@ -162,7 +181,15 @@ impl HttpClient {
     }
 
     fn request(&self, method: Method, url: &str) -> RequestBuilder {
-        self.http.request(method, url).timeout(self.timeout)
+        self.request_with_timeout(method, url, self.timeout)
+    }
+
+    fn request_with_timeout(&self, method: Method, url: &str, timeout: Duration) -> RequestBuilder {
+        let rb = self.http.request(method, url).timeout(timeout);
+        match &self.authorization {
+            Some(v) => rb.header(reqwest::header::AUTHORIZATION, v.clone()),
+            None => rb,
+        }
     }
 
     async fn send_raw(&self, rb: RequestBuilder, url: &str) -> Result<Vec<u8>, ClientError> {
@@ -240,6 +267,37 @@ impl HttpClient {
             .header(reqwest::header::CONTENT_TYPE, mime)
             .body(spec.into());
         self.send(rb, &url).await
+    }
+
+    /// Creates a token (admins only); the answer holds the token, which the server does not keep.
+    pub async fn create_token(&self, req: &TokenRequest) -> Result<CreatedToken, ClientError> {
+        self.post(format!("{}/tokens", self.api), req).await
+    }
+
+    /// Every token, without the tokens themselves (admins only).
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get(format!("{}/tokens", self.api)).await
+    }
+
+    /// Revokes a token made through the API (admins only).
+    pub async fn revoke_token(&self, name: &str) -> Result<(), ClientError> {
+        let mut url = reqwest::Url::parse(&format!("{}/tokens/", self.api)).map_err(|_| {
+            ClientError::InvalidUrl {
+                url: self.api.clone(),
+                reason: "cannot add a token name to it",
+            }
+        })?;
+        url.path_segments_mut()
+            .map_err(|_| ClientError::InvalidUrl {
+                url: self.api.clone(),
+                reason: "cannot add a token name to it",
+            })?
+            .pop_if_empty()
+            .push(name);
+        let url = url.to_string();
+        self.send_raw(self.request(Method::DELETE, &url), &url)
+            .await
+            .map(drop)
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<Workflow>, ClientError> {
@@ -349,7 +407,9 @@ impl HttpClient {
         let timeout = self
             .timeout
             .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
-        let rb = self.http.post(&url).timeout(timeout).json(req);
+        let rb = self
+            .request_with_timeout(Method::POST, &url, timeout)
+            .json(req);
         self.send(rb, &url).await
     }
 
@@ -367,7 +427,9 @@ impl HttpClient {
         let timeout = self
             .timeout
             .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
-        let rb = self.http.post(&url).timeout(timeout).json(req);
+        let rb = self
+            .request_with_timeout(Method::POST, &url, timeout)
+            .json(req);
         self.send(rb, &url).await
     }
 
@@ -394,7 +456,9 @@ impl HttpClient {
         let timeout = self
             .timeout
             .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
-        let rb = self.http.post(&url).timeout(timeout).json(req);
+        let rb = self
+            .request_with_timeout(Method::POST, &url, timeout)
+            .json(req);
         self.send(rb, &url).await
     }
 }
@@ -444,6 +508,14 @@ mod tests {
         assert!(HttpClient::new("https://x").is_err());
         assert!(HttpClient::new("127.0.0.1:80").is_err());
         assert!(HttpClient::new("http://h/other").is_err());
+        let c = HttpClient::new("http://127.0.0.1:1").unwrap();
+        assert!(c.clone().with_token("torc_abc").is_ok());
+        for bad in ["", "a b", "a\nb", "é"] {
+            assert!(
+                matches!(c.clone().with_token(bad), Err(ClientError::InvalidToken)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

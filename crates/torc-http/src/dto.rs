@@ -12,7 +12,7 @@ use torc_core::api::ErrorCode;
 use torc_core::changes::{EventKind, WorkflowState};
 use torc_core::sched::StatusSummary;
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
-use torc_store::{EventRecord, JobRecord, ResultRecord, WorkflowSummary};
+use torc_store::{EventRecord, JobRecord, ResultRecord, TokenScope, WorkflowSummary};
 use utoipa::{IntoParams, ToSchema};
 
 /// One problem of an invalid spec.
@@ -320,6 +320,79 @@ impl ResetRequest {
         }
         Ok(serde_json::from_slice(body)?)
     }
+}
+
+/// What a token reaches besides acting as its user, as written in the auth configuration and in
+/// `POST /tokens`: exactly one key. `{workflow: ID}` is a runner token of one workflow;
+/// `{user: NAME}` and `{group: NAME}` are shared runner tokens for that user's workflows or those
+/// of the group's members.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenScopeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl From<&TokenScope> for TokenScopeSpec {
+    fn from(scope: &TokenScope) -> TokenScopeSpec {
+        match scope {
+            TokenScope::Workflow(w) => TokenScopeSpec {
+                workflow: Some(w.0),
+                ..TokenScopeSpec::default()
+            },
+            TokenScope::User(u) => TokenScopeSpec {
+                user: Some(u.clone()),
+                ..TokenScopeSpec::default()
+            },
+            TokenScope::Group(g) => TokenScopeSpec {
+                group: Some(g.clone()),
+                ..TokenScopeSpec::default()
+            },
+        }
+    }
+}
+
+/// `POST /tokens`: a token for `user`, acting as them (no scope) or a runner token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// A user of the server's auth configuration.
+    pub user: String,
+    /// A name to recognize the token by [default: USER-RANDOM].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScopeSpec>,
+}
+
+/// The answer to `POST /tokens`. The token is shown this once: the server keeps its hash only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub name: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScopeSpec>,
+    /// Send as `Authorization: Bearer TOKEN`.
+    pub token: String,
+}
+
+/// A token as listed (`GET /tokens`): never the token, nor its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<TokenScopeSpec>,
+    /// `config` (the server's auth file: change it there) or `api` (made by an admin).
+    pub source: String,
+    /// When an admin made it (milliseconds since the Unix epoch); absent for the file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub created_at: Option<Timestamp>,
 }
 
 /// `?offset=&limit=`

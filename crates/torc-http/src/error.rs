@@ -27,7 +27,11 @@ use torc_store::StoreError;
 pub enum ApiErrorKind {
     /// 400: malformed request (bad JSON, bad query or path parameter, ids that disagree).
     BadRequest,
-    /// 404: no such workflow (or route).
+    /// 401: no token, a malformed one, or one the server does not know.
+    Unauthorized,
+    /// 403: a token that may not do this (a runner token outside its scope, a non-admin).
+    Forbidden,
+    /// 404: no such workflow (or route), or one the caller may not see.
     NotFound,
     /// 405: the route exists but not with this method.
     MethodNotAllowed,
@@ -47,6 +51,8 @@ impl ApiErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ApiErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ApiErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ApiErrorKind::NotFound => StatusCode::NOT_FOUND,
             ApiErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiErrorKind::Conflict => StatusCode::CONFLICT,
@@ -60,6 +66,8 @@ impl ApiErrorKind {
     pub fn code(self) -> ErrorCode {
         match self {
             ApiErrorKind::BadRequest | ApiErrorKind::Unprocessable => ErrorCode::InvalidInput,
+            ApiErrorKind::Unauthorized => ErrorCode::Unauthorized,
+            ApiErrorKind::Forbidden => ErrorCode::Forbidden,
             ApiErrorKind::NotFound => ErrorCode::NotFound,
             ApiErrorKind::MethodNotAllowed => ErrorCode::InvalidInput,
             ApiErrorKind::Conflict => ErrorCode::Conflict,
@@ -75,16 +83,17 @@ impl ApiErrorKind {
             ErrorCode::InvalidInput => ApiErrorKind::Unprocessable,
             ErrorCode::Conflict => ApiErrorKind::Conflict,
             ErrorCode::PayloadTooLarge => ApiErrorKind::PayloadTooLarge,
-            // No authentication yet: nothing produces these two; answer as a server bug.
-            ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::Internal => {
-                ApiErrorKind::Internal
-            }
+            ErrorCode::Unauthorized => ApiErrorKind::Unauthorized,
+            ErrorCode::Forbidden => ApiErrorKind::Forbidden,
+            ErrorCode::Internal => ApiErrorKind::Internal,
         }
     }
 
     /// The kind of a status that actix produced by itself.
     fn from_status(status: StatusCode) -> ApiErrorKind {
         match status {
+            StatusCode::UNAUTHORIZED => ApiErrorKind::Unauthorized,
+            StatusCode::FORBIDDEN => ApiErrorKind::Forbidden,
             StatusCode::NOT_FOUND => ApiErrorKind::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiErrorKind::MethodNotAllowed,
             StatusCode::CONFLICT => ApiErrorKind::Conflict,
@@ -146,7 +155,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        HttpResponse::build(self.status_code()).json(self.body())
+        let mut res = HttpResponse::build(self.status_code());
+        if self.kind == ApiErrorKind::Unauthorized {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"torc\""));
+        }
+        res.json(self.body())
     }
 }
 
@@ -181,6 +194,7 @@ impl From<StoreError> for ApiError {
         let kind = match &e {
             StoreError::NotFound { .. } => ApiErrorKind::NotFound,
             StoreError::OutOfRange { .. } => ApiErrorKind::Unprocessable,
+            StoreError::Duplicate { .. } => ApiErrorKind::Conflict,
             StoreError::Pool(_) | StoreError::Query(_) => ApiErrorKind::Unavailable,
             StoreError::Open { .. }
             | StoreError::UnsupportedUrl { .. }
@@ -308,6 +322,8 @@ mod tests {
     fn every_kind_has_a_status_and_a_code() {
         let kinds = [
             (ApiErrorKind::BadRequest, 400, "invalid_input"),
+            (ApiErrorKind::Unauthorized, 401, "unauthorized"),
+            (ApiErrorKind::Forbidden, 403, "forbidden"),
             (ApiErrorKind::NotFound, 404, "not_found"),
             (ApiErrorKind::Conflict, 409, "conflict"),
             (ApiErrorKind::PayloadTooLarge, 413, "payload_too_large"),

@@ -1,8 +1,13 @@
 //! The HTTP handlers: extract, call [`Service`], wrap the answer. Nothing else happens here.
+//!
+//! Every handler but the OpenAPI document's takes the caller's [`Principal`] first, so that a
+//! request without a valid token is answered 401 before anything else is read.
 
+use crate::auth::Principal;
 use crate::dto::{
-    CapRequest, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery, ResetRequest,
-    ResultPage, ResultsQuery, SpecQuery, Workflow, WorkflowStatus,
+    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery,
+    ResetRequest, ResultPage, ResultsQuery, SpecQuery, TokenInfo, TokenRequest, Workflow,
+    WorkflowStatus,
 };
 use crate::error::ApiError;
 use crate::openapi::schema;
@@ -32,6 +37,7 @@ fn ok<T: serde::Serialize>(value: T) -> Answer {
     )
 )]
 pub async fn create_workflow(
+    who: Principal,
     svc: Svc,
     req: HttpRequest,
     q: web::Query<SpecQuery>,
@@ -42,7 +48,7 @@ pub async fn create_workflow(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = spec_format(q.format.as_deref(), content_type)?;
-    let created = svc.create_workflow(body.into(), format).await?;
+    let created = svc.create_workflow(&who, body.into(), format).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -51,8 +57,8 @@ pub async fn create_workflow(
     get, path = "/torc-service/v1/workflows", tag = "workflows",
     responses((status = 200, body = Vec<Workflow>))
 )]
-pub async fn list_workflows(svc: Svc) -> Answer {
-    ok(svc.list_workflows().await?)
+pub async fn list_workflows(who: Principal, svc: Svc) -> Answer {
+    ok(svc.list_workflows(&who).await?)
 }
 
 /// One workflow.
@@ -61,8 +67,8 @@ pub async fn list_workflows(svc: Svc) -> Answer {
     params(("id" = i64, Path, description = "Workflow id")),
     responses((status = 200, body = Workflow), (status = 404, body = ErrorBody))
 )]
-pub async fn get_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
-    ok(svc.workflow(WorkflowId(*id)).await?)
+pub async fn get_workflow(who: Principal, svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.workflow(&who, WorkflowId(*id)).await?)
 }
 
 /// Delete a workflow and everything recorded about it.
@@ -71,8 +77,8 @@ pub async fn get_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
     params(("id" = i64, Path, description = "Workflow id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody))
 )]
-pub async fn delete_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
-    svc.delete_workflow(WorkflowId(*id)).await?;
+pub async fn delete_workflow(who: Principal, svc: Svc, id: web::Path<i64>) -> Answer {
+    svc.delete_workflow(&who, WorkflowId(*id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -82,8 +88,8 @@ pub async fn delete_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
     params(("id" = i64, Path, description = "Workflow id")),
     responses((status = 200, body = WorkflowStatus), (status = 404, body = ErrorBody))
 )]
-pub async fn workflow_status(svc: Svc, id: web::Path<i64>) -> Answer {
-    ok(svc.status(WorkflowId(*id)).await?)
+pub async fn workflow_status(who: Principal, svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.status(&who, WorkflowId(*id)).await?)
 }
 
 /// Cancel: no more claims; ready, blocked and pending jobs are canceled.
@@ -92,8 +98,8 @@ pub async fn workflow_status(svc: Svc, id: web::Path<i64>) -> Answer {
     params(("id" = i64, Path, description = "Workflow id")),
     responses((status = 200, body = WorkflowStatus), (status = 404, body = ErrorBody))
 )]
-pub async fn cancel_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
-    ok(svc.cancel(WorkflowId(*id)).await?)
+pub async fn cancel_workflow(who: Principal, svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.cancel(&who, WorkflowId(*id)).await?)
 }
 
 /// Start a new run of failed, canceled and terminated jobs (or of every job).
@@ -107,9 +113,14 @@ pub async fn cancel_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
         (status = 409, description = "Jobs are pending or running", body = ErrorBody),
     )
 )]
-pub async fn reset_workflow(svc: Svc, id: web::Path<i64>, body: web::Bytes) -> Answer {
+pub async fn reset_workflow(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    body: web::Bytes,
+) -> Answer {
     let req = ResetRequest::from_body(&body)?;
-    ok(svc.reset(WorkflowId(*id), req.failed_only).await?)
+    ok(svc.reset(&who, WorkflowId(*id), req.failed_only).await?)
 }
 
 /// Put interrupted jobs back in play (after a crash or a lost runner).
@@ -118,8 +129,8 @@ pub async fn reset_workflow(svc: Svc, id: web::Path<i64>, body: web::Bytes) -> A
     params(("id" = i64, Path, description = "Workflow id")),
     responses((status = 200, body = WorkflowStatus), (status = 404, body = ErrorBody))
 )]
-pub async fn resume_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
-    ok(svc.resume(WorkflowId(*id)).await?)
+pub async fn resume_workflow(who: Principal, svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.resume(&who, WorkflowId(*id)).await?)
 }
 
 /// A page of jobs in id order.
@@ -132,8 +143,13 @@ pub async fn resume_workflow(svc: Svc, id: web::Path<i64>) -> Answer {
         (status = 404, body = ErrorBody),
     )
 )]
-pub async fn list_jobs(svc: Svc, id: web::Path<i64>, q: web::Query<JobsQuery>) -> Answer {
-    ok(svc.jobs(WorkflowId(*id), q.into_inner()).await?)
+pub async fn list_jobs(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<JobsQuery>,
+) -> Answer {
+    ok(svc.jobs(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
 /// A page of results (one per attempt), in the order recorded.
@@ -146,8 +162,13 @@ pub async fn list_jobs(svc: Svc, id: web::Path<i64>, q: web::Query<JobsQuery>) -
         (status = 404, body = ErrorBody),
     )
 )]
-pub async fn list_results(svc: Svc, id: web::Path<i64>, q: web::Query<ResultsQuery>) -> Answer {
-    ok(svc.results(WorkflowId(*id), q.into_inner()).await?)
+pub async fn list_results(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<ResultsQuery>,
+) -> Answer {
+    ok(svc.results(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
 /// A page of the event log, oldest first.
@@ -160,8 +181,13 @@ pub async fn list_results(svc: Svc, id: web::Path<i64>, q: web::Query<ResultsQue
         (status = 404, body = ErrorBody),
     )
 )]
-pub async fn list_events(svc: Svc, id: web::Path<i64>, q: web::Query<PageQuery>) -> Answer {
-    ok(svc.events(WorkflowId(*id), q.into_inner()).await?)
+pub async fn list_events(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<PageQuery>,
+) -> Answer {
+    ok(svc.events(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
 /// Claim ready jobs; when none fits, wait up to `wait_ms` (long poll).
@@ -176,8 +202,13 @@ pub async fn list_events(svc: Svc, id: web::Path<i64>, q: web::Query<PageQuery>)
         (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
     )
 )]
-pub async fn claim(svc: Svc, id: web::Path<i64>, req: web::Json<ClaimRequest>) -> Answer {
-    ok(svc.claim(WorkflowId(*id), req.into_inner()).await?)
+pub async fn claim(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    req: web::Json<ClaimRequest>,
+) -> Answer {
+    ok(svc.claim(&who, WorkflowId(*id), req.into_inner()).await?)
 }
 
 /// A shared runner claims jobs of any workflow it may serve, picked fairly: the workflow with
@@ -192,8 +223,8 @@ pub async fn claim(svc: Svc, id: web::Path<i64>, req: web::Json<ClaimRequest>) -
         (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
     )
 )]
-pub async fn claim_shared(svc: Svc, req: web::Json<SharedClaimRequest>) -> Answer {
-    ok(svc.claim_shared(req.into_inner(), None).await?)
+pub async fn claim_shared(who: Principal, svc: Svc, req: web::Json<SharedClaimRequest>) -> Answer {
+    ok(svc.claim_shared(&who, req.into_inner()).await?)
 }
 
 /// Change the workflow's cap on jobs in flight (null: no cap).
@@ -208,12 +239,13 @@ pub async fn claim_shared(svc: Svc, req: web::Json<SharedClaimRequest>) -> Answe
     )
 )]
 pub async fn set_max_concurrent_jobs(
+    who: Principal,
     svc: Svc,
     id: web::Path<i64>,
     req: web::Json<CapRequest>,
 ) -> Answer {
     ok(svc
-        .set_max_concurrent_jobs(WorkflowId(*id), req.max_concurrent_jobs)
+        .set_max_concurrent_jobs(&who, WorkflowId(*id), req.max_concurrent_jobs)
         .await?)
 }
 
@@ -229,8 +261,15 @@ pub async fn set_max_concurrent_jobs(
         (status = 413, body = ErrorBody),
     )
 )]
-pub async fn report(svc: Svc, id: web::Path<i64>, batch: web::Json<ReportBatch>) -> Answer {
-    ok(svc.report(WorkflowId(*id), batch.into_inner()).await?)
+pub async fn report(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    batch: web::Json<ReportBatch>,
+) -> Answer {
+    ok(svc
+        .report(&who, WorkflowId(*id), batch.into_inner())
+        .await?)
 }
 
 /// A runner is alive and holds these jobs: renews its lease on them. Answered at once when some
@@ -247,13 +286,67 @@ pub async fn report(svc: Svc, id: web::Path<i64>, batch: web::Json<ReportBatch>)
         (status = 422, description = "Out-of-range runner id", body = ErrorBody),
     )
 )]
-pub async fn heartbeat(svc: Svc, id: web::Path<i64>, req: web::Json<HeartbeatRequest>) -> Answer {
-    ok(svc.heartbeat(WorkflowId(*id), req.into_inner()).await?)
+pub async fn heartbeat(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    req: web::Json<HeartbeatRequest>,
+) -> Answer {
+    ok(svc
+        .heartbeat(&who, WorkflowId(*id), req.into_inner())
+        .await?)
+}
+
+/// Create a bearer token (admins only). The token is in this answer and nowhere else: the
+/// server stores its SHA-256.
+#[utoipa::path(
+    post, path = "/torc-service/v1/tokens", tag = "service",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, body = CreatedToken),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not an admin, or a runner token", body = ErrorBody),
+        (status = 409, description = "A token of that name exists", body = ErrorBody),
+        (status = 422, description = "Unknown user or group, bad scope, no authentication configured", body = ErrorBody),
+    )
+)]
+pub async fn create_token(who: Principal, svc: Svc, req: web::Json<TokenRequest>) -> Answer {
+    let created = svc.create_token(&who, req.into_inner()).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// Every token (admins only): names, users and scopes, never a token or its hash.
+#[utoipa::path(
+    get, path = "/torc-service/v1/tokens", tag = "service",
+    responses(
+        (status = 200, body = Vec<TokenInfo>),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Not an admin, or a runner token", body = ErrorBody),
+    )
+)]
+pub async fn list_tokens(who: Principal, svc: Svc) -> Answer {
+    ok(svc.list_tokens(&who).await?)
+}
+
+/// Revoke a token made through the API (admins only); it stops working at once.
+#[utoipa::path(
+    delete, path = "/torc-service/v1/tokens/{name}", tag = "service",
+    params(("name" = String, Path, description = "Token name")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Not an admin, or a runner token", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "A token of the auth configuration", body = ErrorBody),
+    )
+)]
+pub async fn revoke_token(who: Principal, svc: Svc, name: web::Path<String>) -> Answer {
+    svc.revoke_token(&who, name.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// This document.
 #[utoipa::path(
-    get, path = "/torc-service/v1/openapi.json", tag = "service",
+    get, path = "/torc-service/v1/openapi.json", tag = "service", security(()),
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
 )]
 pub async fn openapi_json(doc: web::Data<OpenApiText>) -> HttpResponse {
@@ -267,7 +360,7 @@ pub async fn openapi_json(doc: web::Data<OpenApiText>) -> HttpResponse {
     get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text exposition", body = String))
 )]
-pub async fn metrics(svc: Svc) -> HttpResponse {
+pub async fn metrics(_who: Principal, svc: Svc) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(svc.metrics_text())
@@ -314,5 +407,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
             .app_data(report_json)
             .route(web::post().to(heartbeat)),
     )
+    .service(
+        web::resource("/tokens")
+            .route(web::get().to(list_tokens))
+            .route(web::post().to(create_token)),
+    )
+    .route("/tokens/{name}", web::delete().to(revoke_token))
     .route("/openapi.json", web::get().to(openapi_json));
 }

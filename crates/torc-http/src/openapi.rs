@@ -34,22 +34,51 @@ use utoipa::OpenApi;
         handlers::set_max_concurrent_jobs,
         handlers::report,
         handlers::heartbeat,
+        handlers::create_token,
+        handlers::list_tokens,
+        handlers::revoke_token,
         handlers::openapi_json,
         handlers::metrics,
     ),
     components(schemas(
         dto::ErrorBody,
         dto::SpecProblem,
+        dto::TokenScopeSpec,
         schema::JobStatus,
         schema::WorkflowState,
     )),
     tags(
         (name = "workflows", description = "Create, inspect and steer workflows"),
         (name = "runners", description = "The hot path: claims, reports, heartbeats"),
-        (name = "service", description = "The document and the metrics"),
-    )
+        (name = "service", description = "The document, the metrics and tokens"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer token that every endpoint but this document takes when the server has an
+/// auth configuration.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token of the server's auth configuration, or one an admin created \
+                         (POST /tokens). Not needed by a server without authentication.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document as JSON text.
 pub fn document() -> String {
@@ -453,8 +482,18 @@ mod tests {
             "/torc-service/v1/workflows/{id}/claim",
             "/torc-service/v1/workflows/{id}/report",
             "/torc-service/v1/workflows/{id}/heartbeat",
+            "/torc-service/v1/tokens",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
         }
+        let bearer = &doc["components"]["securitySchemes"]["bearer"];
+        assert_eq!(bearer["scheme"], "bearer", "{bearer}");
+        assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]));
+        let public = &doc["paths"]["/torc-service/v1/openapi.json"]["get"]["security"];
+        assert_eq!(
+            public,
+            &serde_json::json!([{}]),
+            "the document needs no token"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Starting and stopping the server: the store, the engine, the actix `App` and its workers.
 
+use crate::auth::{Auth, AuthConfig};
 use crate::error::{json_error, json_fallback, path_error, query_error};
 use crate::handlers::{self, OpenApiText};
 use crate::service::{Limits, Service};
@@ -7,7 +8,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 use torc_store::engine::{EngineConfig, EngineHandle, LeasePolicy};
 use torc_store::{Store, StoreError};
@@ -27,6 +28,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Runner leases: how long a silent runner keeps its jobs, how often a job may be lost.
     pub leases: LeasePolicy,
+    /// Users and tokens. `None`: no authentication, every caller is trusted as a local admin,
+    /// and `host` must be a loopback address.
+    pub auth: Option<AuthConfig>,
 }
 
 impl ServerConfig {
@@ -40,7 +44,19 @@ impl ServerConfig {
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(35),
             leases: LeasePolicy::default(),
+            auth: None,
         }
+    }
+}
+
+/// Whether every address `host` names is a loopback one (`127.0.0.1`, `::1`, `localhost`).
+pub fn is_loopback_host(host: &str) -> bool {
+    match (host, 0).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
     }
 }
 
@@ -58,6 +74,15 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("opening the database was interrupted: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// Listening beyond this machine without authentication would let anyone who can reach the
+    /// port run commands as the server's users.
+    #[error(
+        "refusing to listen on {host} without authentication: anyone who can reach it could run \
+         commands on the runners. Give an auth configuration (torc-server --auth-config FILE; \
+         see \"Authentication\" in the README: users, and tokens stored as their SHA-256, which \
+         `torc-server hash-token` prints), or listen on 127.0.0.1"
+    )]
+    AuthRequired { host: String },
 }
 
 /// The JSON extractor settings: `limit` bytes, errors as [`crate::ErrorBody`], any content type.
@@ -127,7 +152,11 @@ impl StopHandle {
 impl Server {
     /// Opens the database (running its migrations), starts the engine over it and listens.
     /// Must be called within a tokio runtime.
+    /// Refuses without authentication on a non-loopback host, before anything is opened.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        if config.auth.is_none() && !is_loopback_host(&config.host) {
+            return Err(ServerError::AuthRequired { host: config.host });
+        }
         let url = config.database.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&url)).await??;
         let engine = EngineHandle::start_with(
@@ -136,18 +165,32 @@ impl Server {
                 leases: Some(config.leases),
             },
         );
-        Server::start_with(engine, store, &config)
+        Server::start_with(engine, store, &config).await
     }
 
     /// Listens with an engine and a store that the caller opened (they must be over the same
-    /// database). Must be called within a tokio runtime.
-    pub fn start_with(
+    /// database). With authentication, the tokens stored in the database join the
+    /// configuration's. Must be called within a tokio runtime.
+    pub async fn start_with(
         engine: EngineHandle,
         store: Store,
         config: &ServerConfig,
     ) -> Result<Server, ServerError> {
+        let auth = match &config.auth {
+            None if !is_loopback_host(&config.host) => {
+                return Err(ServerError::AuthRequired {
+                    host: config.host.clone(),
+                })
+            }
+            None => Auth::disabled(),
+            Some(auth) => {
+                let reader = store.clone();
+                let stored = tokio::task::spawn_blocking(move || reader.list_tokens()).await??;
+                Auth::enabled(auth.clone(), stored)
+            }
+        };
         let limits = config.limits;
-        let service = web::Data::new(Service::new(engine.clone(), store, limits));
+        let service = web::Data::new(Service::new(engine.clone(), store, limits, auth));
         let doc = web::Data::new(OpenApiText(crate::openapi::document()));
         let app = move || {
             let metrics = service.clone();
@@ -192,7 +235,7 @@ impl Server {
         let running = http.run();
         let handle = running.handle();
         let task = tokio::spawn(running);
-        tracing::info!(addrs = ?addrs, "torc server listening");
+        tracing::info!(addrs = ?addrs, auth = config.auth.is_some(), "torc server listening");
         Ok(Server {
             addrs,
             handle,
@@ -255,4 +298,37 @@ pub async fn serve(
     }
     stop.stop(true).await;
     waiting.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["127.0.0.1", "::1", "localhost", "127.0.0.2"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.0.2.1", "not a host name"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_auth_beyond_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path().join("t.db").display().to_string());
+        config.host = "0.0.0.0".into();
+        let err = Server::start(config).await.err().unwrap();
+        assert!(matches!(err, ServerError::AuthRequired { .. }));
+        let text = err.to_string();
+        assert!(
+            text.contains("--auth-config") && text.contains("0.0.0.0"),
+            "{text}"
+        );
+        assert!(
+            !dir.path().join("t.db").exists(),
+            "refused before opening the database"
+        );
+    }
 }

@@ -1,24 +1,26 @@
-//! What each endpoint does, free of HTTP: validation of what came in, the call into the engine
-//! or the store (blocking store reads on tokio's blocking pool), and the wire type that goes
-//! out. Handlers only extract and wrap.
+//! What each endpoint does, free of HTTP: who may do it (decided by [`crate::auth`], with the
+//! workflow's owner looked up here), validation of what came in, the call into the engine or
+//! the store (blocking store reads on tokio's blocking pool), and the wire type that goes out.
+//! Handlers only extract and wrap.
 
+use crate::auth::{self, Access, Auth, Owner, Principal};
 use crate::dto::{
-    CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage, ResultsQuery, Workflow,
-    WorkflowStatus,
+    CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage,
+    ResultsQuery, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
 };
 use crate::error::{ApiError, ApiErrorKind};
 use crate::metrics::RequestMetrics;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use torc_core::api::{
     ClaimRequest, ClaimResponse, Coordinator, HeartbeatRequest, HeartbeatResponse, ReportBatch,
     ReportResponse, SharedClaimRequest,
 };
 use torc_core::spec::{self, SpecFormat};
-use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
+use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_store::engine::EngineHandle;
-use torc_store::{Store, StoreError};
+use torc_store::{Store, StoreError, TokenRecord};
 
 /// Size limits and caps of what clients may ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +63,24 @@ const MAX_RUNNERS_TRACKED: usize = 100_000;
 /// A runner silent this long may be forgotten when the table is full.
 const RUNNER_FORGET_AFTER: Duration = Duration::from_secs(3600);
 
-/// The state shared by every worker: the engine, the store, limits, runners' last heartbeats.
+/// Most workflow owners remembered; past it the memory starts over (owners are re-read).
+const MAX_OWNERS_CACHED: usize = 1_000_000;
+
+/// A workflow's owner (`None`: created without a user).
+type OwnerName = Option<Arc<str>>;
+
+/// The state shared by every worker: the engine, the store, limits, runners' last heartbeats,
+/// authentication and the owners of the workflows asked about.
 pub struct Service {
     pub(crate) engine: EngineHandle,
     store: Store,
     pub(crate) limits: Limits,
     runners: Mutex<HashMap<RunnerId, (Option<WorkflowId>, Instant)>>,
     pub(crate) metrics: RequestMetrics,
+    pub(crate) auth: Auth,
+    /// Workflow → owner. An owner never changes and ids are never reused, so an entry is never
+    /// stale; a deleted workflow's is dropped.
+    owners: RwLock<HashMap<WorkflowId, OwnerName>>,
 }
 
 /// Runs a blocking store call off the async workers.
@@ -105,14 +118,66 @@ pub fn spec_format(
 }
 
 impl Service {
-    pub fn new(engine: EngineHandle, store: Store, limits: Limits) -> Service {
+    pub fn new(engine: EngineHandle, store: Store, limits: Limits, auth: Auth) -> Service {
         Service {
             engine,
             store,
             limits,
             runners: Mutex::new(HashMap::new()),
             metrics: RequestMetrics::default(),
+            auth,
+            owners: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The server's authentication (for [`Principal::claimable_owners`], say).
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn remember_owner(&self, id: WorkflowId, owner: OwnerName) {
+        if let Ok(mut owners) = self.owners.write() {
+            if owners.len() >= MAX_OWNERS_CACHED {
+                owners.clear();
+            }
+            owners.insert(id, owner);
+        }
+    }
+
+    /// A workflow's owner: `Ok(None)` when there is no such workflow.
+    async fn owner(&self, id: WorkflowId) -> Result<Option<OwnerName>, ApiError> {
+        if let Some(owner) = self.owners.read().ok().and_then(|o| o.get(&id).cloned()) {
+            return Ok(Some(owner));
+        }
+        let store = self.store.clone();
+        match blocking(move || store.workflow_summary(id)).await {
+            Ok(w) => {
+                let owner: OwnerName = w.user.map(Arc::from);
+                self.remember_owner(id, owner.clone());
+                Ok(Some(owner))
+            }
+            Err(e) if e.kind == ApiErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refuses unless `who` may have `access` to workflow `id` (looking its owner up only when
+    /// the decision depends on it).
+    pub async fn allow(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+        access: Access,
+    ) -> Result<(), ApiError> {
+        if !self.auth.needs_owner(who, access) {
+            return self.auth.authorize(who, id, access, Owner::NotLookedUp);
+        }
+        let owner = self.owner(id).await?;
+        let owner = match &owner {
+            None => Owner::NoSuchWorkflow,
+            Some(o) => Owner::Is(o.as_deref()),
+        };
+        self.auth.authorize(who, id, access, owner)
     }
 
     fn page(&self, offset: Option<u64>, limit: Option<u64>) -> (u64, u64) {
@@ -146,9 +211,12 @@ impl Service {
     /// creates the workflow.
     pub async fn create_workflow(
         &self,
+        who: &Principal,
         body: Vec<u8>,
         format: SpecFormat,
     ) -> Result<CreatedWorkflow, ApiError> {
+        // A runner token is refused before the spec is read.
+        self.auth.owner_for_new_workflow(who, None)?;
         let text = String::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?;
         let (expanded, text) = tokio::task::spawn_blocking(move || {
@@ -156,14 +224,19 @@ impl Service {
             (r, text)
         })
         .await?;
-        let expanded = expanded?;
+        let mut expanded = expanded?;
+        let owner = self
+            .auth
+            .owner_for_new_workflow(who, expanded.def.user.take())?;
+        expanded.def.user = owner.clone();
         let name = expanded.def.name.clone();
         let num_jobs = expanded.def.jobs.len() as u64;
         let id = self
             .engine
             .create_workflow(expanded.def, Some(text))
             .await?;
-        tracing::info!(workflow = %id, %name, num_jobs, "workflow created");
+        self.remember_owner(id, owner.as_deref().map(Arc::from));
+        tracing::info!(workflow = %id, %name, num_jobs, owner = owner.as_deref().unwrap_or("-"), "workflow created");
         Ok(CreatedWorkflow {
             id,
             name,
@@ -172,40 +245,63 @@ impl Service {
         })
     }
 
-    pub async fn list_workflows(&self) -> Result<Vec<Workflow>, ApiError> {
+    /// The workflows `who` may see, oldest first.
+    pub async fn list_workflows(&self, who: &Principal) -> Result<Vec<Workflow>, ApiError> {
+        self.auth.may_list(who)?;
         let store = self.store.clone();
         let list = blocking(move || store.list_workflows()).await?;
-        Ok(list.into_iter().map(Workflow::from).collect())
+        Ok(list
+            .into_iter()
+            .filter(|w| self.auth.sees(who, w.user.as_deref()))
+            .map(Workflow::from)
+            .collect())
     }
 
-    pub async fn workflow(&self, id: WorkflowId) -> Result<Workflow, ApiError> {
+    pub async fn workflow(&self, who: &Principal, id: WorkflowId) -> Result<Workflow, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         let store = self.store.clone();
         Ok(blocking(move || store.workflow_summary(id)).await?.into())
     }
 
     /// Drops the live state, then the stored workflow.
-    pub async fn delete_workflow(&self, id: WorkflowId) -> Result<(), ApiError> {
+    pub async fn delete_workflow(&self, who: &Principal, id: WorkflowId) -> Result<(), ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         self.engine.unload(id).await?;
         let store = self.store.clone();
         blocking(move || store.delete_workflow(id)).await?;
+        if let Ok(mut owners) = self.owners.write() {
+            owners.remove(&id);
+        }
         tracing::info!(workflow = %id, "workflow deleted");
         Ok(())
     }
 
-    pub async fn status(&self, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
+    pub async fn status(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<WorkflowStatus, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(id, self.engine.status(id).await?))
     }
 
-    pub async fn cancel(&self, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
+    pub async fn cancel(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<WorkflowStatus, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(id, self.engine.cancel(id).await?))
     }
 
     /// Changes a workflow's cap on jobs in flight.
     pub async fn set_max_concurrent_jobs(
         &self,
+        who: &Principal,
         id: WorkflowId,
         cap: Option<u32>,
     ) -> Result<WorkflowStatus, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         if cap == Some(0) {
             return Err(ApiError::unprocessable(
                 "max_concurrent_jobs must be at least 1 (null for no cap)",
@@ -217,22 +313,35 @@ impl Service {
         ))
     }
 
-    pub async fn resume(&self, id: WorkflowId) -> Result<WorkflowStatus, ApiError> {
+    pub async fn resume(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<WorkflowStatus, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(id, self.engine.resume(id).await?))
     }
 
     pub async fn reset(
         &self,
+        who: &Principal,
         id: WorkflowId,
         failed_only: bool,
     ) -> Result<WorkflowStatus, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         Ok(WorkflowStatus::new(
             id,
             self.engine.reset(id, failed_only).await?,
         ))
     }
 
-    pub async fn jobs(&self, id: WorkflowId, q: JobsQuery) -> Result<JobPage, ApiError> {
+    pub async fn jobs(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+        q: JobsQuery,
+    ) -> Result<JobPage, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         let status = match q.status.as_deref() {
             None | Some("") => None,
             Some(s) => Some(
@@ -251,7 +360,13 @@ impl Service {
         })
     }
 
-    pub async fn results(&self, id: WorkflowId, q: ResultsQuery) -> Result<ResultPage, ApiError> {
+    pub async fn results(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+        q: ResultsQuery,
+    ) -> Result<ResultPage, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         let job = match q.job {
             Some(0) => return Err(ApiError::bad_request("job ids start at 1")),
             j => j.map(JobId),
@@ -266,7 +381,13 @@ impl Service {
         })
     }
 
-    pub async fn events(&self, id: WorkflowId, q: PageQuery) -> Result<EventPage, ApiError> {
+    pub async fn events(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+        q: PageQuery,
+    ) -> Result<EventPage, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
         let (offset, limit) = self.page(q.offset, q.limit);
         let store = self.store.clone();
         let items = blocking(move || store.list_events(id, offset, limit)).await?;
@@ -281,9 +402,11 @@ impl Service {
     /// hands the jobs out, or at the (cut) deadline with none.
     pub async fn claim(
         &self,
+        who: &Principal,
         path_id: WorkflowId,
         mut req: ClaimRequest,
     ) -> Result<ClaimResponse, ApiError> {
+        self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
         self.check_limit(req.limit)?;
@@ -291,13 +414,14 @@ impl Service {
         Ok(self.engine.claim(req).await?)
     }
 
-    /// A shared runner's claim across the workflows it may serve, with its wait cut to the
-    /// server's maximum.
+    /// A shared runner's claim across the workflows its token lets it serve (their owners',
+    /// see [`Principal::claimable_owners`]), with its wait cut to the server's maximum.
     pub async fn claim_shared(
         &self,
+        who: &Principal,
         mut req: SharedClaimRequest,
-        owners: Option<Vec<String>>,
     ) -> Result<ClaimResponse, ApiError> {
+        let owners = who.claimable_owners(&self.auth)?;
         self.check_runner(&req.runner_id)?;
         self.check_limit(req.limit)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
@@ -307,9 +431,11 @@ impl Service {
     /// Starts and completions, answered after their commit.
     pub async fn report(
         &self,
+        who: &Principal,
         path_id: WorkflowId,
         batch: ReportBatch,
     ) -> Result<ReportResponse, ApiError> {
+        self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, batch.workflow_id)?;
         self.check_runner(&batch.runner_id)?;
         Ok(self.engine.report(batch).await?)
@@ -333,14 +459,138 @@ impl Service {
     /// A heartbeat: renews the runner's lease (in the engine) and notes it as live.
     pub async fn heartbeat(
         &self,
+        who: &Principal,
         path_id: WorkflowId,
         mut req: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ApiError> {
+        self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
         self.note_runner(&req.runner_id, path_id)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
         Ok(self.engine.heartbeat(req).await?)
+    }
+
+    /// Creates a token (admins only): a random one, of which only the SHA-256 is stored; the
+    /// answer is the only place the token itself ever appears.
+    pub async fn create_token(
+        &self,
+        who: &Principal,
+        req: TokenRequest,
+    ) -> Result<CreatedToken, ApiError> {
+        let config = self.auth.may_create_tokens(who)?;
+        if !config.has_user(&req.user) {
+            return Err(ApiError::unprocessable(format!(
+                "user {:?} is not in the server's auth configuration",
+                req.user
+            )));
+        }
+        let scope = req
+            .scope
+            .map(|s| config.check_scope(s))
+            .transpose()
+            .map_err(|reason| ApiError::unprocessable(format!("scope: {reason}")))?;
+        if let Some(torc_store::TokenScope::Workflow(id)) = &scope {
+            if self.owner(*id).await?.is_none() {
+                return Err(ApiError::new(
+                    ApiErrorKind::NotFound,
+                    format!("workflow {id} not found"),
+                ));
+            }
+        }
+        let name = match req.name {
+            Some(n) => n,
+            None => format!("{}-{}", req.user, auth::random_suffix()?),
+        };
+        if name.is_empty()
+            || name.len() > auth::MAX_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            return Err(ApiError::unprocessable(format!(
+                "a token name has 1 to {} bytes and no control characters",
+                auth::MAX_NAME_BYTES
+            )));
+        }
+        if config.has_token_named(&name) {
+            return Err(ApiError::new(
+                ApiErrorKind::Conflict,
+                format!("token {name:?} already exists (in the auth configuration)"),
+            ));
+        }
+        let token = auth::new_token()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let record = TokenRecord {
+            name,
+            user: req.user,
+            sha256: auth::hash_token(&token),
+            scope,
+            created_at: Timestamp(now),
+        };
+        let store = self.store.clone();
+        let stored = record.clone();
+        blocking(move || store.insert_token(&stored)).await?;
+        self.auth.add_token(&record)?;
+        tracing::info!(token = %record.name, user = %record.user, by = who.user().unwrap_or("local"), "token created");
+        Ok(CreatedToken {
+            name: record.name,
+            user: record.user,
+            scope: record.scope.as_ref().map(TokenScopeSpec::from),
+            token,
+        })
+    }
+
+    /// Every token (admins only): the configuration's, then those made through the API. Never
+    /// a token or its hash.
+    pub async fn list_tokens(&self, who: &Principal) -> Result<Vec<TokenInfo>, ApiError> {
+        let config = self.auth.may_create_tokens(who)?;
+        let mut out: Vec<TokenInfo> = config
+            .tokens()
+            .map(|t| TokenInfo {
+                name: t.token.clone(),
+                user: t.user.clone(),
+                scope: t.scope.as_ref().map(TokenScopeSpec::from),
+                source: "config".into(),
+                created_at: None,
+            })
+            .collect();
+        let store = self.store.clone();
+        let stored = blocking(move || store.list_tokens()).await?;
+        out.extend(stored.into_iter().map(|t| TokenInfo {
+            scope: t.scope.as_ref().map(TokenScopeSpec::from),
+            name: t.name,
+            user: t.user,
+            source: "api".into(),
+            created_at: Some(t.created_at),
+        }));
+        Ok(out)
+    }
+
+    /// Revokes a token made through the API (admins only): it stops working at once. The
+    /// configuration's tokens are changed in the file.
+    pub async fn revoke_token(&self, who: &Principal, name: String) -> Result<(), ApiError> {
+        let config = self.auth.may_create_tokens(who)?;
+        if config.has_token_named(&name) {
+            return Err(ApiError::new(
+                ApiErrorKind::Conflict,
+                format!(
+                    "token {name:?} is in the auth configuration: remove it from the file and \
+                     restart the server"
+                ),
+            ));
+        }
+        let store = self.store.clone();
+        let wanted = name.clone();
+        let Some(record) = blocking(move || store.delete_token(&wanted)).await? else {
+            return Err(ApiError::new(
+                ApiErrorKind::NotFound,
+                format!("token {name:?} not found"),
+            ));
+        };
+        self.auth.remove_token(&record)?;
+        tracing::info!(token = %name, by = who.user().unwrap_or("local"), "token revoked");
+        Ok(())
     }
 
     /// Records when a runner was last heard from, for the live-runner gauge.

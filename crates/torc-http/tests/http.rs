@@ -1,5 +1,9 @@
 //! The server over real loopback HTTP: every endpoint's happy path, the documented JSON errors,
-//! the OpenAPI document, long-poll claims, and the runner library talking through the client.
+//! the OpenAPI document, long-poll claims, and the runner library talking through the client;
+//! authentication and authorization in `http/auth.rs`.
+
+#[path = "http/auth.rs"]
+mod auth;
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -23,6 +27,7 @@ struct TestServer {
     server: Server,
     client: HttpClient,
     raw: reqwest::Client,
+    config: ServerConfig,
 }
 
 impl TestServer {
@@ -42,7 +47,11 @@ impl TestServer {
             ..Limits::default()
         };
         adjust(&mut config);
-        let server = Server::start(config).await.unwrap();
+        Self::start_in(dir, config).await
+    }
+
+    async fn start_in(dir: TempDir, config: ServerConfig) -> TestServer {
+        let server = Server::start(config.clone()).await.unwrap();
         assert!(server.local_addr().ip().is_loopback());
         let client = HttpClient::new(&server.url()).unwrap();
         TestServer {
@@ -50,7 +59,20 @@ impl TestServer {
             server,
             client,
             raw: reqwest::Client::new(),
+            config,
         }
+    }
+
+    /// Stops the server and starts another on the same database and configuration.
+    async fn restart(self) -> TestServer {
+        let TestServer {
+            dir,
+            server,
+            config,
+            ..
+        } = self;
+        server.stop(true).await.unwrap();
+        Self::start_in(dir, config).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -323,6 +345,8 @@ async fn openapi_document_lists_the_paths() {
         "/torc-service/v1/workflows/{id}/claim",
         "/torc-service/v1/workflows/{id}/report",
         "/torc-service/v1/workflows/{id}/heartbeat",
+        "/torc-service/v1/tokens",
+        "/torc-service/v1/tokens/{name}",
         "/torc-service/v1/openapi.json",
         "/metrics",
     ] {
@@ -335,6 +359,8 @@ async fn openapi_document_lists_the_paths() {
         "ReportBatch",
         "ErrorBody",
         "JobStatus",
+        "TokenRequest",
+        "CreatedToken",
     ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }

@@ -75,6 +75,9 @@ fn spawn_shell(
         // whole tree at once.
         .process_group(0)
         .kill_on_drop(true)
+        // The runner's token stays the runner's: a shared runner token handed to one user's job
+        // would let it claim and report the jobs of every workflow in the token's scope.
+        .env_remove("TORC_API_TOKEN")
         .envs(&job.env)
         .env("TORC_WORKFLOW_ID", job.workflow_id.to_string())
         .env("TORC_JOB_ID", job.job_id.to_string())

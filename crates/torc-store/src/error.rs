@@ -59,6 +59,10 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    /// A row with this unique name already exists.
+    #[error("{what} {name:?} already exists")]
+    Duplicate { what: &'static str, name: String },
+
     /// A row does not map back to the model (unknown status code, malformed JSON, a reference
     /// to a row that does not exist...).
     #[error("corrupt {what} in the database: {detail}")]

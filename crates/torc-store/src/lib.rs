@@ -8,7 +8,9 @@
 //!
 //! The [`engine`] keeps every active workflow's live state in memory on one writer thread and
 //! group-commits what the core changes; it is the in-process coordinator of embedded runs and
-//! the state behind the HTTP server.
+//! the state behind the HTTP server. The store also keeps the hashes of bearer tokens created
+//! through the server's API ([`Store::insert_token`], [`Store::list_tokens`]); what a token may do
+//! is decided in `torc-http`, never here.
 //!
 //! It must never make a scheduling decision: it persists exactly what the core decided, and a
 //! workflow loaded back is exactly what was created plus the changes applied. Schema and queries
@@ -24,7 +26,10 @@ mod records;
 mod rows;
 mod schema;
 mod store;
+mod tokens;
 
 pub use error::StoreError;
-pub use records::{EventRecord, JobRecord, LoadedWorkflow, ResultRecord, WorkflowSummary};
+pub use records::{
+    EventRecord, JobRecord, LoadedWorkflow, ResultRecord, TokenRecord, TokenScope, WorkflowSummary,
+};
 pub use store::Store;

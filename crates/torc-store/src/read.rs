@@ -257,6 +257,8 @@ fn losses_since_reset(conn: &mut Conn, w: i64) -> QueryResult<Vec<(Option<i32>, 
     events::table
         .filter(events::workflow_id.eq(w))
         .filter(events::kind.eq(EventKind::JobLost.name()))
+        // A loss names its job; one that does not counts for none (rather than failing the load).
+        .filter(events::job_id.is_not_null())
         .filter(events::id.gt(since.unwrap_or(0)))
         .group_by(events::job_id)
         .select((events::job_id, diesel::dsl::count_star()))

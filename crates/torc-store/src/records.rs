@@ -93,3 +93,25 @@ pub struct EventRecord {
     pub job_id: Option<JobId>,
     pub message: String,
 }
+
+/// What a bearer token reaches besides acting as its user: nothing else (`None` on a
+/// [`TokenRecord`]), or, for a runner, one workflow, one user's workflows or a group's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenScope {
+    Workflow(WorkflowId),
+    User(String),
+    Group(String),
+}
+
+/// A bearer token created through the API: only the SHA-256 of the token is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub name: String,
+    pub user: String,
+    /// SHA-256 of the token, lowercase hex.
+    pub sha256: String,
+    /// `None`: the token acts as `user`; otherwise a runner token of this reach.
+    pub scope: Option<TokenScope>,
+    pub created_at: Timestamp,
+}

@@ -142,6 +142,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        user -> Text,
+        sha256 -> Text,
+        scope_kind -> Nullable<Text>,
+        scope_value -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(jobs -> workflows (workflow_id));
 diesel::joinable!(results -> workflows (workflow_id));
 diesel::joinable!(events -> workflows (workflow_id));
@@ -158,4 +170,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_user_data,
     results,
     events,
+    tokens,
 );

@@ -25,7 +25,7 @@ use torc_core::model::{
     FailureHandler, FailureRule, FileDef, JobDef, JobStatus, ResourceRequirement, Resources,
     SortMethod, UserDataDef, WorkflowDef,
 };
-use torc_store::{LoadedWorkflow, Store, StoreError};
+use torc_store::{LoadedWorkflow, Store, StoreError, TokenRecord, TokenScope};
 
 // ---------------------------------------------------------------------------------------------
 // Backends.
@@ -1100,6 +1100,47 @@ fn same_outcome(db: &TestDb, mut sequence: Vec<Changes>) -> Result<(), TestCaseE
     Ok(())
 }
 
+fn tokens_round_trip_refuse_duplicates_and_go(db: &TestDb) {
+    let store = db.store();
+    assert!(store.list_tokens().unwrap().is_empty());
+    let token = |name: &str, hash: char, scope| TokenRecord {
+        name: name.into(),
+        user: "ana".into(),
+        sha256: hash.to_string().repeat(64),
+        scope,
+        created_at: Timestamp(7),
+    };
+    let all = vec![
+        token("plain", 'a', None),
+        token("one", 'b', Some(TokenScope::Workflow(WorkflowId(42)))),
+        token("mine", 'c', Some(TokenScope::User("ana".into()))),
+        token("team", 'd', Some(TokenScope::Group("lab".into()))),
+    ];
+    for t in &all {
+        store.insert_token(t).unwrap();
+    }
+    assert_eq!(store.list_tokens().unwrap(), all);
+    for dup in [token("plain", 'e', None), token("other", 'a', None)] {
+        let err = store.insert_token(&dup).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Duplicate { what: "token", .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(store.list_tokens().unwrap().len(), 4);
+    let reopened = db.reopen();
+    assert_eq!(reopened.list_tokens().unwrap(), all);
+    assert_eq!(store.delete_token("one").unwrap(), Some(all[1].clone()));
+    assert_eq!(store.delete_token("one").unwrap(), None);
+    let left: Vec<String> = store
+        .list_tokens()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(left, ["plain", "mine", "team"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn losses_are_counted_from_the_events_since_the_last_reset(db: &TestDb) {
@@ -1147,4 +1188,5 @@ on_both_backends!(
     delete_cascades_to_every_table,
     readers_run_while_the_writer_applies,
     batching_does_not_change_the_outcome,
+    tokens_round_trip_refuse_duplicates_and_go,
 );

@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(t.to_string(), "/tmp/a.db");
     }
 
-    /// Both schemas declare the same tables, columns and indexes; only the auto-assigned keys
+    /// Both schemas have the same migrations and declare the same tables, columns and indexes; only the auto-assigned keys
     /// are spelled differently.
     #[test]
     fn migrations_match() {
@@ -321,14 +321,26 @@ mod tests {
                 .collect()
         }
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-        for file in ["up.sql", "down.sql"] {
-            let read = |backend: &str| {
-                std::fs::read_to_string(format!("{dir}/{backend}/2025-01-01-000000_init/{file}"))
-                    .unwrap()
-            };
-            let (lite, pg) = (statements(&read("sqlite")), statements(&read("postgres")));
-            assert!(!lite.is_empty());
-            assert_eq!(lite, pg, "{file}");
+        let names = |backend: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(format!("{dir}/{backend}"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let migrations = names("sqlite");
+        assert!(migrations.len() >= 2, "{migrations:?}");
+        assert_eq!(migrations, names("postgres"));
+        for migration in &migrations {
+            for file in ["up.sql", "down.sql"] {
+                let read = |backend: &str| {
+                    std::fs::read_to_string(format!("{dir}/{backend}/{migration}/{file}")).unwrap()
+                };
+                let (lite, pg) = (statements(&read("sqlite")), statements(&read("postgres")));
+                assert!(!lite.is_empty());
+                assert_eq!(lite, pg, "{migration}/{file}");
+            }
         }
     }
 }
