@@ -63,19 +63,25 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A `torc-server` process on `port` over `db`, with a short lease.
+/// A `torc-server` process on 127.0.0.1.
 struct ServerProcess {
     child: Child,
     url: String,
 }
 
 impl ServerProcess {
+    /// On `port` over `db`, with a lease of `lease_secs`.
     fn start(db: &Path, port: u16, lease_secs: &str) -> ServerProcess {
+        Self::start_with(db, port, &["--lease-secs", lease_secs])
+    }
+
+    /// On `port` over `db`, with `args` besides.
+    fn start_with(db: &Path, port: u16, args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
             .arg("--database")
             .arg(format!("sqlite:{}", db.display()))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--lease-secs", lease_secs])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -334,25 +340,10 @@ async fn with_an_auth_config_every_request_needs_a_token() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
-        .arg("--database")
-        .arg(dir.path().join("server.db"))
-        .arg("--auth-config")
-        .arg(&config)
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("torc-server listening on ")
-        .unwrap()
-        .to_string();
+    let config = config.to_str().unwrap();
+    let server =
+        ServerProcess::start_with(&dir.path().join("server.db"), 0, &["--auth-config", config]);
+    let url = server.url.clone();
     let anonymous = HttpClient::new(&url).unwrap();
     assert_eq!(
         anonymous.list_workflows().await.unwrap_err().status(),
@@ -369,6 +360,5 @@ async fn with_an_auth_config_every_request_needs_a_token() {
         .unwrap()
         .id;
     assert_eq!(ana.workflow(id).await.unwrap().user.as_deref(), Some("ana"));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 }
