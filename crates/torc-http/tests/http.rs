@@ -866,7 +866,13 @@ async fn shared_claims_and_caps_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canceling_one_workflow_stops_only_its_jobs_on_a_shared_runner() {
-    let t = TestServer::start().await;
+    // Long leases and waits: only the early answer of a waiting heartbeat can bring the news
+    // before the safety timeout.
+    let t = TestServer::start_with(|c| {
+        c.leases.lease = Duration::from_secs(3600);
+        c.limits.max_wait = Duration::from_secs(3600);
+    })
+    .await;
     let long = "name: long\njobs:\n  - name: j{i}\n    command: sleep 600\n    parameters:\n      i: \"1:2\"\n";
     let short = "name: short\njobs:\n  - name: gate\n    command: sleep 600\n  - name: after\n    command: \"true\"\n    depends_on: [gate]\n";
     let a = t.create(long).await;
@@ -879,7 +885,7 @@ async fn canceling_one_workflow_stops_only_its_jobs_on_a_shared_runner() {
     );
     config.shared = true;
     config.tags = Some(Default::default());
-    config.heartbeat_interval = Some(Duration::from_millis(100));
+    config.heartbeat_interval = Some(Duration::from_secs(3600));
     config.idle_timeout = Some(Duration::from_millis(500));
     config.sample_interval = None;
     let shutdown = Shutdown::new();

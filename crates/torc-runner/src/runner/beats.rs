@@ -7,6 +7,8 @@
 //! killed and never reported.
 
 use super::{backoff, EventLoop, ERROR_BACKOFF};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,33 +74,39 @@ impl<C: Coordinator> EventLoop<C> {
             return;
         }
         let held = self.held_jobs();
-        self.beat_sent = now;
-        self.next_beat = None;
         if held.is_empty() {
-            // A shared runner holding nothing has no lease to renew.
-            self.next_beat = Some(now + interval);
+            // A shared runner holding nothing has no lease to renew: it beats as soon as it
+            // holds something (the beat stays due; being due wakes nothing by itself).
             return;
         }
-        // A dedicated runner's one heartbeat waits at the coordinator, so that a cancel comes
-        // back at once; a shared runner's, one per workflow, do not.
-        let wait_ms = if self.cfg.shared {
-            0
-        } else {
-            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)
-        };
-        let runner_id = self.cfg.runner_id.clone();
+        self.beat_sent = now;
+        self.next_beat = None;
+        // One heartbeat per workflow held, all sent at once, each waiting at the coordinator
+        // for an interval so that a cancel or a revocation comes back at once. The first answer
+        // ends the round: those already in are taken too, the rest are dropped (their leases
+        // were renewed when they arrived) and sent again next round.
+        let wait_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
         debug!(workflows = held.len(), "heartbeat");
-        let coord = Arc::clone(&self.coord);
-        self.beat = Some(Box::pin(async move {
-            let mut answers = Vec::with_capacity(held.len());
-            for (workflow_id, held) in held {
+        let mut round: FuturesUnordered<_> = held
+            .into_iter()
+            .map(|(workflow_id, held)| {
+                let coord = Arc::clone(&self.coord);
                 let req = HeartbeatRequest {
                     workflow_id,
-                    runner_id: runner_id.clone(),
+                    runner_id: self.cfg.runner_id.clone(),
                     held,
                     wait_ms,
                 };
-                answers.push((workflow_id, coord.heartbeat(req).await?));
+                async move { (workflow_id, coord.heartbeat(req).await) }
+            })
+            .collect();
+        self.beat = Some(Box::pin(async move {
+            let mut answers = Vec::new();
+            if let Some((workflow, first)) = round.next().await {
+                answers.push((workflow, first?));
+            }
+            while let Some(Some((workflow, answer))) = round.next().now_or_never() {
+                answers.push((workflow, answer?));
             }
             Ok(answers)
         }));
