@@ -20,15 +20,17 @@ use torc_http::HttpClient;
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
 use tracing_subscriber::EnvFilter;
 
-/// Runs a workflow's jobs on this machine for a torc server.
+/// Runs a workflow's jobs (or, with --shared, those of every workflow it may serve) on this
+/// machine for a torc server.
 #[derive(Debug, Parser)]
 #[command(name = "torc-runner", version)]
 struct Args {
     /// The server, `http://HOST:PORT`.
     #[arg(long, env = "TORC_API_URL")]
     url: String,
-    /// The bearer token, for a server that requires one: a user's, or a runner token for this
-    /// workflow (prefer the environment variable: a command line is visible to other users).
+    /// The bearer token, for a server that requires one: a user's, a runner token for this
+    /// workflow, or (with --shared) one scoped to a user's or a group's workflows (prefer the
+    /// environment variable: a command line is visible to other users).
     #[arg(long, env = "TORC_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The workflow whose jobs to run.
