@@ -234,6 +234,10 @@ pub(crate) struct Writer {
     pool: FairPool,
     /// Workflows changed since the pool was last brought up to date.
     touched: HashSet<WorkflowId>,
+    /// Each workflow's ready generation when the pool last looked, and whether any moved since
+    /// parked shared claims were last tried: only new work can give them something.
+    ready_seen: HashMap<WorkflowId, u64>,
+    new_work: bool,
     /// Every active workflow of the database is in memory (done once, for shared runners).
     all_loaded: bool,
     /// When leases are next checked.
@@ -255,6 +259,8 @@ impl Writer {
             config,
             pool: FairPool::new(),
             touched: HashSet::new(),
+            ready_seen: HashMap::new(),
+            new_work: false,
             all_loaded: false,
             next_lease_check: config
                 .leases
@@ -328,8 +334,20 @@ impl Writer {
     /// Brings the fair pool up to date with the workflows changed since last time.
     fn refresh_pool(&mut self) {
         for id in self.touched.drain() {
-            let key = self.workflows.get(&id).and_then(WorkflowSched::fair_key);
-            self.pool.update(id, key);
+            let sched = self.workflows.get(&id);
+            self.pool
+                .update(id, sched.and_then(WorkflowSched::fair_key));
+            match sched {
+                Some(s) => {
+                    let generation = s.ready_generation();
+                    if self.ready_seen.insert(id, generation) != Some(generation) {
+                        self.new_work = true;
+                    }
+                }
+                None => {
+                    self.ready_seen.remove(&id);
+                }
+            }
         }
     }
 
@@ -671,14 +689,17 @@ impl Writer {
         None
     }
 
-    /// Tries parked shared claims again after a batch that changed any workflow; answers those
-    /// whose deadline came.
+    /// Tries parked shared claims again after a batch that gave any workflow new work (a job
+    /// ready, room under a cap); answers those whose deadline came. Without new work nothing
+    /// they were refused could have become theirs, so they are not tried: an idle pool of
+    /// shared runners costs nothing per batch.
     fn retry_parked_shared(&mut self) {
         if self.parked_shared.is_empty() {
             return;
         }
         let t = Instant::now();
-        let changed = !self.touched.is_empty();
+        self.refresh_pool();
+        let changed = std::mem::take(&mut self.new_work);
         for p in std::mem::take(&mut self.parked_shared) {
             if !changed && p.deadline > t {
                 self.parked_shared.push(p);
