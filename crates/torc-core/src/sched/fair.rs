@@ -109,6 +109,8 @@ pub fn claim_fair(
 ) -> (Vec<ClaimedJob>, Vec<(WorkflowId, Changes)>) {
     let mut jobs: Vec<ClaimedJob> = Vec::new();
     let mut changes: Vec<(WorkflowId, Changes)> = Vec::new();
+    // Where each served workflow's changes are in `changes`.
+    let mut changed_at: HashMap<WorkflowId, usize> = HashMap::new();
     let mut free = req.resources;
     let mut skipped: HashSet<WorkflowId> = HashSet::new();
     while jobs.len() < req.limit as usize {
@@ -137,9 +139,12 @@ pub fn claim_fair(
                 f.num_gpus = f.num_gpus.saturating_sub(job.resources.num_gpus);
             }
         }
-        match changes.iter_mut().find(|(w, _)| *w == id) {
-            Some((_, c)) => c.extend(ch),
-            None => changes.push((id, ch)),
+        match changed_at.get(&id) {
+            Some(&at) => changes[at].1.extend(ch),
+            None => {
+                changed_at.insert(id, changes.len());
+                changes.push((id, ch));
+            }
         }
         jobs.extend(got);
     }
