@@ -1,10 +1,11 @@
 //! Heartbeats: renewing the lease on what the runner holds, and acting on the answer.
 //!
-//! One heartbeat is in flight at a time, beside the claim and the report. It lists every job
-//! the runner holds (running, queued, or finished with the report not yet acknowledged) and asks
-//! the coordinator to hold the answer for one interval, so that a cancel comes back at once.
-//! Jobs the answer revokes (the lease had lapsed and another runner may have them now) are
-//! killed and never reported.
+//! One round of heartbeats is in flight at a time, beside the claim and the report: one per
+//! workflow the runner holds jobs of (a dedicated runner's one workflow always). Each lists every
+//! job of its workflow the runner holds (running, queued, or finished with the report not yet
+//! acknowledged) and asks the coordinator to hold the answer for one interval, so that a cancel
+//! comes back at once. Jobs an answer revokes (the lease had lapsed and another runner may have
+//! them now) are killed and never reported.
 
 use super::{backoff, EventLoop, ERROR_BACKOFF};
 use futures::stream::FuturesUnordered;
