@@ -15,7 +15,7 @@ use torc_core::api::{
     ClaimRequest, ClaimResponse, CompletionOutcome, Coordinator, CoordinatorError,
     HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
 };
-use torc_core::changes::WorkflowState;
+use torc_core::changes::{EventKind, WorkflowState};
 use torc_core::spec::SpecFormat;
 use torc_core::{JobId, JobStatus, RunnerId, WorkflowId};
 use torc_http::{HttpClient, JobResult, Server, ServerConfig};
@@ -360,5 +360,65 @@ async fn with_an_auth_config_every_request_needs_a_token() {
         .unwrap()
         .id;
     assert_eq!(ana.workflow(id).await.unwrap().user.as_deref(), Some("ana"));
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_does_not_take_jobs_from_runners_it_could_not_hear() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("torc.db"), 0, "2");
+    let client = HttpClient::new(&server.url).unwrap();
+    let spec = "name: paused\njobs:\n  - name: long\n    command: sleep 4\n";
+    let id = client
+        .create_workflow(spec, SpecFormat::Yaml)
+        .await
+        .unwrap()
+        .id;
+    let mut cfg = RunnerConfig::new(
+        id,
+        RunnerId("patient".into()),
+        Capacity::MaxParallelJobs(1),
+        dir.path().join("out"),
+    );
+    cfg.heartbeat_interval = Some(Duration::from_millis(300));
+    cfg.sample_interval = None;
+    let runner = tokio::spawn(torc_runner::run(
+        Arc::new(client.clone()),
+        cfg,
+        torc_runner::Shutdown::new(),
+    ));
+    tokio::time::timeout(SAFETY, async {
+        while client.status(id).await.unwrap().count(JobStatus::Running) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the job never ran");
+
+    // The server is paused for longer than the lease: nobody could reach it, the runner
+    // included, and that must not cost the runner its job.
+    let pid = i32::try_from(server.child.id()).unwrap();
+    // SAFETY: plain signals to our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .expect("the run ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.completed, summary.revoked), (1, 0));
+    let results = all_results(&client, id).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (results[0].attempt_id, results[0].status),
+        (1, JobStatus::Completed)
+    );
+    let events = client.events(id, 0, 100).await.unwrap().items;
+    assert!(
+        events.iter().all(|e| e.kind != EventKind::JobLost),
+        "{events:?}"
+    );
     server.kill();
 }

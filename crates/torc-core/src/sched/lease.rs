@@ -105,6 +105,15 @@ impl WorkflowSched {
         (revoked, changes)
     }
 
+    /// Gives every runner `by` more time: the coordinator itself could not hear anyone for that
+    /// long (a stalled disk, a paused process), which must not count against the runners.
+    pub fn extend_leases(&mut self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        for r in &mut self.runners {
+            r.heard = Timestamp(r.heard.0.saturating_add(ms));
+        }
+    }
+
     /// When the next lease runs out, if any runner holds jobs.
     pub fn next_lease_expiry(&self, policy: &LeasePolicy) -> Option<Timestamp> {
         self.runners

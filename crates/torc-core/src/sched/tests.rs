@@ -517,6 +517,16 @@ fn heartbeats_and_reports_renew_the_lease() {
 }
 
 #[test]
+fn time_the_coordinator_could_not_listen_does_not_count_against_runners() {
+    let mut s = sched(def_with_edges(1, &[]));
+    s.claim(&runner("a"), 1, None, T0);
+    s.extend_leases(Duration::from_secs(5));
+    assert!(s.expire_leases(at(14_999), &LEASE).is_empty());
+    let changes = s.expire_leases(at(15_000), &LEASE);
+    assert_eq!(events_of(&changes, EventKind::JobLost), 1);
+}
+
+#[test]
 fn a_job_lost_too_often_is_terminated_and_its_dependents_canceled() {
     let mut def = def_with_edges(2, &[(2, 1)]);
     def.jobs[1].cancel_on_blocking_job_failure = true;

@@ -99,6 +99,10 @@ pub struct EngineConfig {
 /// 10 ms).
 pub const LEASE_TICK: Duration = Duration::from_secs(1);
 
+/// A commit this slow, or a wake-up this late, means the writer could not hear runners for that
+/// long: their leases are extended by as much.
+const STALL: Duration = Duration::from_secs(1);
+
 fn lease_tick(policy: &LeasePolicy) -> Duration {
     (policy.lease / 20).clamp(Duration::from_millis(10), LEASE_TICK)
 }
@@ -281,7 +285,10 @@ impl Writer {
                 .min();
             let first = match wake {
                 Some(deadline) => {
-                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    let got = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                    // Woken long after the deadline: the process was paused or starved.
+                    self.stalled(Instant::now().saturating_duration_since(deadline));
+                    match got {
                         Ok(req) => Some(req),
                         Err(RecvTimeoutError::Timeout) => None,
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -634,6 +641,21 @@ impl Writer {
         }
     }
 
+    /// The writer could not hear anyone for `deaf` (a slow commit, a late wake-up): when that is
+    /// a stall, runners get as much more time on their leases.
+    fn stalled(&mut self, deaf: Duration) {
+        if deaf < STALL || self.config.leases.is_none() {
+            return;
+        }
+        tracing::warn!(
+            ?deaf,
+            "the writer stalled; extending every runner's lease by as much"
+        );
+        for sched in self.workflows.values_mut() {
+            sched.extend_leases(deaf);
+        }
+    }
+
     /// Takes jobs away from runners whose lease ran out, when it is time to look.
     fn expire_leases(&mut self) {
         let (Some(policy), Some(due)) = (self.config.leases, self.next_lease_check) else {
@@ -773,7 +795,9 @@ impl Writer {
             let batch: Vec<(WorkflowId, &Changes)> =
                 changes.iter().map(|(id, c)| (*id, c)).collect();
             let started = Instant::now();
-            match self.store.apply(&batch) {
+            let result = self.store.apply(&batch);
+            self.stalled(started.elapsed());
+            match result {
                 Ok(()) => self.stats.committed(answers.len(), started.elapsed()),
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed; reloading affected workflows");
