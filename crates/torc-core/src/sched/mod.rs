@@ -310,10 +310,6 @@ impl WorkflowSched {
         self.count(JobStatus::Pending) + self.count(JobStatus::Running)
     }
 
-    pub fn max_concurrent_jobs(&self) -> Option<u32> {
-        self.max_concurrent
-    }
-
     /// Changes the cap on jobs in flight (`None`: no cap). Jobs already out keep running.
     pub fn set_max_concurrent_jobs(&mut self, cap: Option<u32>) {
         self.max_concurrent = cap;

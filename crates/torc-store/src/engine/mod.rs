@@ -208,6 +208,17 @@ struct Parked {
     seen: u64,
 }
 
+/// Runs a runner's claim against its workflow.
+fn claim_for(sched: &mut WorkflowSched, req: &ClaimRequest) -> (Vec<ClaimedJob>, Changes) {
+    sched.claim_tagged(
+        &req.runner_id,
+        req.limit,
+        req.resources.as_ref(),
+        req.tags.as_ref(),
+        now(),
+    )
+}
+
 /// A shared runner's claim that found nothing, waiting for any workflow to gain work.
 struct ParkedShared {
     req: SharedClaimRequest,
@@ -412,17 +423,19 @@ impl Writer {
         Ok(summary)
     }
 
-    /// Answers a claim (once the batch commits) with what it got.
+    /// Answers a claim (once the batch commits) with what it got, recording what it changed in
+    /// each workflow it took jobs from.
     fn answer_claim(
         &mut self,
-        id: WorkflowId,
         reply: Reply<ClaimResponse>,
         jobs: Vec<ClaimedJob>,
-        changes: Changes,
+        changes: impl IntoIterator<Item = (WorkflowId, Changes)>,
         workflow_state: WorkflowState,
     ) {
         self.stats.claimed(jobs.len());
-        self.record(id, changes);
+        for (id, c) in changes {
+            self.record(id, c);
+        }
         let response = ClaimResponse {
             jobs,
             workflow_state,
@@ -526,13 +539,7 @@ impl Writer {
             Ok(s) => s,
             Err(e) => return self.answers.push(Pending::Claim(reply, Err(e))),
         };
-        let (jobs, changes) = sched.claim_tagged(
-            &req.runner_id,
-            req.limit,
-            req.resources.as_ref(),
-            req.tags.as_ref(),
-            now(),
-        );
+        let (jobs, changes) = claim_for(sched, &req);
         let state = sched.state();
         let seen = sched.ready_generation();
         if jobs.is_empty() && !state.is_done() && deadline > Instant::now() {
@@ -544,7 +551,7 @@ impl Writer {
             });
             return;
         }
-        self.answer_claim(id, reply, jobs, changes, state);
+        self.answer_claim(reply, jobs, [(id, changes)], state);
     }
 
     fn report(&mut self, batch: ReportBatch) -> Result<ReportResponse, EngineError> {
@@ -699,15 +706,7 @@ impl Writer {
         if jobs.is_empty() && p.deadline > Instant::now() {
             return Some(p);
         }
-        for (id, c) in changes {
-            self.record(id, c);
-        }
-        self.stats.claimed(jobs.len());
-        let response = ClaimResponse {
-            jobs,
-            workflow_state: WorkflowState::Active,
-        };
-        self.answers.push(Pending::Claim(p.reply, Ok(response)));
+        self.answer_claim(p.reply, jobs, changes, WorkflowState::Active);
         None
     }
 
@@ -766,13 +765,7 @@ impl Writer {
             };
             let changed = sched.ready_generation() != p.seen || sched.state().is_done();
             let (jobs, changes) = if changed {
-                sched.claim_tagged(
-                    &p.req.runner_id,
-                    p.req.limit,
-                    p.req.resources.as_ref(),
-                    p.req.tags.as_ref(),
-                    now(),
-                )
+                claim_for(sched, &p.req)
             } else {
                 (Vec::new(), Changes::default())
             };
@@ -782,7 +775,7 @@ impl Writer {
                 self.parked.push(p);
                 continue;
             }
-            self.answer_claim(id, p.reply, jobs, changes, state);
+            self.answer_claim(p.reply, jobs, [(id, changes)], state);
         }
     }
 
