@@ -404,13 +404,23 @@ impl HttpClient {
     /// A claim, with a timeout longer than its `wait_ms`.
     pub async fn claim_jobs(&self, req: &ClaimRequest) -> Result<ClaimResponse, ClientError> {
         let url = self.workflow_url(req.workflow_id, "/claim");
+        self.long_poll(&url, req, req.wait_ms).await
+    }
+
+    /// A POST whose answer may wait up to `wait_ms` at the server: its timeout covers the wait.
+    async fn long_poll<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+        wait_ms: u64,
+    ) -> Result<T, ClientError> {
         let timeout = self
             .timeout
-            .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
+            .max(Duration::from_millis(wait_ms) + CLAIM_GRACE);
         let rb = self
-            .request_with_timeout(Method::POST, &url, timeout)
-            .json(req);
-        self.send(rb, &url).await
+            .request_with_timeout(Method::POST, url, timeout)
+            .json(body);
+        self.send(rb, url).await
     }
 
     pub async fn report_batch(&self, batch: &ReportBatch) -> Result<ReportResponse, ClientError> {
@@ -424,13 +434,7 @@ impl HttpClient {
         req: &SharedClaimRequest,
     ) -> Result<ClaimResponse, ClientError> {
         let url = format!("{}/runners/claim", self.api);
-        let timeout = self
-            .timeout
-            .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
-        let rb = self
-            .request_with_timeout(Method::POST, &url, timeout)
-            .json(req);
-        self.send(rb, &url).await
+        self.long_poll(&url, req, req.wait_ms).await
     }
 
     /// Changes a workflow's cap on jobs in flight (`None`: no cap).
@@ -453,13 +457,7 @@ impl HttpClient {
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ClientError> {
         let url = self.workflow_url(req.workflow_id, "/heartbeat");
-        let timeout = self
-            .timeout
-            .max(Duration::from_millis(req.wait_ms) + CLAIM_GRACE);
-        let rb = self
-            .request_with_timeout(Method::POST, &url, timeout)
-            .json(req);
-        self.send(rb, &url).await
+        self.long_poll(&url, req, req.wait_ms).await
     }
 }
 
