@@ -154,12 +154,11 @@ pub fn claim_fair(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CompletionReport, FreeResources, RunnerTags};
+    use crate::api::{FreeResources, RunnerTags};
     use crate::ids::{JobId, RunnerId};
     use crate::model::{JobDef, JobStatus, WorkflowDef};
+    use crate::sched::tests::{report, T0};
     use std::sync::Arc;
-
-    const T0: Timestamp = Timestamp(1_000);
 
     fn def(name: &str, n: usize, priority: i64) -> WorkflowDef {
         WorkflowDef {
@@ -222,21 +221,7 @@ mod tests {
 
         fn complete(&mut self, job: &ClaimedJob) {
             let s = self.scheds.get_mut(&job.workflow_id).unwrap();
-            let report = CompletionReport {
-                job_id: job.job_id,
-                run_id: job.run_id,
-                attempt_id: job.attempt_id,
-                return_code: 0,
-                terminated: false,
-                recovery_failed: false,
-                start_time: T0,
-                end_time: T0,
-                peak_memory_bytes: None,
-                avg_memory_bytes: None,
-                peak_cpu_percent: None,
-                avg_cpu_percent: None,
-            };
-            s.complete(&RunnerId("shared".into()), &[report], T0);
+            s.complete(&RunnerId("shared".into()), &[report(job, 0)], T0);
             self.pool.update(s.id(), s.fair_key());
         }
 

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use std::collections::HashSet;
 use std::time::Duration;
 
-const T0: Timestamp = Timestamp(1_000);
+pub(super) const T0: Timestamp = Timestamp(1_000);
 
 fn runner(name: &str) -> RunnerId {
     RunnerId(name.to_string())
@@ -36,7 +36,8 @@ fn sched(def: WorkflowDef) -> WorkflowSched {
     s
 }
 
-fn report(job: &ClaimedJob, rc: i32) -> CompletionReport {
+/// A completion of `job` with return code `rc`, at `T0`.
+pub(super) fn report(job: &ClaimedJob, rc: i32) -> CompletionReport {
     CompletionReport {
         job_id: job.job_id,
         run_id: job.run_id,
