@@ -1,5 +1,14 @@
 //! The expanded workflow model: what a spec becomes after parsing, parameter expansion and
 //! dependency resolution. Every reference is resolved to an index; nothing here is textual.
+//! Workflow-level settings (execution, Slurm, actions, monitoring) are in [`config`].
+
+pub mod config;
+
+pub use config::{
+    ActionDef, ActionKind, ComputeNodeConfig, ComputeNodeMonitorConfig, ExecutionConfig,
+    ExecutionMode, JobMonitorConfig, MonitorGranularity, ResourceMonitorConfig, SchedulerType,
+    SlurmScheduler, StdioConfig, StdioMode, Trigger,
+};
 
 use crate::ids::JobId;
 use serde::{Deserialize, Serialize};
@@ -188,10 +197,27 @@ impl FailureHandler {
 }
 
 /// A file known to the workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileDef {
     pub name: String,
     pub path: String,
+    /// A stable identifier for provenance records (a DOI, a URN), kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// The modification time the spec gives (seconds since the epoch), kept as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub st_mtime: Option<f64>,
+}
+
+impl FileDef {
+    pub fn new(name: impl Into<String>, path: impl Into<String>) -> FileDef {
+        FileDef {
+            name: name.into(),
+            path: path.into(),
+            identifier: None,
+            st_mtime: None,
+        }
+    }
 }
 
 /// A piece of user data known to the workflow.
@@ -226,11 +252,16 @@ pub struct JobDef {
     pub failure_handler: Option<u32>,
     /// Higher runs first.
     pub priority: i64,
+    /// Labels a runner must all offer (`tags` and Torc's `labels`, merged).
     pub tags: Vec<String>,
+    /// The workflow's `env` with the job's own over it.
     pub env: BTreeMap<String, String>,
     #[serde(with = "opt_duration_secs")]
     pub timeout: Option<Duration>,
     pub scheduler: Option<String>,
+    /// The job's own `stdio`; `None`: [`ExecutionConfig::stdio`] applies.
+    #[serde(default)]
+    pub stdio: Option<StdioConfig>,
 }
 
 impl JobDef {
@@ -254,7 +285,13 @@ impl JobDef {
             env: BTreeMap::new(),
             timeout: None,
             scheduler: None,
+            stdio: None,
         }
+    }
+
+    /// How this job's output is captured: its own `stdio`, else the workflow's.
+    pub fn stdio_in<'a>(&'a self, workflow: &'a WorkflowDef) -> &'a StdioConfig {
+        self.stdio.as_ref().unwrap_or(&workflow.execution.stdio)
     }
 }
 
@@ -276,6 +313,22 @@ pub struct WorkflowDef {
     /// At most this many of its jobs pending or running at once; `None`: no cap.
     #[serde(default)]
     pub max_concurrent_jobs: Option<u32>,
+    /// `execution_config`, with SPEC.md's defaults for what it leaves out.
+    #[serde(default)]
+    pub execution: ExecutionConfig,
+    /// `resource_monitor`; `None` when the spec has none (nothing is monitored).
+    #[serde(default)]
+    pub resource_monitor: Option<ResourceMonitorConfig>,
+    #[serde(default)]
+    pub slurm_schedulers: Vec<SlurmScheduler>,
+    /// Extra `sbatch` long options (without `--`) for every scheduler.
+    #[serde(default)]
+    pub slurm_defaults: BTreeMap<String, String>,
+    #[serde(default)]
+    pub actions: Vec<ActionDef>,
+    /// `compute_node_wait_for_new_jobs_seconds` and `compute_node_expiration_buffer_seconds`.
+    #[serde(default)]
+    pub compute_node: ComputeNodeConfig,
 }
 
 impl WorkflowDef {

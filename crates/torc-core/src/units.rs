@@ -8,6 +8,9 @@
 //!   `P1W`. Any component may carry a decimal fraction (`PT1.5H`). Years and months are refused:
 //!   they have no fixed length.
 //!
+//! - Slurm time limits (`sbatch --time`): `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
+//!   `D-HH:MM:SS`.
+//!
 //! Parsing never panics; every failure is a [`UnitError`] naming the input.
 
 use std::time::Duration;
@@ -49,6 +52,11 @@ pub enum UnitError {
     CalendarDuration { input: String, unit: &'static str },
     #[error("duration `{input}` is too long")]
     DurationTooLong { input: String },
+    #[error(
+        "invalid Slurm time limit `{input}`: expected `HH:MM:SS`, `D-HH:MM:SS`, `MM:SS` or \
+         minutes (e.g. `01:00:00`, `2-00:00:00`)"
+    )]
+    InvalidWalltime { input: String },
 }
 
 /// What is wrong with a malformed ISO 8601 duration.
@@ -352,6 +360,43 @@ pub fn format_duration(d: Duration) -> String {
     parts.join(" ")
 }
 
+/// Parses a Slurm time limit as `sbatch --time` takes it: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`,
+/// `D-HH:MM` or `D-HH:MM:SS` (minutes, seconds and hours within their usual ranges after the
+/// first field).
+pub fn parse_walltime(input: &str) -> Result<Duration, UnitError> {
+    let bad = || UnitError::InvalidWalltime {
+        input: input.to_string(),
+    };
+    let s = input.trim();
+    let number = |t: &str| -> Result<u64, UnitError> {
+        if t.is_empty() || t.len() > 9 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<u64>().map_err(|_| bad())
+    };
+    let (days, rest) = match s.split_once('-') {
+        Some((d, rest)) => (Some(number(d)?), rest),
+        None => (None, s),
+    };
+    let parts = rest
+        .split(':')
+        .map(number)
+        .collect::<Result<Vec<u64>, _>>()?;
+    let in_range = |v: u64, max: u64| if v < max { Ok(v) } else { Err(bad()) };
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + in_range(*s, 60)?,
+        (None, [h, m, s]) => h * 3600 + in_range(*m, 60)? * 60 + in_range(*s, 60)?,
+        (Some(d), [h]) => d * 86_400 + in_range(*h, 24)? * 3600,
+        (Some(d), [h, m]) => d * 86_400 + in_range(*h, 24)? * 3600 + in_range(*m, 60)? * 60,
+        (Some(d), [h, m, s]) => {
+            d * 86_400 + in_range(*h, 24)? * 3600 + in_range(*m, 60)? * 60 + in_range(*s, 60)?
+        }
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 /// The ISO 8601 spelling of a duration (`PT1H30M`, `P2DT0.5S`, `PT0S`); [`parse_duration`] reads
 /// it back exactly.
 pub fn format_duration_iso(d: Duration) -> String {
@@ -389,6 +434,33 @@ pub fn format_duration_iso(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slurm_walltimes() {
+        let secs = |t: &str| super::parse_walltime(t).map(|d| d.as_secs());
+        assert_eq!(secs("01:00:00"), Ok(3600));
+        assert_eq!(secs("30:00"), Ok(1800));
+        assert_eq!(secs("90"), Ok(5400));
+        assert_eq!(secs("2-00:00:00"), Ok(172_800));
+        assert_eq!(secs("1-12"), Ok(129_600));
+        assert_eq!(secs("1-00:30"), Ok(88_200));
+        assert_eq!(secs("100:00:00"), Ok(360_000));
+        for bad in [
+            "",
+            "1:2:3:4",
+            "01:60:00",
+            "a:00",
+            "-1",
+            "1-24:00:00",
+            "1--2",
+            "1:-1",
+            "9999999999",
+        ] {
+            assert!(super::parse_walltime(bad).is_err(), "{bad}");
+        }
+        let e = super::parse_walltime("1h").unwrap_err().to_string();
+        assert!(e.contains("`1h`") && e.contains("HH:MM:SS"), "{e}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

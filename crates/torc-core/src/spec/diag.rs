@@ -85,11 +85,6 @@ impl Errors {
         }
     }
 
-    /// Counts a problem without keeping its message.
-    pub fn skip(&mut self) {
-        self.dropped += 1;
-    }
-
     /// Whether further problems are only counted (callers may skip costly messages).
     pub fn is_full(&self) -> bool {
         self.list.len() >= MAX_ERRORS

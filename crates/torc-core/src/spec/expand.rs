@@ -4,20 +4,21 @@ use super::diag::{did_you_mean, Errors, Loc};
 use super::params::{ParamSet, ParamValue};
 use super::read::{RawJob, RawSpec, LIST_KEYS};
 use super::resolve::{find_cycle, NameIndex, RegexMatch};
+use super::settings::resolve_actions;
 use super::template::Template;
 use crate::ids::JobId;
 use crate::model::{FileDef, JobDef, UserDataDef, WorkflowDef};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The most jobs (after expansion) one workflow may have.
 pub(super) const MAX_JOBS: usize = 10_000_000;
 /// "Did you mean" is only searched for among at most this many names.
 const MAX_SUGGEST: usize = 20_000;
-/// The most problems reported per spec entry past its first instance; the rest are counted.
-const MAX_ERRORS_PER_ENTRY: usize = 5;
+/// How many instance names a problem shared by many instances shows.
+const SHOWN_INSTANCES: usize = 3;
 
 /// Turns the raw spec into the model; problems go to `errs`.
-pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
+pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     let root = Loc::Root;
     let rr_index = index_entries(
         "resource_requirements",
@@ -39,20 +40,20 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     let files_loc = root.key("files");
     let mut file_names = Vec::new();
     let mut file_paths = Vec::new();
+    let mut file_extra = Vec::new();
     let mut file_entry = Vec::new();
     for f in &raw.files {
         let loc = files_loc.entry(f.index, Some(f.name));
-        render_each(
-            f.params.as_ref(),
-            &[("name", f.name), ("path", f.path)],
-            &loc,
-            errs,
-            |r| {
-                file_names.push(std::mem::take(&mut r[0]));
-                file_paths.push(std::mem::take(&mut r[1]));
-                file_entry.push(f.index);
-            },
-        );
+        let mut texts = vec![("name", f.name), ("path", f.path)];
+        if let Some(id) = f.identifier {
+            texts.push(("identifier", id));
+        }
+        render_each(f.params.as_ref(), &texts, &loc, errs, |r| {
+            file_names.push(std::mem::take(&mut r[0]));
+            file_paths.push(std::mem::take(&mut r[1]));
+            file_extra.push((r.get_mut(2).map(std::mem::take), f.st_mtime));
+            file_entry.push(f.index);
+        });
     }
     let ud_loc = root.key("user_data");
     let mut ud_names = Vec::new();
@@ -133,20 +134,40 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
         }
     }
     let (jobs_index, dups) = NameIndex::new(&job_names);
+    // One problem per entry and entry it repeats, however many instances repeat it.
+    let mut dup_groups: Vec<((u32, u32), Vec<u32>)> = Vec::new();
     for &(dup, first) in &dups {
-        let entry = &raw.jobs[job_entry[dup as usize] as usize];
-        let first_entry = &raw.jobs[job_entry[first as usize] as usize];
+        let key = (job_entry[dup as usize], job_entry[first as usize]);
+        match dup_groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(dup),
+            None => dup_groups.push((key, vec![dup])),
+        }
+    }
+    for ((e, f), instances) in dup_groups {
+        let entry = &raw.jobs[e as usize];
+        let first_entry = &raw.jobs[f as usize];
         let loc = jobs_loc.entry(entry.index, Some(entry.name));
-        errs.push(
-            loc.key("name"),
-            format!(
-                "duplicate job name `{}` (jobs[{}] ({:?}) already defines it)",
-                job_names[dup as usize], first_entry.index, first_entry.name
-            ),
+        let mut message = format!(
+            "duplicate job name `{}` (jobs[{}] ({:?}) already defines it)",
+            job_names[instances[0] as usize], first_entry.index, first_entry.name
         );
+        if instances.len() > 1 {
+            let names: Vec<&str> = instances
+                .iter()
+                .map(|&i| job_names[i as usize].as_str())
+                .collect();
+            message.push_str(&instances_note(&names, instances.len()));
+        }
+        errs.push(loc.key("name"), message);
     }
 
     // Pass B: everything else, instance by instance.
+    let raw_actions = std::mem::take(&mut raw.settings.actions);
+    let slurm_names: Option<Vec<&str>> = raw
+        .settings
+        .slurm_schedulers
+        .as_ref()
+        .map(|v| v.iter().map(|s| s.name.as_str()).collect());
     let mut ctx = Ctx {
         errs,
         jobs: jobs_index,
@@ -155,17 +176,15 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
         user_data,
         rr_index: &rr_index,
         fh_index: &fh_index,
-        slurm: raw.slurm_schedulers.as_deref(),
-        entry_errors: 0,
-        entry_start: 0,
+        slurm: slurm_names.as_deref(),
+        env: &raw.env,
+        groups: Vec::new(),
         current: (0, false),
     };
     let mut jobs: Vec<JobDef> = Vec::with_capacity(job_names.len());
     for (job, range) in raw.jobs.iter().zip(&ranges) {
         let Some((start, end)) = *range else { continue };
         let loc = jobs_loc.entry(job.index, Some(job.name));
-        ctx.entry_errors = 0;
-        ctx.entry_start = start as u32;
         let names: &[String] = job.params.as_ref().map_or(&[], |p| &p.names);
         let Some(templates) = JobTemplates::compile(job, names, &loc, ctx.errs) else {
             jobs.extend((start..end).map(|_| JobDef::new("", "")));
@@ -181,8 +200,11 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
             Some(p) => p.for_each_combo(&mut build),
             None => build(&[]),
         }
+        ctx.flush_groups();
     }
+    let actions = resolve_actions(raw_actions, &mut ctx.jobs, ctx.errs);
     drop(ctx);
+    let settings = raw.settings;
 
     // Pass C: implicit dependencies through data, then sort and deduplicate.
     add_data_dependencies(&mut jobs, file_names.len(), ud_names.len());
@@ -229,6 +251,12 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
         metadata: raw.metadata,
         jobs_sort_method: raw.jobs_sort_method,
         max_concurrent_jobs: raw.max_concurrent_jobs,
+        execution: settings.execution,
+        resource_monitor: settings.resource_monitor,
+        slurm_schedulers: settings.slurm_schedulers.unwrap_or_default(),
+        slurm_defaults: settings.slurm_defaults,
+        actions,
+        compute_node: settings.compute_node,
         resource_requirements: raw
             .resource_requirements
             .into_iter()
@@ -238,11 +266,31 @@ pub(super) fn expand(raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
         files: file_names
             .into_iter()
             .zip(file_paths)
-            .map(|(name, path)| FileDef { name, path })
+            .zip(file_extra)
+            .map(|((name, path), (identifier, st_mtime))| FileDef {
+                name,
+                path,
+                identifier,
+                st_mtime,
+            })
             .collect(),
         user_data: ud_defs,
         jobs,
     }
+}
+
+/// ` (N instances have this problem: `a`, `b`, `c`, …)`.
+fn instances_note(names: &[&str], count: usize) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(SHOWN_INSTANCES)
+        .map(|n| format!("`{n}`"))
+        .collect();
+    format!(
+        " ({count} instances have this problem: {}{})",
+        shown.join(", "),
+        if count > SHOWN_INSTANCES { ", …" } else { "" }
+    )
 }
 
 /// Maps the names of a list's entries to their positions, reporting duplicates.
@@ -355,6 +403,8 @@ struct JobTemplates {
     resource_requirements: Option<Template>,
     failure_handler: Option<Template>,
     scheduler: Option<Template>,
+    tags: Vec<Template>,
+    env: Vec<(String, Template)>,
 }
 
 impl JobTemplates {
@@ -385,7 +435,7 @@ impl JobTemplates {
             .failure_handler
             .and_then(|s| one("failure_handler", s, errs));
         let scheduler = job.scheduler.and_then(|s| one("scheduler", s, errs));
-        let mut lists = Vec::with_capacity(LIST_KEYS.len());
+        let mut lists = Vec::with_capacity(LIST_KEYS.len() + 1);
         for (key, items) in LIST_KEYS.iter().zip(&job.lists) {
             let list_loc = loc.key(key);
             let mut compiled = Vec::with_capacity(items.len());
@@ -400,6 +450,28 @@ impl JobTemplates {
             }
             lists.push(compiled);
         }
+        let tags_loc = loc.key("tags");
+        let mut tags = Vec::with_capacity(job.tags.len());
+        for (i, text) in job.tags.iter().enumerate() {
+            match Template::compile(text, names) {
+                Ok(t) => tags.push(t),
+                Err(e) => {
+                    errs.push(tags_loc.index(i), e.to_string());
+                    ok = false;
+                }
+            }
+        }
+        let env_loc = loc.key("env");
+        let mut env = Vec::with_capacity(job.env.len());
+        for (k, text) in &job.env {
+            match Template::compile(text, names) {
+                Ok(t) => env.push((k.clone(), t)),
+                Err(e) => {
+                    errs.push(env_loc.key(k), e.to_string());
+                    ok = false;
+                }
+            }
+        }
         if !ok {
             return None;
         }
@@ -410,6 +482,8 @@ impl JobTemplates {
             resource_requirements,
             failure_handler,
             scheduler,
+            tags,
+            env,
         })
     }
 }
@@ -424,12 +498,24 @@ struct Ctx<'c, 'n> {
     rr_index: &'c HashMap<&'c str, u32>,
     fh_index: &'c HashMap<&'c str, u32>,
     slurm: Option<&'c [&'c str]>,
-    /// Problems reported for the current entry past its first instance.
-    entry_errors: usize,
-    /// The first index of the current entry.
-    entry_start: u32,
+    /// The workflow's `env`, under each job's own.
+    env: &'c BTreeMap<String, String>,
+    /// Problems of the current parameterized entry, one per place, with the instances that
+    /// have them.
+    groups: Vec<Group>,
     /// The job instance being built, and whether its entry is parameterized.
     current: (u32, bool),
+}
+
+/// One problem of a parameterized entry, shared by `count` of its instances.
+struct Group {
+    location: String,
+    /// As the first instance that has it says it.
+    message: String,
+    count: usize,
+    /// The first few instances that have it.
+    instances: Vec<u32>,
+    last_instance: u32,
 }
 
 /// Which name set a list or placeholder refers to.
@@ -451,16 +537,47 @@ impl Kind {
 }
 
 impl<'n> Ctx<'_, 'n> {
-    /// Reports a problem of the current instance: all of the entry's first instance, then at
-    /// most [`MAX_ERRORS_PER_ENTRY`] more for the entry's other instances.
+    /// Reports a problem of the current instance. The problems of a parameterized entry are
+    /// gathered by where they are, and reported once each by [`Ctx::flush_groups`].
     fn report(&mut self, loc: impl std::fmt::Display, message: String) {
-        if self.current.0 != self.entry_start {
-            self.entry_errors += 1;
-        }
-        if self.entry_errors <= MAX_ERRORS_PER_ENTRY {
+        let (instance, parameterized) = self.current;
+        if !parameterized {
             self.errs.push(loc, message);
-        } else {
-            self.errs.skip();
+            return;
+        }
+        let location = loc.to_string();
+        // The k-th problem at a place of one instance joins the k-th of the other instances.
+        match self
+            .groups
+            .iter_mut()
+            .find(|g| g.location == location && g.last_instance != instance)
+        {
+            Some(g) => {
+                g.count += 1;
+                g.last_instance = instance;
+                if g.instances.len() < SHOWN_INSTANCES {
+                    g.instances.push(instance);
+                }
+            }
+            None => self.groups.push(Group {
+                location,
+                message,
+                count: 1,
+                instances: vec![instance],
+                last_instance: instance,
+            }),
+        }
+    }
+
+    /// Reports the gathered problems of the entry just built.
+    fn flush_groups(&mut self) {
+        for g in std::mem::take(&mut self.groups) {
+            let mut message = g.message;
+            if g.count > 1 {
+                let names: Vec<&str> = g.instances.iter().map(|&i| self.jobs.name(i)).collect();
+                message.push_str(&instances_note(&names, g.count));
+            }
+            self.errs.push(g.location, message);
         }
     }
 
@@ -640,9 +757,21 @@ impl<'n> Ctx<'_, 'n> {
         def.cancel_on_blocking_job_failure = job.cancel_on_blocking_job_failure;
         def.supports_termination = job.supports_termination;
         def.priority = job.priority;
-        def.tags = job.tags.clone();
-        def.env = job.env.clone();
+        let tags_loc = loc.key("tags");
+        for (i, tt) in t.tags.iter().enumerate() {
+            let tag = render(self, tt, false, &tags_loc.index(i))?;
+            if !def.tags.contains(&tag) {
+                def.tags.push(tag);
+            }
+        }
+        def.env = self.env.clone();
+        let env_loc = loc.key("env");
+        for (k, et) in &t.env {
+            let value = render(self, et, false, &env_loc.key(k))?;
+            def.env.insert(k.clone(), value);
+        }
         def.timeout = job.timeout;
+        def.stdio = job.stdio;
         Some(def)
     }
 

@@ -1,11 +1,25 @@
-//! Spec parsing, validation and expansion: YAML/JSON/JSON5 text in, [`WorkflowDef`] out.
+//! Spec parsing, validation and expansion: YAML/JSON/JSON5/KDL text in, [`WorkflowDef`] out.
 //!
 //! [`load`] parses the text into a JSON value ([`SpecFormat`] picks the syntax; YAML anchors and
-//! `<<` merge keys are applied), walks that value by hand so that every problem is reported
-//! with where it is (`jobs[3] ("b_{i}").depends_on[0]`), expands parameters, resolves every
-//! reference to an index and checks the dependency graph for cycles. It does no I/O: the caller
-//! reads the file. All problems found are returned together ([`SpecErrors`]); at most a few
-//! hundred are spelled out and the rest counted.
+//! `<<` merge keys are applied; KDL nodes are mapped as `kdl.rs` documents), substitutes
+//! `variables` and writes in parameter tables and `@path` lists (read through a
+//! [`TableSource`], see [`load_with`]), walks that value by hand so that every problem is
+//! reported with where it is (`jobs[3] ("b_{i}").depends_on[0]`), expands parameters, resolves
+//! every reference to an index and checks the dependency graph for cycles. It does no I/O: the
+//! caller reads the spec file and whatever it names. All problems found are returned together
+//! ([`SpecErrors`]); at most a few hundred are spelled out and the rest counted, and a problem
+//! that every instance of a parameterized entry has is reported once, with how many instances
+//! have it and the first few of their names.
+//!
+//! # Variables and tables
+//!
+//! `variables` are substituted as `{name}` (or `{name:03d}`) into every string of the spec
+//! before anything else, keys and `use_parameters` entries excepted; `${...}` and braces that
+//! are not identifiers are left alone; a `{name}` that is neither a variable nor a parameter is
+//! an error (only in specs that define `variables`, so that older specs keep their braces). A
+//! `parameters_file` table expands its entry once per row, its columns as parameters (as
+//! `parameter_mode: zip` would); the CLI reads it, and a spec sent to a server carries the rows
+//! themselves, as a list of mappings under the same key ([`Expanded::self_contained`]).
 //!
 //! # Expansion order
 //!
@@ -41,17 +55,25 @@
 mod diag;
 mod expand;
 mod fields;
+mod kdl;
 mod params;
+mod prepare;
 mod read;
 mod resolve;
+mod settings;
 mod template;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_errors;
+#[cfg(test)]
+mod tests_formats;
+#[cfg(test)]
+mod tests_torc1x;
 mod text;
 
 use crate::model::WorkflowDef;
+use serde_json::{Map, Value};
 use std::fmt;
 
 /// The syntax of a spec file.
@@ -60,13 +82,16 @@ pub enum SpecFormat {
     Yaml,
     Json,
     Json5,
+    Kdl,
 }
 
 impl SpecFormat {
-    /// Guesses the format from a file name: `.json`, `.json5`, else YAML.
+    /// Guesses the format from a file name: `.json`, `.json5`, `.kdl`, else YAML.
     pub fn from_path(path: &str) -> SpecFormat {
         let lower = path.to_ascii_lowercase();
-        if lower.ends_with(".json5") {
+        if lower.ends_with(".kdl") {
+            SpecFormat::Kdl
+        } else if lower.ends_with(".json5") {
             SpecFormat::Json5
         } else if lower.ends_with(".json") {
             SpecFormat::Json
@@ -111,22 +136,70 @@ impl std::error::Error for SpecErrors {}
 pub struct Expanded {
     pub def: WorkflowDef,
     pub warnings: Vec<String>,
+    /// When the spec named files (a `parameters_file`, an `@path` list): the spec with their
+    /// contents written in and its variables substituted, which is what to send to a server
+    /// (it cannot read the caller's files). `None` when the spec is self-contained as written.
+    pub self_contained: Option<Value>,
 }
 
-/// Parses, validates and expands a spec.
+/// Reads what a spec names outside itself. The core never touches files: whoever reads the
+/// spec file (the CLI) implements this, resolving relative paths as it sees fit (the CLI: the
+/// current directory).
+pub trait TableSource {
+    /// The rows of a `parameters_file` table, each a mapping of column to value (an integer,
+    /// float or string: see [`typed_cell`] for text cells).
+    fn table(&self, path: &str) -> Result<Vec<Map<String, Value>>, String>;
+    /// The values of an `@path` list: one per non-empty line, as written.
+    fn lines(&self, path: &str) -> Result<Vec<String>, String>;
+}
+
+/// A table cell given as text, typed as SPEC.md says: an integer, else a float, else the text.
+pub fn typed_cell(text: &str) -> Value {
+    match params::typed_item(text) {
+        params::ParamValue::Int(i) => Value::from(i),
+        params::ParamValue::Float(x) => serde_json::Number::from_f64(x)
+            .map_or_else(|| Value::String(text.to_string()), Value::Number),
+        params::ParamValue::Str(s) => Value::String(s),
+    }
+}
+
+/// Parses, validates and expands a spec that names no files (a `parameters_file` or `@path`
+/// list is an error that says to create the workflow from the command line).
 pub fn load(text: &str, format: SpecFormat) -> Result<Expanded, SpecErrors> {
     let value = text::parse(text, format).map_err(|e| SpecErrors(vec![e]))?;
-    load_value(&value)
+    load_value_from(value, None)
+}
+
+/// Parses, validates and expands a spec, reading the files it names through `tables`.
+pub fn load_with(
+    text: &str,
+    format: SpecFormat,
+    tables: &dyn TableSource,
+) -> Result<Expanded, SpecErrors> {
+    let value = text::parse(text, format).map_err(|e| SpecErrors(vec![e]))?;
+    load_value_from(value, Some(tables))
 }
 
 /// Validates and expands a spec already parsed into a JSON value (e.g. a request body).
-pub fn load_value(value: &serde_json::Value) -> Result<Expanded, SpecErrors> {
+pub fn load_value(value: &Value) -> Result<Expanded, SpecErrors> {
+    load_value_from(value.clone(), None)
+}
+
+fn load_value_from(
+    mut value: Value,
+    tables: Option<&dyn TableSource>,
+) -> Result<Expanded, SpecErrors> {
     let mut errs = diag::Errors::default();
-    let mut raw = read::read_spec(value, &mut errs);
+    let read_in = prepare::prepare(&mut value, tables, &mut errs);
+    let mut raw = read::read_spec(&value, &mut errs);
     let warnings = std::mem::take(&mut raw.warnings);
     let def = expand::expand(raw, &mut errs);
     if errs.is_empty() {
-        Ok(Expanded { def, warnings })
+        Ok(Expanded {
+            def,
+            warnings,
+            self_contained: read_in.then_some(value),
+        })
     } else {
         Err(SpecErrors(errs.into_vec()))
     }

@@ -134,7 +134,7 @@ pub(super) fn parse_text(text: &str) -> Result<Vec<ParamValue>, ParamError> {
 }
 
 /// An integer, else a finite float, else the text itself.
-fn typed_item(s: &str) -> ParamValue {
+pub(super) fn typed_item(s: &str) -> ParamValue {
     if let Ok(i) = s.parse::<i64>() {
         return ParamValue::Int(i);
     }

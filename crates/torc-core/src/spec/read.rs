@@ -10,7 +10,10 @@ use super::fields::{
     field, get_bool, get_int, get_list, get_map, get_str, get_str_list, get_u32, require_str, shown,
 };
 use super::params::{self, is_param_name, type_name, ParamSet, ParamValue};
-use crate::model::{FailureHandler, FailureRule, ResourceRequirement, Resources, SortMethod};
+use super::settings::{self, Settings};
+use crate::model::{
+    FailureHandler, FailureRule, ResourceRequirement, Resources, SortMethod, StdioConfig,
+};
 use crate::units;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -28,10 +31,13 @@ const TOP_KEYS: &[&str] = &[
     "user_data",
     "resource_requirements",
     "parameters",
+    "parameters_file",
+    "variables",
+    "env",
     "failure_handlers",
     "jobs_sort_method",
     "max_concurrent_jobs",
-    "use_pending_failed",
+    "execution_config",
     "resource_monitor",
     "slurm_schedulers",
     "slurm_defaults",
@@ -40,15 +46,25 @@ const TOP_KEYS: &[&str] = &[
     "compute_node_wait_for_new_jobs_seconds",
     "compute_node_ignore_workflow_completion",
     "compute_node_wait_for_healthy_database_minutes",
+    "use_pending_failed",
+    "enable_ro_crate",
+    "access_groups",
+    "dynamic_jobs",
 ];
 
-/// Torc keys that are accepted and reported as not acted on yet (plus any `compute_node_*`).
+/// Torc keys that are accepted and reported, once each, as not acted on yet (plus any
+/// `compute_node_*` key other than the two read into [`crate::model::ComputeNodeConfig`]).
 const NOT_ACTED_ON: &[&str] = &[
     "use_pending_failed",
-    "resource_monitor",
-    "slurm_schedulers",
-    "slurm_defaults",
-    "actions",
+    "enable_ro_crate",
+    "access_groups",
+    "dynamic_jobs",
+];
+
+/// The `compute_node_*` keys that are read (the others only warn).
+const COMPUTE_NODE_READ: &[&str] = &[
+    "compute_node_wait_for_new_jobs_seconds",
+    "compute_node_expiration_buffer_seconds",
 ];
 
 const JOB_KEYS: &[&str] = &[
@@ -75,16 +91,24 @@ const JOB_KEYS: &[&str] = &[
     "scheduler",
     "priority",
     "tags",
+    "labels",
     "env",
+    "stdio",
     "timeout",
+    "parameters_file",
+    "use_parameters_file",
 ];
 
 const FILE_KEYS: &[&str] = &[
     "name",
     "path",
+    "identifier",
+    "st_mtime",
     "parameters",
     "parameter_mode",
     "use_parameters",
+    "parameters_file",
+    "use_parameters_file",
 ];
 const USER_DATA_KEYS: &[&str] = &[
     "name",
@@ -93,6 +117,8 @@ const USER_DATA_KEYS: &[&str] = &[
     "parameters",
     "parameter_mode",
     "use_parameters",
+    "parameters_file",
+    "use_parameters_file",
 ];
 const RESOURCE_KEYS: &[&str] = &[
     "name",
@@ -126,8 +152,9 @@ pub(super) struct RawSpec<'a> {
     pub files: Vec<RawFile<'a>>,
     pub user_data: Vec<RawUserData<'a>>,
     pub jobs: Vec<RawJob<'a>>,
-    /// Names of `slurm_schedulers` entries, if that list is given.
-    pub slurm_schedulers: Option<Vec<&'a str>>,
+    /// The workflow's `env`, under every job's own.
+    pub env: BTreeMap<String, String>,
+    pub settings: Settings<'a>,
     pub warnings: Vec<String>,
 }
 
@@ -136,6 +163,8 @@ pub(super) struct RawFile<'a> {
     pub index: usize,
     pub name: &'a str,
     pub path: &'a str,
+    pub identifier: Option<&'a str>,
+    pub st_mtime: Option<f64>,
     pub params: Option<ParamSet>,
 }
 
@@ -176,14 +205,24 @@ pub(super) struct RawJob<'a> {
     pub cancel_on_blocking_job_failure: bool,
     pub supports_termination: bool,
     pub priority: i64,
-    pub tags: Vec<String>,
+    /// `tags` then `labels`, without repeats; templates.
+    pub tags: Vec<&'a str>,
+    /// Values are templates.
     pub env: BTreeMap<String, String>,
+    pub stdio: Option<StdioConfig>,
     pub timeout: Option<Duration>,
     pub params: Option<ParamSet>,
 }
 
 /// Workflow-level parameters by name (`None`: the value was invalid, already reported).
-type WorkflowParams = Vec<(String, Option<Rc<Vec<ParamValue>>>)>;
+type WorkflowParamList = Vec<(String, Option<Rc<Vec<ParamValue>>>)>;
+
+/// What entries may take from the workflow: its parameters, and its table.
+struct WorkflowParams {
+    list: WorkflowParamList,
+    /// `Err(())`: there is a table but it is invalid (already reported).
+    table: Option<Result<ParamSet, ()>>,
+}
 
 /// Reads the whole spec; problems go to `errs`.
 pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> {
@@ -200,7 +239,9 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
         return spec;
     };
     for key in map.keys() {
-        if key.starts_with("compute_node_") || NOT_ACTED_ON.contains(&key.as_str()) {
+        let compute_node =
+            key.starts_with("compute_node_") && !COMPUTE_NODE_READ.contains(&key.as_str());
+        if compute_node || NOT_ACTED_ON.contains(&key.as_str()) {
             spec.warnings.push(format!(
                 "`{key}` is accepted for compatibility with Torc but is not acted on yet"
             ));
@@ -213,7 +254,10 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
         .to_string();
     spec.description = get_str(map, "description", &root, errs).map(str::to_string);
     spec.project = get_str(map, "project", &root, errs).map(str::to_string);
-    spec.metadata = get_str(map, "metadata", &root, errs).map(str::to_string);
+    spec.metadata = field(map, "metadata").map(|m| match m {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
     spec.user = get_str(map, "user", &root, errs).map(str::to_string);
     if let Some(method) = get_str(map, "jobs_sort_method", &root, errs) {
         const METHODS: [&str; 3] = ["gpus_runtime_memory", "gpus_memory_runtime", "none"];
@@ -237,7 +281,8 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
         );
     }
     let workflow_params = read_workflow_params(map, &root, errs);
-    spec.slurm_schedulers = read_slurm_scheduler_names(map, &root, errs);
+    spec.env = read_env(map, &root, errs);
+    spec.settings = settings::read_settings(map, &root, errs, &mut spec.warnings);
 
     for_each_entry(
         map,
@@ -272,6 +317,21 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
         |index, m, loc, errs| {
             let name = require_str(m, "name", loc, errs);
             let path = require_str(m, "path", loc, errs);
+            let identifier = get_str(m, "identifier", loc, errs);
+            let st_mtime = match field(m, "st_mtime") {
+                Some(Value::Number(n)) => n.as_f64(),
+                Some(other) => {
+                    errs.push(
+                        loc.key("st_mtime"),
+                        format!(
+                            "expected a time in seconds since the epoch, found {}",
+                            type_name(other)
+                        ),
+                    );
+                    None
+                }
+                None => None,
+            };
             let params = read_param_set(m, loc, &workflow_params, errs);
             if let Some(name) = name {
                 warn_unexpanded("file", name, &params, &mut spec.warnings);
@@ -279,6 +339,8 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
                     index,
                     name,
                     path: path.unwrap_or_default(),
+                    identifier,
+                    st_mtime,
                     params,
                 });
             }
@@ -319,7 +381,7 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
 }
 
 /// Calls `f` for each mapping in the list under `key`, after checking its keys.
-fn for_each_entry<'a>(
+pub(super) fn for_each_entry<'a>(
     map: &'a Map<String, Value>,
     key: &'static str,
     parent: &Loc<'_>,
@@ -355,18 +417,164 @@ fn read_workflow_params(
     root: &Loc<'_>,
     errs: &mut Errors,
 ) -> WorkflowParams {
-    let mut out = Vec::new();
-    let Some(params) = get_map(map, "parameters", root, errs) else {
-        return out;
-    };
-    let loc = root.key("parameters");
-    for (name, v) in params {
-        out.push((
-            name.clone(),
-            read_param_values(name, v, &loc, errs).map(Rc::new),
-        ));
+    let mut list = Vec::new();
+    let table = field(map, "parameters_file").map(|t| {
+        if map.contains_key("parameters") {
+            errs.push(
+                root.key("parameters_file"),
+                "give either `parameters` or `parameters_file`, not both",
+            );
+        }
+        read_table(t, &root.key("parameters_file"), errs).ok_or(())
+    });
+    if let Some(params) = get_map(map, "parameters", root, errs) {
+        let loc = root.key("parameters");
+        for (name, v) in params {
+            list.push((
+                name.clone(),
+                read_param_values(name, v, &loc, errs).map(Rc::new),
+            ));
+        }
     }
-    out
+    WorkflowParams { list, table }
+}
+
+/// A `parameters_file` table, written in as a list of rows: one instance per row, the columns
+/// as parameters.
+fn read_table(v: &Value, loc: &Loc<'_>, errs: &mut Errors) -> Option<ParamSet> {
+    let rows = match v {
+        Value::Array(rows) => rows,
+        Value::String(path) => {
+            errs.push(
+                loc,
+                format!(
+                    "the parameter table `{path}` was not read (only the command line reads files)"
+                ),
+            );
+            return None;
+        }
+        other => {
+            errs.push(
+                loc,
+                format!(
+                    "expected the path of a table file, found {}",
+                    type_name(other)
+                ),
+            );
+            return None;
+        }
+    };
+    let Some(first) = rows.first() else {
+        errs.push(loc, "the parameter table has no rows");
+        return None;
+    };
+    let Some(first) = first.as_object() else {
+        errs.push(
+            loc.index(0),
+            format!(
+                "expected a row mapping columns to values, found {}",
+                type_name(first)
+            ),
+        );
+        return None;
+    };
+    let names: Vec<String> = first.keys().cloned().collect();
+    let mut ok = !names.is_empty();
+    if names.is_empty() {
+        errs.push(loc.index(0), "the parameter table has no columns");
+    }
+    for name in &names {
+        if !is_param_name(name) {
+            errs.push(
+                loc,
+                format!("invalid column name `{name}`: parameter names use letters, digits and `_`, not starting with a digit"),
+            );
+            ok = false;
+        }
+    }
+    let mut columns: Vec<Vec<ParamValue>> = vec![Vec::with_capacity(rows.len()); names.len()];
+    for (i, row) in rows.iter().enumerate() {
+        let here = loc.index(i);
+        let Some(row) = row.as_object() else {
+            errs.push(
+                here,
+                format!(
+                    "expected a row mapping columns to values, found {}",
+                    type_name(row)
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        if let Some(extra) = row.keys().find(|k| !first.contains_key(k.as_str())) {
+            errs.push(
+                here,
+                format!("row {i} has a column `{extra}` that the first row does not have"),
+            );
+            ok = false;
+        }
+        for (column, name) in columns.iter_mut().zip(&names) {
+            match row.get(name) {
+                Some(Value::Number(n)) => column.push(match n.as_i64() {
+                    Some(i) => ParamValue::Int(i),
+                    None => ParamValue::Float(n.as_f64().unwrap_or(0.0)),
+                }),
+                Some(Value::String(s)) => column.push(ParamValue::Str(s.clone())),
+                Some(Value::Bool(b)) => column.push(ParamValue::Str(b.to_string())),
+                Some(other) => {
+                    errs.push(
+                        here.key(name),
+                        format!("expected a number or a string, found {}", type_name(other)),
+                    );
+                    ok = false;
+                }
+                None => {
+                    errs.push(here, format!("row {i} has no value for column `{name}`"));
+                    ok = false;
+                }
+            }
+        }
+    }
+    ok.then(|| ParamSet {
+        names,
+        values: columns.into_iter().map(Rc::new).collect(),
+        zip: true,
+    })
+}
+
+/// An `env` mapping: names to strings (numbers and booleans as written).
+fn read_env(m: &Map<String, Value>, loc: &Loc<'_>, errs: &mut Errors) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let Some(vars) = get_map(m, "env", loc, errs) else {
+        return env;
+    };
+    let eloc = loc.key("env");
+    for (k, v) in vars {
+        if k.is_empty() || k.contains(['=', '\0']) {
+            errs.push(
+                eloc.key(k),
+                format!("invalid environment variable name {k:?}"),
+            );
+            continue;
+        }
+        let value = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                errs.push(
+                    eloc.key(k),
+                    format!(
+                        "expected a string, number or boolean, found {}",
+                        type_name(other)
+                    ),
+                );
+                continue;
+            }
+        };
+        env.insert(k.clone(), value);
+    }
+    env
 }
 
 fn read_param_values(
@@ -388,30 +596,6 @@ fn read_param_values(
         .ok()
 }
 
-fn read_slurm_scheduler_names<'a>(
-    map: &'a Map<String, Value>,
-    root: &Loc<'_>,
-    errs: &mut Errors,
-) -> Option<Vec<&'a str>> {
-    let items = get_list(map, "slurm_schedulers", root, errs)?;
-    let loc = root.key("slurm_schedulers");
-    let mut names = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match item.as_object() {
-            Some(m) => {
-                if let Some(name) = get_str(m, "name", &loc.index(i), errs) {
-                    names.push(name);
-                }
-            }
-            None => errs.push(
-                loc.index(i),
-                format!("expected a mapping, found {}", type_name(item)),
-            ),
-        }
-    }
-    Some(names)
-}
-
 /// A job's or file's parameters: its own `parameters`, plus the workflow-level ones named in
 /// `use_parameters` (its own win on a name clash). `None` when it has none (or they are
 /// invalid, which is reported).
@@ -427,6 +611,50 @@ fn read_param_set(
         zip: false,
     };
     let mut ok = true;
+    let own_table = field(map, "parameters_file");
+    let use_table = get_bool(map, "use_parameters_file", loc, errs).unwrap_or(false);
+    if own_table.is_some() || use_table {
+        if own_table.is_some() && use_table {
+            errs.push(
+                loc,
+                "give either `parameters_file` or `use_parameters_file: true`, not both",
+            );
+        }
+        let clash: Vec<&str> = ["parameters", "parameter_mode", "use_parameters"]
+            .into_iter()
+            .filter(|k| map.contains_key(*k))
+            .collect();
+        if !clash.is_empty() {
+            let key = if own_table.is_some() {
+                "`parameters_file`"
+            } else {
+                "`use_parameters_file`"
+            };
+            let given: Vec<String> = clash.iter().map(|k| format!("`{k}`")).collect();
+            errs.push(
+                loc,
+                format!(
+                    "a parameter table ({key}) excludes `parameters`, `parameter_mode` and \
+                     `use_parameters` on the same entry, but it also has {}",
+                    given.join(", ")
+                ),
+            );
+        }
+        return match own_table {
+            Some(t) => read_table(t, &loc.key("parameters_file"), errs),
+            None => match &workflow.table {
+                Some(Ok(t)) => Some(t.clone()),
+                Some(Err(())) => None,
+                None => {
+                    errs.push(
+                        loc.key("use_parameters_file"),
+                        "there is no workflow-level `parameters_file` to use",
+                    );
+                    None
+                }
+            },
+        };
+    }
     if let Some(local) = get_map(map, "parameters", loc, errs) {
         let ploc = loc.key("parameters");
         if local.is_empty() {
@@ -449,7 +677,7 @@ fn read_param_set(
         if set.names.iter().any(|n| n == name) {
             continue;
         }
-        match workflow.iter().find(|(n, _)| n == name) {
+        match workflow.list.iter().find(|(n, _)| n == name) {
             Some((_, Some(values))) => {
                 set.names.push(name.to_string());
                 set.values.push(values.clone());
@@ -460,7 +688,7 @@ fn read_param_set(
                     uloc.index(i),
                     format!(
                         "unknown workflow parameter `{name}`{}",
-                        did_you_mean(name, workflow.iter().map(|(n, _)| n.as_str()))
+                        did_you_mean(name, workflow.list.iter().map(|(n, _)| n.as_str()))
                     ),
                 );
             }
@@ -536,35 +764,8 @@ fn read_job<'a>(
     let name = require_str(m, "name", loc, errs);
     let command = require_str(m, "command", loc, errs);
     let lists = LIST_KEYS.map(|key| get_str_list(m, key, loc, errs));
-    let mut env = BTreeMap::new();
-    if let Some(vars) = get_map(m, "env", loc, errs) {
-        let eloc = loc.key("env");
-        for (k, v) in vars {
-            if k.is_empty() || k.contains(['=', '\0']) {
-                errs.push(
-                    eloc.key(k),
-                    format!("invalid environment variable name {k:?}"),
-                );
-                continue;
-            }
-            let value = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                other => {
-                    errs.push(
-                        eloc.key(k),
-                        format!(
-                            "expected a string, number or boolean, found {}",
-                            type_name(other)
-                        ),
-                    );
-                    continue;
-                }
-            };
-            env.insert(k.clone(), value);
-        }
-    }
+    let env = read_env(m, loc, errs);
+    let stdio = field(m, "stdio").and_then(|v| settings::read_stdio(v, &loc.key("stdio"), errs));
     let timeout = get_str(m, "timeout", loc, errs).and_then(|t| {
         units::parse_duration(t)
             .map_err(|e| errs.push(loc.key("timeout"), e.to_string()))
@@ -578,10 +779,12 @@ fn read_job<'a>(
         get_bool(m, "cancel_on_blocking_job_failure", loc, errs).unwrap_or(true);
     let supports_termination = get_bool(m, "supports_termination", loc, errs).unwrap_or(false);
     let priority = get_int(m, "priority", loc, errs).unwrap_or(0);
-    let tags = get_str_list(m, "tags", loc, errs)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let mut tags = get_str_list(m, "tags", loc, errs);
+    for label in get_str_list(m, "labels", loc, errs) {
+        if !tags.contains(&label) {
+            tags.push(label);
+        }
+    }
     let params = read_param_set(m, loc, workflow, errs);
     Some(RawJob {
         index,
@@ -597,6 +800,7 @@ fn read_job<'a>(
         priority,
         tags,
         env,
+        stdio,
         timeout,
         params,
     })

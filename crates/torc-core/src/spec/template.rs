@@ -232,6 +232,17 @@ impl Template {
     }
 }
 
+/// Writes `value` as `{name}` or `{name:spec}` would show it.
+pub(super) fn format_value(
+    name: &str,
+    spec: Option<&str>,
+    value: &ParamValue,
+    out: &mut String,
+) -> Result<(), ParamError> {
+    let format = spec.map(|s| parse_format(name, s)).transpose()?;
+    write_value(name, value, format.as_ref(), out)
+}
+
 fn write_value(
     name: &str,
     value: &ParamValue,

@@ -445,12 +445,16 @@ fn torc_keys_are_accepted_with_warnings() {
         r#"
 name: w
 use_pending_failed: true
+enable_ro_crate: true
+access_groups: [team]
+dynamic_jobs: {anything: 1}
 resource_monitor: {enabled: true}
 slurm_schedulers:
   - {name: short, account: me, walltime: "01:00:00"}
 slurm_defaults: {account: me}
 actions: []
 compute_node_wait_for_new_jobs_seconds: 60
+compute_node_ignore_workflow_completion: true
 compute_node_something_new: 1
 jobs:
   - {name: a, command: "true", scheduler: short}
@@ -460,24 +464,30 @@ jobs:
     parameters: {i: "1:1"}
 "#,
     );
-    assert_eq!(e.warnings.len(), 7, "{:?}", e.warnings);
-    for key in [
+    let warned = [
         "use_pending_failed",
-        "resource_monitor",
-        "slurm_schedulers",
-        "slurm_defaults",
-        "actions",
-        "compute_node_wait_for_new_jobs_seconds",
+        "enable_ro_crate",
+        "access_groups",
+        "dynamic_jobs",
+        "compute_node_ignore_workflow_completion",
         "compute_node_something_new",
-    ] {
-        assert!(
+    ];
+    assert_eq!(e.warnings.len(), warned.len(), "{:?}", e.warnings);
+    for key in warned {
+        assert_eq!(
             e.warnings
                 .iter()
-                .any(|w| w.contains(key) && w.contains("not acted on")),
+                .filter(|w| w.contains(&format!("`{key}`")) && w.contains("not acted on"))
+                .count(),
+            1,
             "{key}: {:?}",
             e.warnings
         );
     }
+    // Read, not warned about.
+    assert_eq!(e.def.compute_node.wait_for_new_jobs_seconds, 60);
+    assert_eq!(e.def.slurm_schedulers[0].name, "short");
+    assert!(e.def.resource_monitor.unwrap().jobs.enabled);
     assert_eq!(job(&e.def, "a").scheduler.as_deref(), Some("short"));
     assert_eq!(job(&e.def, "b_1").scheduler.as_deref(), Some("short"));
     // Without slurm_schedulers, any scheduler name is stored as is.

@@ -503,13 +503,34 @@ jobs:
 }
 
 #[test]
-fn instance_errors_are_capped_per_entry() {
+fn a_problem_of_many_instances_is_reported_once() {
     let errs = errors(
         "name: m\njobs:\n  - {name: 'b_{i}', command: x, depends_on: ['a_{i}'], parameters: {i: '1:1000'}}\n",
     );
-    // The first instance's problem and five more spelled out, the rest counted.
-    assert_eq!(errs.len(), 7, "{}", SpecErrors(errs.clone()));
-    assert_eq!(errs[6].message, "994 more problems not shown");
+    // Once, with how many instances have it and the first few of them.
+    assert_eq!(errs.len(), 1, "{}", SpecErrors(errs.clone()));
+    assert_eq!(errs[0].location, r#"jobs[0] ("b_{i}").depends_on[0]"#);
+    assert!(
+        errs[0]
+            .message
+            .starts_with("unknown job `a_1` (in job `b_1`)")
+            && errs[0]
+                .message
+                .ends_with(" (1000 instances have this problem: `b_1`, `b_2`, `b_3`, …)"),
+        "{}",
+        errs[0].message
+    );
+    // Two problems at one place of each instance stay two problems.
+    let errs = errors(
+        "name: m\njobs:\n  - {name: 'b_{i}', command: 'cat ${files.input.x} ${files.input.y}', parameters: {i: '1:3'}}\n",
+    );
+    assert_eq!(errs.len(), 2, "{}", SpecErrors(errs.clone()));
+    assert!(
+        errs[1].message.contains("unknown file `y`"),
+        "{:?}",
+        errs[1]
+    );
+    assert!(errs[1].message.contains("3 instances"), "{:?}", errs[1]);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Text to a JSON value: YAML (with anchors and `<<` merge keys), JSON and JSON5.
+//! Text to a JSON value: YAML (with anchors and `<<` merge keys), JSON and JSON5; KDL is in
+//! `kdl.rs`.
 
 use super::{SpecError, SpecFormat};
 use serde_json::{Map, Number, Value};
@@ -16,6 +17,7 @@ pub(super) fn parse(text: &str, format: SpecFormat) -> Result<Value, SpecError> 
             message: format!("invalid JSON: {e}"),
         }),
         SpecFormat::Json5 => parse_json5(text),
+        SpecFormat::Kdl => super::kdl::parse(text),
     }
 }
 
