@@ -52,6 +52,7 @@
 //! literal regex (`^a_12$`) is a lookup; other regexes scan the names once per distinct regex,
 //! narrowed by their literal prefix, so that specs of a million jobs expand in seconds.
 
+mod compile;
 mod diag;
 mod expand;
 mod fields;
@@ -59,6 +60,7 @@ mod kdl;
 mod params;
 mod prepare;
 mod read;
+mod read_params;
 mod resolve;
 mod settings;
 mod template;
@@ -68,6 +70,8 @@ mod tests;
 mod tests_errors;
 #[cfg(test)]
 mod tests_formats;
+#[cfg(test)]
+mod tests_slurm;
 #[cfg(test)]
 mod tests_torc1x;
 mod text;

@@ -25,7 +25,14 @@ pub(super) fn prepare(
         return false;
     };
     let unknown = match map.shift_remove("variables") {
-        Some(vars) => substitute_variables(map, &vars, errs),
+        Some(vars) => {
+            // A variable named like a parameter is not substituted (the clash is reported).
+            let params: BTreeSet<String> = parameter_names(map)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            substitute_variables(map, &vars, &params, errs)
+        }
         None => None,
     };
     let read_in = read_tables(map, tables, errs);
@@ -68,6 +75,7 @@ type Vars = HashMap<String, ParamValue>;
 fn substitute_variables(
     map: &mut Map<String, Value>,
     vars: &Value,
+    params: &BTreeSet<String>,
     errs: &mut Errors,
 ) -> Option<(Vars, Vec<(String, String)>)> {
     let root = Loc::Root;
@@ -85,6 +93,7 @@ fn substitute_variables(
         return None;
     };
     let mut out = Vars::new();
+    let mut clashing = Vec::new();
     for (name, v) in given {
         let here = vloc.key(name);
         if !is_param_name(name) {
@@ -128,7 +137,11 @@ fn substitute_variables(
                 continue;
             }
         };
-        out.insert(name.clone(), value);
+        if !params.contains(name) {
+            out.insert(name.clone(), value);
+        } else {
+            clashing.push(name.clone());
+        }
     }
     let mut unknown = Vec::new();
     let mut cx = Subst {
@@ -138,6 +151,9 @@ fn substitute_variables(
     };
     for (key, v) in map.iter_mut() {
         cx.walk(v, &root.key(key));
+    }
+    for name in clashing {
+        out.insert(name, ParamValue::Str(String::new()));
     }
     Some((out, unknown))
 }
