@@ -77,7 +77,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A spec file (.yaml, .yml, .json, .json5) or a workflow id.
+    /// A spec file (.yaml, .yml, .json, .json5, .kdl) or a workflow id.
     pub spec_or_id: String,
     /// Run at most N jobs at once, ignoring their resource requirements.
     #[arg(long, value_name = "N", conflicts_with_all = ["num_cpus", "memory", "num_gpus"])]

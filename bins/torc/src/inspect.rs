@@ -3,7 +3,7 @@
 //! one piece of code.
 
 use crate::cli::Global;
-use crate::run::{load_spec, open_existing_store, open_store, runtime, spec_format};
+use crate::run::{load_spec, open_existing_store, open_store, runtime};
 use crate::{table, Exit};
 use anyhow::Result;
 use serde_json::json;
@@ -108,14 +108,14 @@ impl Source {
 }
 
 pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result<ExitCode> {
-    let (expanded, text) = load_spec(spec)?;
+    let (expanded, text, format) = load_spec(spec)?;
     let def = &expanded.def;
     let edges: usize = def.jobs.iter().map(|j| j.depends_on.len()).sum();
     let id = match (&global.url, dry_run) {
         (_, true) => None,
         (Some(url), false) => {
             let client = global.client(url)?;
-            let created = runtime()?.block_on(client.create_workflow(text, spec_format(spec)))?;
+            let created = runtime()?.block_on(client.create_workflow(text, format))?;
             Some(created.id)
         }
         (None, false) => {

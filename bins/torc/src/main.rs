@@ -5,6 +5,7 @@ mod cli;
 mod inspect;
 mod run;
 mod table;
+mod tables;
 
 use clap::Parser;
 use cli::{Cli, Command, JobsCommand, ResultsCommand, TokensCommand, WorkflowsCommand};

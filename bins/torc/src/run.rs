@@ -32,23 +32,34 @@ pub fn run(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     runtime()?.block_on(run_async(global, args))
 }
 
-/// Reads and expands a spec file; bad specs become exit code 2 with every problem listed.
-pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String)> {
+/// Reads and expands a spec file (and the tables and lists it names); bad specs become exit
+/// code 2 with every problem listed. Also returns the text to store or send, and its format:
+/// the file as written, or, when it names files, itself with their contents written in.
+pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String, SpecFormat)> {
     let text = std::fs::read_to_string(path).map_err(|e| Exit {
         code: 2,
         message: format!("cannot read spec {}: {e}", path.display()),
     })?;
-    let expanded = spec::load(&text, spec_format(path)).map_err(|errors| Exit {
-        code: 2,
-        message: format!("{}: {errors}", path.display()),
-    })?;
+    let expanded =
+        spec::load_with(&text, spec_format(path), &crate::tables::SpecFiles).map_err(|errors| {
+            Exit {
+                code: 2,
+                message: format!("{}: {errors}", path.display()),
+            }
+        })?;
     for w in &expanded.warnings {
         eprintln!("warning: {w}");
     }
-    Ok((expanded, text))
+    Ok(match &expanded.self_contained {
+        Some(v) => {
+            let json = v.to_string();
+            (expanded, json, SpecFormat::Json)
+        }
+        None => (expanded, text, spec_format(path)),
+    })
 }
 
-pub fn spec_format(path: &Path) -> SpecFormat {
+fn spec_format(path: &Path) -> SpecFormat {
     SpecFormat::from_path(&path.to_string_lossy())
 }
 
@@ -112,7 +123,7 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         let client = global.client(url)?;
         let id = match target {
             Err(id) => id,
-            Ok((_, text)) => client.create_workflow(text, spec_format(as_path)).await?.id,
+            Ok((_, text, format)) => client.create_workflow(text, format).await?.id,
         };
         client.resume(id).await?;
         return drive(client, id, capacity, global, args, Some(url.clone())).await;
@@ -123,7 +134,7 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
             engine.resume(id).await?;
             id
         }
-        Ok((expanded, text)) => engine.create_workflow(expanded.def, Some(text)).await?,
+        Ok((expanded, text, _)) => engine.create_workflow(expanded.def, Some(text)).await?,
     };
     drive(engine, id, capacity, global, args, None).await
 }

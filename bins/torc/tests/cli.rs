@@ -214,6 +214,77 @@ fn dry_run_counts_jobs_and_bad_specs_exit_2_writing_nothing() {
     );
 }
 
+#[test]
+fn torc1x_examples_validate_alike_in_yaml_and_kdl() {
+    // The examples name their tables relative to the repository root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut seen = Vec::new();
+    for spec in ["examples/torc1x/sweep.yaml", "examples/torc1x/sweep.kdl"] {
+        let out = json(&root, &["workflows", "create", "--dry-run", "--json", spec]);
+        assert_eq!(out["num_jobs"], 7, "{spec}: {out}");
+        assert_eq!(out["num_files"], 4, "{spec}: {out}");
+        seen.push((out["num_jobs"].clone(), out["num_dependencies"].clone()));
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[test]
+fn parameter_tables_are_read_relative_to_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/runs.csv"),
+        "n,name\n1,a\n2,\"b, c\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("data/runs.jsonl"),
+        "{\"k\": 10}\n{\"k\": 20}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("seeds.txt"), "7\n\n8\n").unwrap();
+    write_spec(
+        dir.path(),
+        "t.yaml",
+        r#"
+name: tables
+jobs:
+  - {name: "csv_{n}", command: "echo {name}", parameters_file: data/runs.csv}
+  - {name: "jsonl_{k}", command: "echo {k}", parameters_file: data/runs.jsonl}
+  - {name: "seed_{s}", command: "echo {s}", parameters: {s: "@seeds.txt"}}
+"#,
+    );
+    let out = json(dir.path(), &["workflows", "create", "--json", "t.yaml"]);
+    assert_eq!(out["num_jobs"], 6, "{out}");
+    let jobs = json(dir.path(), &["jobs", "list", "--json"]);
+    let names: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["csv_1", "csv_2", "jsonl_10", "jsonl_20", "seed_7", "seed_8"]
+    );
+    // A table that cannot be read is a bad spec (exit 2) naming the entry and the file.
+    write_spec(
+        dir.path(),
+        "missing.yaml",
+        "name: m\njobs:\n  - {name: \"x_{a}\", command: x, parameters_file: nope.csv}\n",
+    );
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "create", "--dry-run", "missing.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(r#"jobs[0] ("x_{a}").parameters_file"#) && err.contains("`nope.csv`"),
+        "{err}"
+    );
+}
+
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
