@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use torc_core::units::{format_duration, format_memory};
 use torc_core::{JobId, JobStatus, Timestamp, WorkflowId};
+use torc_engine::EngineHandle;
 use torc_http::{HttpClient, TokenRequest, TokenScopeSpec};
-use torc_store::engine::EngineHandle;
 use torc_store::{JobRecord, ResultRecord, Store, WorkflowSummary};
 
 /// Where listings come from.

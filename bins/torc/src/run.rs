@@ -15,9 +15,9 @@ use torc_core::changes::WorkflowState;
 use torc_core::sched::StatusSummary;
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobStatus, RunnerId, WorkflowId};
+use torc_engine::EngineHandle;
 use torc_http::HttpClient;
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
-use torc_store::engine::EngineHandle;
 use torc_store::Store;
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -1,7 +1,7 @@
 //! [`HttpClient`]: every endpoint of the server as a method, and the runner's [`Coordinator`]
 //! over HTTP, so that a runner talks to a server exactly as it talks to the in-process engine.
 
-use crate::dto::{
+use crate::wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest,
     ResultPage, SpecProblem, TokenInfo, TokenRequest, Workflow, WorkflowStatus,
 };

@@ -6,9 +6,9 @@
 //! transaction), and reads it all back, either to rebuild the core's live state
 //! ([`Store::load_workflow`]) or to list jobs, results and events for people.
 //!
-//! The [`engine`] keeps every active workflow's live state in memory on one writer thread and
-//! group-commits what the core changes; it is the in-process coordinator of embedded runs and
-//! the state behind the HTTP server. The store also keeps the hashes of bearer tokens created
+//! The engine (crate `torc-engine`) is the only writer in a running system: it keeps every
+//! active workflow's live state in memory and calls [`Store::apply`] once per group commit. This
+//! crate has no thread, channel or async runtime of its own. The store also keeps the hashes of bearer tokens created
 //! through the server's API ([`Store::insert_token`], [`Store::list_tokens`]); what a token may do
 //! is decided in `torc-http`, never here.
 //!
@@ -19,7 +19,7 @@
 //! `backend`.
 
 mod backend;
-pub mod engine;
+
 mod error;
 mod read;
 mod records;

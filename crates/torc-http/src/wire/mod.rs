@@ -15,6 +15,8 @@ use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_store::{EventRecord, JobRecord, ResultRecord, TokenScope, WorkflowSummary};
 use utoipa::{IntoParams, ToSchema};
 
+pub mod schema;
+
 /// One problem of an invalid spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SpecProblem {
@@ -54,7 +56,7 @@ pub struct Workflow {
     pub name: String,
     pub user: Option<String>,
     /// `active`, `complete` or `canceled`.
-    #[schema(value_type = crate::openapi::schema::WorkflowState)]
+    #[schema(value_type = schema::WorkflowState)]
     pub state: WorkflowState,
     pub run_id: u32,
     /// Milliseconds since the Unix epoch.
@@ -82,13 +84,13 @@ impl From<WorkflowSummary> for Workflow {
 pub struct WorkflowStatus {
     #[schema(value_type = i64)]
     pub workflow_id: WorkflowId,
-    #[schema(value_type = crate::openapi::schema::WorkflowState)]
+    #[schema(value_type = schema::WorkflowState)]
     pub state: WorkflowState,
     pub run_id: u32,
     pub total: u64,
     /// Jobs per status name (`ready`, `running`, `completed`, ...); statuses with no job are
     /// absent.
-    #[schema(value_type = BTreeMap<crate::openapi::schema::JobStatus, u64>)]
+    #[schema(value_type = BTreeMap<schema::JobStatus, u64>)]
     pub counts: BTreeMap<JobStatus, u64>,
 }
 
@@ -126,7 +128,7 @@ pub struct Job {
     #[schema(value_type = u32)]
     pub id: JobId,
     pub name: String,
-    #[schema(value_type = crate::openapi::schema::JobStatus)]
+    #[schema(value_type = schema::JobStatus)]
     pub status: JobStatus,
     pub attempt_id: u32,
     pub command: String,
@@ -161,7 +163,7 @@ pub struct JobResult {
     #[schema(value_type = Option<String>)]
     pub runner: Option<RunnerId>,
     pub return_code: i32,
-    #[schema(value_type = crate::openapi::schema::JobStatus)]
+    #[schema(value_type = schema::JobStatus)]
     pub status: JobStatus,
     #[schema(value_type = i64)]
     pub start_time: Timestamp,

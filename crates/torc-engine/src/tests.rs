@@ -2,11 +2,14 @@ use super::*;
 use std::collections::HashSet;
 use std::time::Duration;
 use torc_core::api::{
-    ClaimedJob, CompletionOutcome, CompletionReport, Coordinator, FreeResources, StartReport,
+    ClaimRequest, ClaimedJob, CompletionOutcome, CompletionReport, Coordinator, FreeResources,
+    ReportBatch, SharedClaimRequest, StartReport,
 };
 use torc_core::changes::WorkflowState;
 use torc_core::model::JobDef;
 use torc_core::{JobId, JobStatus, RunnerId};
+use torc_core::{WorkflowDef, WorkflowId};
+use torc_store::Store;
 
 fn chain(n: usize) -> WorkflowDef {
     let mut jobs: Vec<JobDef> = (1..=n)

@@ -1,16 +1,16 @@
 //! Starting and stopping the server: the store, the engine, the actix `App` and its workers.
 
-use crate::auth::{Auth, AuthConfig};
-use crate::error::{json_error, json_fallback, path_error, query_error};
-use crate::handlers::{self, OpenApiText};
-use crate::service::{Limits, Service};
+use crate::server::auth::{Auth, AuthConfig};
+use crate::server::error::{json_config, json_fallback, path_error, query_error};
+use crate::server::handlers::{self, OpenApiText};
+use crate::server::service::{Limits, Service};
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
-use torc_store::engine::{EngineConfig, EngineHandle, LeasePolicy};
+use torc_engine::{EngineConfig, EngineHandle, LeasePolicy};
 use torc_store::{Store, StoreError};
 
 /// How to run a server.
@@ -83,14 +83,6 @@ pub enum ServerError {
          `torc-server hash-token` prints), or listen on 127.0.0.1"
     )]
     AuthRequired { host: String },
-}
-
-/// The JSON extractor settings: `limit` bytes, errors as [`crate::ErrorBody`], any content type.
-pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .content_type_required(false)
-        .error_handler(json_error)
 }
 
 /// Counts a request in flight from its start until it is answered or dropped, then records it.
@@ -190,12 +182,14 @@ impl Server {
             }
         };
         let limits = config.limits;
+        let auth_data = web::Data::new(auth.clone());
         let service = web::Data::new(Service::new(engine.clone(), store, limits, auth));
-        let doc = web::Data::new(OpenApiText(crate::openapi::document()));
+        let doc = web::Data::new(OpenApiText(crate::server::openapi::document()));
         let app = move || {
             let metrics = service.clone();
             App::new()
                 .app_data(service.clone())
+                .app_data(auth_data.clone())
                 .app_data(doc.clone())
                 .app_data(json_config(limits.request_bytes))
                 .app_data(web::QueryConfig::default().error_handler(query_error))

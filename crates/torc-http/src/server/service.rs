@@ -1,15 +1,15 @@
-//! What each endpoint does, free of HTTP: who may do it (decided by [`crate::auth`], with the
+//! What each endpoint does, free of HTTP: who may do it (decided by [`crate::server::auth`], with the
 //! workflow's owner looked up here), validation of what came in, the call into the engine or
 //! the store (blocking store reads on tokio's blocking pool), and the wire type that goes out.
 //! Handlers only extract and wrap.
 
-use crate::auth::{self, Access, Auth, Owner, Principal};
-use crate::dto::{
+use crate::server::auth::{self, Access, Auth, Owner, Principal};
+use crate::server::error::{ApiError, ApiErrorKind};
+use crate::server::metrics::RequestMetrics;
+use crate::wire::{
     CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage,
     ResultsQuery, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
 };
-use crate::error::{ApiError, ApiErrorKind};
-use crate::metrics::RequestMetrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use torc_core::api::{
 };
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
-use torc_store::engine::EngineHandle;
+use torc_engine::EngineHandle;
 use torc_store::{Store, StoreError, TokenRecord};
 
 /// Size limits and caps of what clients may ask.
@@ -628,15 +628,15 @@ impl Service {
     pub fn metrics_text(&self) -> String {
         let mut out = String::new();
         let s = self.engine.stats();
-        let counters = crate::metrics::EngineCounters {
+        let counters = crate::server::metrics::EngineCounters {
             claimed_jobs: s.claimed_jobs,
             completions: s.completions,
             commits: s.commits,
             committed_requests: s.committed_requests,
             commit_micros: s.commit_micros,
         };
-        crate::metrics::render_engine(&mut out, &counters);
-        crate::metrics::render_gauge(
+        crate::server::metrics::render_engine(&mut out, &counters);
+        crate::server::metrics::render_gauge(
             &mut out,
             "torc_runners_live",
             "Runners that sent a heartbeat in the last 5 minutes.",

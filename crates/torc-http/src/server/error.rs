@@ -7,19 +7,19 @@
 //! limit) is rewritten into the same JSON shape by [`json_fallback`]. The body is always
 //! [`ErrorBody`]: `{code, message}` plus, for an invalid spec, `errors: [{location, message}]`.
 
-use crate::dto::{ErrorBody, SpecProblem};
+use crate::wire::{ErrorBody, SpecProblem};
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use std::fmt;
 use torc_core::api::{CoordinatorError, ErrorCode};
 use torc_core::sched::SchedError;
 use torc_core::spec::SpecErrors;
-use torc_store::engine::EngineError;
+use torc_engine::EngineError;
 use torc_store::StoreError;
 
 /// What kind of failure, which fixes both the HTTP status and the machine-readable code.
@@ -312,6 +312,14 @@ pub fn json_fallback<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandl
     }
     let res = ServiceResponse::new(req, new).map_body(|_, b| EitherBody::<B, BoxBody>::right(b));
     Ok(ErrorHandlerResponse::Response(res))
+}
+
+/// The JSON extractor settings: `limit` bytes, errors as [`crate::ErrorBody`], any content type.
+pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(false)
+        .error_handler(json_error)
 }
 
 #[cfg(test)]

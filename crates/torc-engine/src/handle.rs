@@ -1,8 +1,9 @@
 //! The callers' side of the engine: a cheap, cloneable handle that sends requests to the writer
 //! thread and awaits their answers. It implements the runner's [`Coordinator`] trait.
 
-use super::{EngineConfig, EngineError, Request, Writer};
-use crate::Store;
+use crate::request::Request;
+use crate::writer::Writer;
+use crate::{EngineConfig, EngineError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use torc_core::api::{
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
+use torc_store::Store;
 
 /// Counters of the hot path, readable at any time.
 #[derive(Debug, Default)]

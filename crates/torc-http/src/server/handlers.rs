@@ -3,15 +3,15 @@
 //! Every handler but the OpenAPI document's takes the caller's [`Principal`] first, so that a
 //! request without a valid token is answered 401 before anything else is read.
 
-use crate::auth::Principal;
-use crate::dto::{
+use crate::server::auth::Principal;
+use crate::server::error::ApiError;
+use crate::server::service::{spec_format, Service};
+use crate::wire::schema;
+use crate::wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery,
     ResetRequest, ResultPage, ResultsQuery, SpecQuery, TokenInfo, TokenRequest, Workflow,
     WorkflowStatus,
 };
-use crate::error::ApiError;
-use crate::openapi::schema;
-use crate::service::{spec_format, Service};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use torc_core::api::{ClaimRequest, HeartbeatRequest, ReportBatch, SharedClaimRequest};
@@ -371,7 +371,7 @@ pub struct OpenApiText(pub String);
 
 /// The routes under `/torc-service/v1`, with the body limits of `limits`.
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
-    let report_json = crate::server::json_config(limits.report_bytes);
+    let report_json = crate::server::error::json_config(limits.report_bytes);
     cfg.service(
         web::resource("/workflows")
             .app_data(web::PayloadConfig::new(limits.spec_bytes))

@@ -19,8 +19,8 @@
 //!
 //! This module must never do I/O: the caller looks the owner up and hands it in.
 
-use crate::dto::TokenScopeSpec;
-use crate::error::{ApiError, ApiErrorKind};
+use crate::server::error::{ApiError, ApiErrorKind};
+use crate::wire::TokenScopeSpec;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -786,8 +786,8 @@ impl FromRequest for Principal {
     type Future = std::future::Ready<Result<Principal, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = match req.app_data::<web::Data<crate::service::Service>>() {
-            Some(svc) => svc.auth.authenticate(
+        let result = match req.app_data::<web::Data<Auth>>() {
+            Some(auth) => auth.authenticate(
                 req.headers()
                     .get(header::AUTHORIZATION)
                     .map(|v| v.as_bytes()),

@@ -1,0 +1,18 @@
+//! The REST server: routes and workers (`app`), the handlers that extract requests and shape
+//! answers (`handlers`), what each endpoint does (`service`), who may do it (`auth`), errors as
+//! `{code, message}` (`error`), Prometheus counters (`metrics`) and the OpenAPI document
+//! (`openapi`).
+//!
+//! Imports among them run one way: `app` → `handlers` → `service` → `auth` → `error`, with
+//! `openapi` over `handlers` and `metrics` under `service`; every one may use `crate::wire`.
+
+mod app;
+pub mod auth;
+pub mod error;
+mod handlers;
+pub(crate) mod metrics;
+mod openapi;
+pub mod service;
+
+pub use app::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};
+pub use openapi::document;

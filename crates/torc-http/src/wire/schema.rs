@@ -1,0 +1,389 @@
+//! Schema mirrors of `torc_core`'s coordinator types, for the OpenAPI document only (the server
+//! sends the core types themselves).
+//!
+//! `torc-core` stays free of HTTP concerns, so its types cannot derive `ToSchema`; these mirrors
+//! have the same names, fields and serde attributes. The tests round-trip real core values
+//! through them (the mirrors refuse unknown fields), so a field added to the core without its
+//! mirror fails the tests.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A job's state (public Torc numbering 0 to 10, sent by name).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Uninitialized,
+    Blocked,
+    Ready,
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Canceled,
+    Terminated,
+    Disabled,
+    PendingFailed,
+}
+
+/// A workflow's overall state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowState {
+    Active,
+    Complete,
+    Canceled,
+}
+
+/// What a runner has free right now (resource-based claims).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreeResources {
+    pub num_cpus: u32,
+    pub memory_bytes: u64,
+    pub num_gpus: u32,
+    /// Seconds left in the runner's allocation; absent or null: unbounded.
+    #[serde(default)]
+    pub time_left: Option<f64>,
+}
+
+/// A request for ready jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Must equal the workflow id of the path.
+    pub workflow_id: i64,
+    pub runner_id: String,
+    /// At most this many jobs.
+    pub limit: u32,
+    /// Only jobs that fit, together, in these; null for a count-based claim.
+    pub resources: Option<FreeResources>,
+    /// When nothing fits now, wait up to this long for a job that does (capped by the
+    /// server).
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Only jobs these tags allow; absent or null: any job of the workflow.
+    #[serde(default)]
+    pub tags: Option<RunnerTags>,
+}
+
+/// The tags a runner offers: a tagged job needs all of its tags on the runner; an untagged
+/// job goes to an untagged runner, or to a tagged one with `run_untagged`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerTags {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub run_untagged: bool,
+}
+
+/// A shared runner's claim: jobs of any workflow it may serve, picked fairly (fewest jobs
+/// in flight first, then priority, then the workflow waiting longest).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharedClaimRequest {
+    pub runner_id: String,
+    pub limit: u32,
+    pub resources: Option<FreeResources>,
+    #[serde(default)]
+    pub tags: RunnerTags,
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// What a job needs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub num_cpus: u32,
+    pub memory_bytes: u64,
+    pub num_gpus: u32,
+    pub num_nodes: u32,
+    /// Expected runtime in seconds.
+    pub runtime: f64,
+}
+
+/// One retry rule.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRule {
+    pub exit_codes: Vec<i32>,
+    pub match_all_exit_codes: bool,
+    pub recovery_script: Option<String>,
+    pub max_retries: u32,
+}
+
+/// A named set of retry rules.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureHandler {
+    pub name: String,
+    pub rules: Vec<FailureRule>,
+}
+
+/// A job handed to a runner.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimedJob {
+    pub workflow_id: i64,
+    pub job_id: u32,
+    pub run_id: u32,
+    pub attempt_id: u32,
+    pub name: String,
+    pub command: String,
+    pub invocation_script: Option<String>,
+    pub resources: Resources,
+    pub supports_termination: bool,
+    /// Seconds.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    pub env: BTreeMap<String, String>,
+    pub failure_handler: Option<FailureHandler>,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimResponse {
+    pub jobs: Vec<ClaimedJob>,
+    /// When not `active`, the runner has nothing more to wait for.
+    pub workflow_state: WorkflowState,
+}
+
+/// A job started running.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartReport {
+    pub job_id: u32,
+    pub attempt_id: u32,
+    /// Milliseconds since the Unix epoch.
+    pub start_time: i64,
+}
+
+/// A job's process ended.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionReport {
+    pub job_id: u32,
+    pub run_id: u32,
+    pub attempt_id: u32,
+    /// Exit code; the negated signal number when killed by a signal.
+    pub return_code: i32,
+    #[serde(default)]
+    pub terminated: bool,
+    #[serde(default)]
+    pub recovery_failed: bool,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub peak_memory_bytes: Option<u64>,
+    pub avg_memory_bytes: Option<u64>,
+    pub peak_cpu_percent: Option<f64>,
+    pub avg_cpu_percent: Option<f64>,
+}
+
+/// Starts and completions sent together.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBatch {
+    /// Must equal the workflow id of the path.
+    pub workflow_id: i64,
+    pub runner_id: String,
+    #[serde(default)]
+    pub starts: Vec<StartReport>,
+    #[serde(default)]
+    pub completions: Vec<CompletionReport>,
+}
+
+/// What became of one completion report.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CompletionOutcome {
+    Accepted { status: JobStatus },
+    Refused { reason: String },
+}
+
+/// A job a runner holds: claimed, running, or finished with its report not yet
+/// acknowledged.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeldJob {
+    pub job_id: u32,
+    pub run_id: u32,
+    pub attempt_id: u32,
+}
+
+/// A runner is alive and holds these jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Must equal the workflow id of the path.
+    pub workflow_id: i64,
+    pub runner_id: String,
+    #[serde(default)]
+    pub held: Vec<HeldJob>,
+    /// Hold the answer up to this long unless the workflow stops being active.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatResponse {
+    pub workflow_state: WorkflowState,
+    /// Listed jobs that are no longer the runner's (lost, canceled, reset): stop them, do
+    /// not report them.
+    #[serde(default)]
+    pub revoked: Vec<HeldJob>,
+    /// A runner silent this long loses its jobs; null: no leases.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+}
+
+/// The answer to a report batch: one outcome per completion, in the order sent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportResponse {
+    pub outcomes: Vec<CompletionOutcome>,
+    pub workflow_state: WorkflowState,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::wire::schema;
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+    use std::time::Duration;
+    use torc_core::api::{
+        ClaimRequest, ClaimResponse, ClaimedJob, CompletionOutcome, CompletionReport,
+        FreeResources, HeartbeatRequest, HeartbeatResponse, HeldJob, ReportBatch, ReportResponse,
+        RunnerTags, SharedClaimRequest, StartReport,
+    };
+    use torc_core::changes::WorkflowState;
+    use torc_core::model::{FailureHandler, FailureRule, Resources};
+    use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
+
+    /// The core value, through its mirror, back to the same JSON.
+    fn same_json<Core: Serialize, Mirror: Serialize + DeserializeOwned>(value: &Core) {
+        let json = serde_json::to_value(value).unwrap();
+        let mirror: Mirror = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| panic!("mirror does not read {json}: {e}"));
+        assert_eq!(serde_json::to_value(&mirror).unwrap(), json);
+    }
+
+    #[test]
+    fn mirrors_match_the_core_types() {
+        let claim = ClaimRequest {
+            workflow_id: WorkflowId(3),
+            runner_id: RunnerId("h:1".into()),
+            limit: 8,
+            resources: Some(FreeResources {
+                num_cpus: 4,
+                memory_bytes: 1 << 30,
+                num_gpus: 0,
+                time_left: Some(Duration::from_secs(60)),
+            }),
+            wait_ms: 100,
+            tags: Some(RunnerTags {
+                tags: vec!["gpu".into()],
+                run_untagged: true,
+            }),
+        };
+        same_json::<_, schema::ClaimRequest>(&claim);
+        same_json::<_, schema::SharedClaimRequest>(&SharedClaimRequest {
+            runner_id: RunnerId("h:1".into()),
+            limit: 4,
+            resources: None,
+            tags: RunnerTags::default(),
+            wait_ms: 10,
+        });
+        let job = ClaimedJob {
+            workflow_id: WorkflowId(3),
+            job_id: JobId(1),
+            run_id: 1,
+            attempt_id: 1,
+            name: "a".into(),
+            command: "true".into(),
+            invocation_script: Some("env".into()),
+            resources: Resources::DEFAULT_JOB,
+            supports_termination: true,
+            timeout: Some(Duration::from_millis(1500)),
+            env: [("K".to_string(), "V".to_string())].into(),
+            failure_handler: Some(FailureHandler {
+                name: "h".into(),
+                rules: vec![FailureRule {
+                    exit_codes: vec![3],
+                    match_all_exit_codes: false,
+                    recovery_script: Some("fix".into()),
+                    max_retries: 2,
+                }],
+            }),
+        };
+        same_json::<_, schema::ClaimResponse>(&ClaimResponse {
+            jobs: vec![job],
+            workflow_state: WorkflowState::Active,
+        });
+        same_json::<_, schema::ReportBatch>(&ReportBatch {
+            workflow_id: WorkflowId(3),
+            runner_id: RunnerId("h:1".into()),
+            starts: vec![StartReport {
+                job_id: JobId(1),
+                attempt_id: 1,
+                start_time: Timestamp(5),
+            }],
+            completions: vec![CompletionReport {
+                job_id: JobId(1),
+                run_id: 1,
+                attempt_id: 1,
+                return_code: -9,
+                terminated: true,
+                recovery_failed: false,
+                start_time: Timestamp(5),
+                end_time: Timestamp(6),
+                peak_memory_bytes: Some(10),
+                avg_memory_bytes: None,
+                peak_cpu_percent: Some(1.5),
+                avg_cpu_percent: None,
+            }],
+        });
+        for state in [
+            WorkflowState::Active,
+            WorkflowState::Complete,
+            WorkflowState::Canceled,
+        ] {
+            same_json::<_, schema::WorkflowState>(&state);
+        }
+        for status in JobStatus::ALL {
+            same_json::<_, schema::JobStatus>(&status);
+        }
+        same_json::<_, schema::ReportResponse>(&ReportResponse {
+            outcomes: vec![
+                CompletionOutcome::Accepted {
+                    status: JobStatus::Completed,
+                },
+                CompletionOutcome::Refused {
+                    reason: "stale".into(),
+                },
+            ],
+            workflow_state: WorkflowState::Complete,
+        });
+        let held = HeldJob {
+            job_id: JobId(2),
+            run_id: 1,
+            attempt_id: 3,
+        };
+        same_json::<_, schema::HeartbeatRequest>(&HeartbeatRequest {
+            workflow_id: WorkflowId(3),
+            runner_id: RunnerId("h:1".into()),
+            held: vec![held],
+            wait_ms: 500,
+        });
+        same_json::<_, schema::HeartbeatResponse>(&HeartbeatResponse {
+            workflow_state: WorkflowState::Canceled,
+            revoked: vec![held],
+            lease_ms: Some(60_000),
+        });
+    }
+}

@@ -1,0 +1,273 @@
+//! Running jobs: environment, output, return codes, order, capacity, retries.
+
+use super::*;
+
+// ---- tests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_get_their_environment_and_output_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = job(
+        0,
+        "hello",
+        "echo \"wf=$TORC_WORKFLOW_ID job=$TORC_JOB_ID name=$TORC_JOB_NAME \
+         attempt=$TORC_ATTEMPT_ID run=$TORC_RUN_ID api=$TORC_API_URL extra=$EXTRA\"; \
+         echo \"out=$TORC_OUTPUT_DIR\"; echo \"cwd=$(pwd)\"; echo oops >&2",
+    );
+    j.env.insert("EXTRA".into(), "yes".into());
+    let mut with_prefix = job(1, "prefixed", "echo world");
+    with_prefix.invocation_script = Some("echo hello;".into());
+    let fake = Fake::new(vec![(j, vec![]), (with_prefix, vec![])]);
+    let mut cfg = config(dir.path(), Capacity::MaxParallelJobs(4));
+    cfg.api_url = Some("http://localhost:1234/torc".into());
+    let summary = run_to_end(&fake, cfg, Shutdown::new()).await.unwrap();
+    assert_eq!(summary.end, RunEnd::WorkflowComplete);
+    assert_eq!((summary.completed, summary.failed), (2, 0));
+
+    let out = read(&stdio(dir.path(), 0, 1, "o"));
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("wf=7 job=1 name=hello attempt=1 run=1 api=http://localhost:1234/torc extra=yes")
+    );
+    let out_dir = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(
+        lines.next(),
+        Some(format!("out={}", out_dir.display()).as_str())
+    );
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        lines.next(),
+        Some(format!("cwd={}", cwd.display()).as_str())
+    );
+    assert_eq!(read(&stdio(dir.path(), 0, 1, "e")), "oops\n");
+    assert_eq!(read(&stdio(dir.path(), 1, 1, "o")), "hello\nworld\n");
+
+    let c = fake.completion(0, 1);
+    assert_eq!(c.return_code, 0);
+    assert!(!c.terminated && !c.recovery_failed);
+    assert!(c.end_time >= c.start_time);
+    // Every start was reported, and every report was answered.
+    let s = fake.lock();
+    let starts: usize = s.batches.iter().map(|b| b.starts.len()).sum();
+    assert_eq!(starts, 2);
+    assert!(s.batches.iter().all(|b| b.workflow_id == WF));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_and_signals_become_return_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::new(vec![
+        (job(0, "ok", "true"), vec![]),
+        (job(1, "three", "exit 3"), vec![]),
+        (job(2, "killed", "kill -KILL $$"), vec![]),
+        (job(3, "termed", "kill -TERM $$"), vec![]),
+    ]);
+    let summary = run_to_end(
+        &fake,
+        config(dir.path(), Capacity::MaxParallelJobs(4)),
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.end, RunEnd::WorkflowComplete);
+    assert_eq!(
+        (summary.completed, summary.failed, summary.terminated),
+        (1, 3, 0)
+    );
+    let rcs: Vec<i32> = (0..4).map(|i| fake.completion(i, 1).return_code).collect();
+    assert_eq!(rcs, [0, 3, -9, -15]);
+    assert_eq!(fake.status(1), JobStatus::Failed);
+    assert!((0..4).all(|i| !fake.completion(i, 1).terminated));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_runs_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("order.log");
+    let step = |idx, name: &str| job(idx, name, &format!("echo {name} >> {}", log.display()));
+    let fake = Fake::new(vec![
+        (step(0, "a"), vec![]),
+        (step(1, "b"), vec![0]),
+        (step(2, "c"), vec![1]),
+    ]);
+    let summary = run_to_end(
+        &fake,
+        config(dir.path(), Capacity::MaxParallelJobs(4)),
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.completed, 3);
+    assert_eq!(read(&log), "a\nb\nc\n");
+    let order: Vec<u32> = fake.lock().applied.iter().map(|c| c.job_id.0).collect();
+    assert_eq!(order, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_parallel_jobs_is_never_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    // Each job marks itself live, records how many are live, and unmarks itself before exiting:
+    // a count is never more than the number of job processes alive at that moment.
+    let cmd = format!(
+        "touch {live}/$TORC_JOB_ID; ls {live} | wc -l > {out}/count_$TORC_JOB_ID; \
+         sleep 0.05; rm {live}/$TORC_JOB_ID",
+        live = live.display(),
+        out = dir.path().display()
+    );
+    let jobs = (0..8)
+        .map(|i| (job(i, &format!("j{i}"), &cmd), vec![]))
+        .collect();
+    let fake = Fake::new(jobs);
+    let summary = run_to_end(
+        &fake,
+        config(dir.path(), Capacity::MaxParallelJobs(2)),
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.completed, 8);
+    for id in 1..=8 {
+        let count: u32 = read(&dir.path().join(format!("count_{id}")))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=2).contains(&count),
+            "job {id} saw {count} jobs running"
+        );
+    }
+    let s = fake.lock();
+    // Short jobs are prefetched: claims may ask for up to two capacities' worth, but no more,
+    // and the counts above show that never more than two ran at once.
+    assert!(s
+        .claims
+        .iter()
+        .all(|c| c.resources.is_none() && c.limit <= 4));
+    // The first claim, before any job has run, asks for exactly the free slots.
+    assert_eq!(s.claims[0].limit, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_claimed_only_when_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let small = job(
+        0,
+        "small",
+        &format!("while [ ! -e {} ]; do sleep 0.01; done", go.display()),
+    );
+    let mut big = job(1, "big", "true");
+    big.resources.num_cpus = 2;
+    let fake = Fake::new(vec![(small, vec![]), (big, vec![])]);
+    let cfg = config(
+        dir.path(),
+        Capacity::Resources {
+            num_cpus: 2,
+            memory_bytes: 1 << 30,
+            num_gpus: 0,
+        },
+    );
+    let runner = tokio::spawn(run(Arc::clone(&fake), cfg, Shutdown::new()));
+    // The small job runs; the runner asks with 1 CPU free and the big job stays ready.
+    fake.wait_until("a claim offers 1 free CPU", |s| {
+        s.claims
+            .iter()
+            .any(|c| c.resources.is_some_and(|r| r.num_cpus == 1))
+    })
+    .await;
+    {
+        let s = fake.lock();
+        let free = s.claims.last().unwrap().resources.unwrap();
+        assert_eq!(
+            free.memory_bytes,
+            (1 << 30) - Resources::DEFAULT_JOB.memory_bytes
+        );
+        assert_eq!(s.jobs[1].status, JobStatus::Ready);
+    }
+    std::fs::write(&go, b"").unwrap();
+    let summary = tokio::time::timeout(SAFETY, runner)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.completed, 2);
+    let s = fake.lock();
+    assert_eq!(
+        s.max_in_flight, 1,
+        "the big job never ran beside the small one"
+    );
+    let big_claim = s
+        .claims
+        .iter()
+        .find(|c| c.resources.is_some_and(|r| r.num_cpus == 2) && c.limit == 2);
+    assert!(big_claim.is_some());
+}
+
+fn handler(script: &str, exit_code: i32, max_retries: u32) -> Option<FailureHandler> {
+    Some(FailureHandler {
+        name: "h".into(),
+        rules: vec![FailureRule {
+            exit_codes: vec![exit_code],
+            match_all_exit_codes: false,
+            recovery_script: Some(script.into()),
+            max_retries,
+        }],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_scripts_run_before_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = "touch \"$TORC_OUTPUT_DIR/rec_${TORC_JOB_NAME}_$TORC_ATTEMPT_ID\"";
+    // Fails once, recovers, passes on the second attempt.
+    let mut flaky = job(0, "flaky", "[ \"$TORC_ATTEMPT_ID\" = 2 ] || exit 1");
+    flaky.failure_handler = handler(mark, 1, 2);
+    // Its recovery script fails: not retried.
+    let mut broken = job(1, "broken", "exit 1");
+    broken.failure_handler = handler(&format!("{mark}; exit 5"), 1, 2);
+    // Always fails: recovers before attempt 2, not after it (no retries left).
+    let mut hopeless = job(2, "hopeless", "exit 1");
+    hopeless.failure_handler = handler(mark, 1, 1);
+    // A code without a rule: no recovery.
+    let mut other = job(3, "other", "exit 4");
+    other.failure_handler = handler(mark, 1, 1);
+    let fake = Fake::new(vec![
+        (flaky, vec![]),
+        (broken, vec![]),
+        (hopeless, vec![]),
+        (other, vec![]),
+    ]);
+    let summary = run_to_end(
+        &fake,
+        config(dir.path(), Capacity::MaxParallelJobs(4)),
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.end, RunEnd::WorkflowComplete);
+    let rec = |name: &str, attempt: u32| dir.path().join(format!("rec_{name}_{attempt}")).exists();
+
+    assert!(rec("flaky", 1) && !rec("flaky", 2));
+    let first = fake.completion(0, 1);
+    assert_eq!((first.return_code, first.recovery_failed), (1, false));
+    assert_eq!(fake.completion(0, 2).return_code, 0);
+    assert_eq!(fake.status(0), JobStatus::Completed);
+
+    assert!(rec("broken", 1));
+    let c = fake.completion(1, 1);
+    assert_eq!((c.return_code, c.recovery_failed), (1, true));
+    assert_eq!(fake.status(1), JobStatus::Failed);
+
+    assert!(rec("hopeless", 1) && !rec("hopeless", 2));
+    assert!(!fake.completion(2, 1).recovery_failed);
+    assert!(!fake.completion(2, 2).recovery_failed);
+    assert_eq!(fake.status(2), JobStatus::Failed);
+
+    assert!(!rec("other", 1));
+    assert_eq!(fake.status(3), JobStatus::Failed);
+    // Each attempt has its own output file.
+    assert!(stdio(dir.path(), 0, 2, "o").exists());
+}

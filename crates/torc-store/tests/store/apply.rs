@@ -1,0 +1,178 @@
+//! Applying changes.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Applying changes.
+
+pub(super) fn applied_changes_are_loaded_back(db: &TestDb) {
+    let store = db.store();
+    let id = store
+        .create_workflow(&rich_def(), None, Timestamp(0))
+        .unwrap();
+    let first = Changes {
+        jobs: vec![
+            change(1, JobStatus::Ready, 1),
+            change(2, JobStatus::Blocked, 1),
+            change(3, JobStatus::Blocked, 1),
+            change(1, JobStatus::Pending, 1),
+        ],
+        events: vec![event(EventKind::WorkflowStarted, None, "started")],
+        ..Changes::default()
+    };
+    let second = Changes {
+        jobs: vec![
+            change(1, JobStatus::Running, 1),
+            change(1, JobStatus::Ready, 2),
+            change(3, JobStatus::Canceled, 1),
+        ],
+        results: vec![result(1, 1, 1, 137)],
+        events: vec![event(
+            EventKind::JobRetried,
+            Some(1),
+            "exit 137, retry 1 of 2",
+        )],
+        workflow: Some(WorkflowChange {
+            state: WorkflowState::Canceled,
+            run_id: 2,
+        }),
+    };
+    store.apply(&[(id, &first), (id, &second)]).unwrap();
+
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(
+        states(&loaded),
+        vec![
+            (JobStatus::Ready, 2),
+            (JobStatus::Blocked, 1),
+            (JobStatus::Canceled, 1)
+        ]
+    );
+    assert_eq!(loaded.state, WorkflowState::Canceled);
+    assert_eq!(loaded.run_id, 2);
+    let summary = store.workflow_summary(id).unwrap();
+    assert_eq!(
+        (summary.state, summary.run_id),
+        (WorkflowState::Canceled, 2)
+    );
+
+    let results = store.list_results(id, None, 0, 100).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].to_job_result(), second.results[0]);
+    assert_eq!(results[0].exec_time_secs, 2.5);
+
+    let events = store.list_events(id, 0, 100).unwrap();
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.job_id, e.message.as_str(), e.time))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (EventKind::WorkflowStarted, None, "started", Timestamp(7)),
+            (
+                EventKind::JobRetried,
+                Some(JobId(1)),
+                "exit 137, retry 1 of 2",
+                Timestamp(7)
+            ),
+        ]
+    );
+}
+
+pub(super) fn one_batch_spans_many_workflows(db: &TestDb) {
+    let store = db.store();
+    let a = store
+        .create_workflow(&flat_def(3), None, Timestamp(0))
+        .unwrap();
+    let b = store
+        .create_workflow(&flat_def(2), None, Timestamp(0))
+        .unwrap();
+    let to_a = Changes {
+        jobs: vec![change(3, JobStatus::Ready, 1)],
+        results: vec![result(2, 1, 1, 0)],
+        ..Changes::default()
+    };
+    let to_b = Changes {
+        jobs: vec![change(1, JobStatus::Completed, 1)],
+        results: vec![result(1, 1, 1, 0)],
+        workflow: Some(WorkflowChange {
+            state: WorkflowState::Complete,
+            run_id: 1,
+        }),
+        ..Changes::default()
+    };
+    let nothing = Changes::default();
+    store
+        .apply(&[(a, &to_a), (b, &to_b), (WorkflowId(999), &nothing)])
+        .unwrap();
+    assert_eq!(
+        states(&store.load_workflow(a).unwrap())[2],
+        (JobStatus::Ready, 1)
+    );
+    let lb = store.load_workflow(b).unwrap();
+    assert_eq!(states(&lb)[0], (JobStatus::Completed, 1));
+    assert_eq!(lb.state, WorkflowState::Complete);
+    assert_eq!(
+        store.list_results(a, None, 0, 10).unwrap()[0].job_id,
+        JobId(2)
+    );
+    assert_eq!(
+        store.list_results(b, None, 0, 10).unwrap()[0].job_id,
+        JobId(1)
+    );
+    // An empty batch is a no-op.
+    store.apply(&[]).unwrap();
+}
+
+pub(super) fn a_bad_batch_writes_nothing(db: &TestDb) {
+    let store = db.store();
+    let id = store
+        .create_workflow(&flat_def(2), None, Timestamp(0))
+        .unwrap();
+    let good = Changes {
+        jobs: vec![change(1, JobStatus::Ready, 1)],
+        results: vec![result(1, 1, 1, 0)],
+        events: vec![event(EventKind::WorkflowStarted, None, "")],
+        ..Changes::default()
+    };
+
+    // A workflow that does not exist.
+    let missing = WorkflowId(id.0 + 100);
+    let err = store.apply(&[(id, &good), (missing, &good)]).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "workflow", id } if id == missing.0),
+        "{err}"
+    );
+
+    // A job that does not exist.
+    let unknown_job = Changes {
+        jobs: vec![change(3, JobStatus::Ready, 1)],
+        ..Changes::default()
+    };
+    let err = store.apply(&[(id, &good), (id, &unknown_job)]).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownJobs { .. }), "{err}");
+
+    // The same attempt's result twice.
+    let err = store.apply(&[(id, &good), (id, &good)]).unwrap_err();
+    assert!(matches!(err, StoreError::Query(_)), "{err}");
+
+    let loaded = store.load_workflow(id).unwrap();
+    assert_eq!(states(&loaded), vec![(JobStatus::Uninitialized, 1); 2]);
+    assert_eq!(db.raw_count("results", id), 0);
+    assert_eq!(db.raw_count("events", id), 0);
+
+    // Values that do not fit are refused before anything is written.
+    let mut huge = result(1, 1, 1, 0);
+    huge.peak_memory_bytes = Some(u64::MAX);
+    let c = Changes {
+        results: vec![huge],
+        ..Changes::default()
+    };
+    assert!(matches!(
+        store.apply(&[(id, &c)]),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    store.apply(&[(id, &good)]).unwrap();
+    assert_eq!(db.raw_count("results", id), 1);
+}
