@@ -259,6 +259,7 @@ impl HttpClient {
             SpecFormat::Yaml => ("yaml", "application/yaml"),
             SpecFormat::Json => ("json", "application/json"),
             SpecFormat::Json5 => ("json5", "application/json5"),
+            SpecFormat::Kdl => ("kdl", "application/kdl"),
         };
         let url = format!("{}/workflows", self.api);
         let rb = self

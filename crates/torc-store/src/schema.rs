@@ -18,6 +18,7 @@ diesel::table! {
         num_jobs -> Integer,
         spec -> Nullable<Text>,
         max_concurrent_jobs -> Nullable<Integer>,
+        config -> Nullable<Text>,
     }
 }
 
@@ -49,6 +50,8 @@ diesel::table! {
         id -> Integer,
         name -> Text,
         path -> Text,
+        identifier -> Nullable<Text>,
+        st_mtime -> Nullable<Double>,
     }
 }
 

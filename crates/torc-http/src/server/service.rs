@@ -101,8 +101,9 @@ pub fn spec_format(
             "yaml" | "yml" => Ok(SpecFormat::Yaml),
             "json" => Ok(SpecFormat::Json),
             "json5" => Ok(SpecFormat::Json5),
+            "kdl" => Ok(SpecFormat::Kdl),
             other => Err(ApiError::bad_request(format!(
-                "unknown spec format {other:?}: expected yaml, json or json5"
+                "unknown spec format {other:?}: expected yaml, json, json5 or kdl"
             ))),
         };
     }
@@ -113,6 +114,7 @@ pub fn spec_format(
     Ok(match mime.as_str() {
         "application/json" => SpecFormat::Json,
         "application/json5" => SpecFormat::Json5,
+        "application/kdl" => SpecFormat::Kdl,
         _ => SpecFormat::Yaml,
     })
 }

@@ -50,11 +50,13 @@ pub(crate) struct NewFile<'a> {
     id: i32,
     name: &'a str,
     path: &'a str,
+    identifier: Option<&'a str>,
+    st_mtime: Option<f64>,
 }
 
 impl BatchRow for NewFile<'_> {
     type Table = files::table;
-    const COLUMNS: usize = 4;
+    const COLUMNS: usize = 6;
 }
 
 #[derive(Insertable)]
@@ -190,6 +192,8 @@ impl<'a> DefinitionRows<'a> {
                 id: position_to_id("file id", i)?,
                 name: &f.name,
                 path: &f.path,
+                identifier: f.identifier.as_deref(),
+                st_mtime: f.st_mtime,
             });
         }
         for (i, u) in def.user_data.iter().enumerate() {

@@ -42,6 +42,8 @@ pub(crate) struct FileRow {
     id: i32,
     name: String,
     path: String,
+    identifier: Option<String>,
+    st_mtime: Option<f64>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -188,6 +190,8 @@ impl WorkflowRows {
             .map(|f| FileDef {
                 name: f.name,
                 path: f.path,
+                identifier: f.identifier,
+                st_mtime: f.st_mtime,
             })
             .collect();
         let user_data = self
@@ -245,6 +249,7 @@ impl WorkflowRows {
                     .map(|s| secs_to_duration("job timeout_secs", s))
                     .transpose()?,
                 scheduler: r.scheduler,
+                stdio: None,
             });
         }
         for d in self.dependencies {
@@ -294,6 +299,16 @@ impl WorkflowRows {
                 saved.losses = u32::try_from(n).unwrap_or(u32::MAX);
             }
         }
+        let config = w.config()?;
+        for (index, stdio) in config.job_stdio {
+            let job = usize::try_from(index)
+                .ok()
+                .and_then(|i| jobs.get_mut(i))
+                .ok_or_else(|| {
+                    StoreError::corrupt("workflow config", format!("no job {index} for its stdio"))
+                })?;
+            job.stdio = Some(stdio);
+        }
         Ok(LoadedWorkflow {
             id: WorkflowId(w.id),
             def: WorkflowDef {
@@ -312,6 +327,12 @@ impl WorkflowRows {
                     .max_concurrent_jobs
                     .map(|n| from_i32("workflow max_concurrent_jobs", n))
                     .transpose()?,
+                execution: config.execution,
+                resource_monitor: config.resource_monitor,
+                slurm_schedulers: config.slurm_schedulers,
+                slurm_defaults: config.slurm_defaults,
+                actions: config.actions,
+                compute_node: config.compute_node,
             },
             state: workflow_state_from_name(&w.state)?,
             run_id: from_i32("workflow run_id", w.run_id)?,

@@ -6,8 +6,40 @@ use crate::records::WorkflowSummary;
 use crate::schema::workflows;
 use diesel::prelude::*;
 use torc_core::changes::WorkflowState;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use torc_core::ids::{Timestamp, WorkflowId};
-use torc_core::model::WorkflowDef;
+use torc_core::model::{
+    ActionDef, ComputeNodeConfig, ExecutionConfig, ResourceMonitorConfig, SlurmScheduler,
+    StdioConfig, WorkflowDef,
+};
+
+/// The `config` column: the workflow-level settings of the spec, as JSON. A missing key (or a
+/// NULL column, for workflows stored before it existed) reads as the default.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct WorkflowConfig<'a> {
+    pub execution: Cow<'a, ExecutionConfig>,
+    pub resource_monitor: Option<ResourceMonitorConfig>,
+    pub slurm_schedulers: Cow<'a, [SlurmScheduler]>,
+    pub slurm_defaults: Cow<'a, BTreeMap<String, String>>,
+    pub actions: Cow<'a, [ActionDef]>,
+    pub compute_node: ComputeNodeConfig,
+    /// The jobs that have a `stdio` of their own, by index.
+    pub job_stdio: BTreeMap<u32, StdioConfig>,
+}
+
+/// The settings read back, owned.
+pub(crate) struct Config {
+    pub execution: ExecutionConfig,
+    pub resource_monitor: Option<ResourceMonitorConfig>,
+    pub slurm_schedulers: Vec<SlurmScheduler>,
+    pub slurm_defaults: BTreeMap<String, String>,
+    pub actions: Vec<ActionDef>,
+    pub compute_node: ComputeNodeConfig,
+    pub job_stdio: BTreeMap<u32, StdioConfig>,
+}
 
 #[derive(Insertable)]
 #[diesel(table_name = workflows, treat_none_as_default_value = false)]
@@ -24,6 +56,7 @@ pub(crate) struct NewWorkflow<'a> {
     num_jobs: i32,
     spec: Option<&'a str>,
     max_concurrent_jobs: Option<i32>,
+    config: Option<String>,
 }
 
 impl<'a> NewWorkflow<'a> {
@@ -52,6 +85,23 @@ impl<'a> NewWorkflow<'a> {
                 .max_concurrent_jobs
                 .map(|n| to_i32("max_concurrent_jobs", n))
                 .transpose()?,
+            config: Some(encode(
+                "workflow config",
+                &WorkflowConfig {
+                    execution: Cow::Borrowed(&def.execution),
+                    resource_monitor: def.resource_monitor,
+                    slurm_schedulers: Cow::Borrowed(&def.slurm_schedulers),
+                    slurm_defaults: Cow::Borrowed(&def.slurm_defaults),
+                    actions: Cow::Borrowed(&def.actions),
+                    compute_node: def.compute_node,
+                    job_stdio: def
+                        .jobs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, j)| Some((i as u32, j.stdio?)))
+                        .collect(),
+                },
+            )?),
         })
     }
 }
@@ -71,9 +121,27 @@ pub(crate) struct WorkflowRow {
     pub(super) created_at: i64,
     pub(super) num_jobs: i32,
     pub(super) max_concurrent_jobs: Option<i32>,
+    pub(super) config: Option<String>,
 }
 
 impl WorkflowRow {
+    /// The `config` column, decoded (the defaults when it is NULL).
+    pub(super) fn config(&self) -> Result<Config, StoreError> {
+        let c: WorkflowConfig<'static> = match &self.config {
+            Some(text) => decode("workflow config", text)?,
+            None => WorkflowConfig::default(),
+        };
+        Ok(Config {
+            execution: c.execution.into_owned(),
+            resource_monitor: c.resource_monitor,
+            slurm_schedulers: c.slurm_schedulers.into_owned(),
+            slurm_defaults: c.slurm_defaults.into_owned(),
+            actions: c.actions.into_owned(),
+            compute_node: c.compute_node,
+            job_stdio: c.job_stdio,
+        })
+    }
+
     pub(crate) fn run_id(&self) -> i32 {
         self.run_id
     }

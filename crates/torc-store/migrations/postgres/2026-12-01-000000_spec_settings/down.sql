@@ -1,0 +1,3 @@
+ALTER TABLE files DROP COLUMN st_mtime;
+ALTER TABLE files DROP COLUMN identifier;
+ALTER TABLE workflows DROP COLUMN config;
