@@ -22,8 +22,10 @@ use torc_core::changes::{
 };
 use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 use torc_core::model::{
-    FailureHandler, FailureRule, FileDef, JobDef, JobStatus, ResourceRequirement, Resources,
-    SortMethod, UserDataDef, WorkflowDef,
+    ActionDef, ActionKind, ComputeNodeConfig, ExecutionConfig, ExecutionMode, FailureHandler,
+    FailureRule, FileDef, JobDef, JobStatus, ResourceMonitorConfig, ResourceRequirement,
+    Resources, SchedulerType, SlurmScheduler, SortMethod, StdioConfig, StdioMode, Trigger,
+    UserDataDef, WorkflowDef,
 };
 use torc_store::{LoadedWorkflow, Store, StoreError, TokenRecord, TokenScope};
 
@@ -211,6 +213,10 @@ fn rich_def() -> WorkflowDef {
     prep.env = BTreeMap::from([("A".into(), "1".into()), ("B".into(), "two".into())]);
     prep.timeout = Some(Duration::from_millis(1500));
     prep.scheduler = Some("short".into());
+    prep.stdio = Some(StdioConfig {
+        mode: StdioMode::Combined,
+        delete_on_success: true,
+    });
 
     let mut work = JobDef::new("work", "run --in data.csv");
     work.invocation_script = Some("srun -n 1".into());
@@ -278,17 +284,12 @@ fn rich_def() -> WorkflowDef {
         ],
         files: vec![
             FileDef {
-                name: "raw".into(),
-                path: "data/raw.csv".into(),
+                identifier: Some("https://doi.org/10.1/raw".into()),
+                st_mtime: Some(1_700_000_000.25),
+                ..FileDef::new("raw", "data/raw.csv")
             },
-            FileDef {
-                name: "out".into(),
-                path: "out/result.json".into(),
-            },
-            FileDef {
-                name: "cfg".into(),
-                path: "cfg.toml".into(),
-            },
+            FileDef::new("out", "out/result.json"),
+            FileDef::new("cfg", "cfg.toml"),
         ],
         user_data: vec![
             UserDataDef {
@@ -308,6 +309,63 @@ fn rich_def() -> WorkflowDef {
             },
         ],
         jobs: vec![prep, work, post],
+        execution: ExecutionConfig {
+            mode: ExecutionMode::Slurm,
+            sigkill_headroom_seconds: 120,
+            srun_termination_signal: Some("TERM@60".into()),
+            enable_cpu_bind: true,
+            stdio: StdioConfig {
+                mode: StdioMode::NoStdout,
+                delete_on_success: false,
+            },
+            ..ExecutionConfig::default()
+        },
+        resource_monitor: Some(ResourceMonitorConfig {
+            sample_interval_seconds: 3,
+            ..ResourceMonitorConfig::default()
+        }),
+        slurm_schedulers: vec![SlurmScheduler {
+            name: "short".into(),
+            account: "acct".into(),
+            partition: Some("debug".into()),
+            nodes: 2,
+            walltime: "1-00:00:00".into(),
+            walltime_duration: Duration::from_secs(86_400),
+            mem: Some("64G".into()),
+            gres: None,
+            qos: Some("high".into()),
+            ntasks_per_node: Some(4),
+            tmp: None,
+            extra: Some("--exclusive".into()),
+            serialize_allocations: true,
+        }],
+        slurm_defaults: BTreeMap::from([("mail-type".into(), "END".into())]),
+        actions: vec![
+            ActionDef {
+                trigger: Trigger::OnJobsReady,
+                kind: ActionKind::ScheduleNodes {
+                    scheduler: Some("short".into()),
+                    scheduler_type: SchedulerType::Slurm,
+                    num_allocations: 2,
+                    start_one_worker_per_node: true,
+                    max_parallel_jobs: Some(8),
+                },
+                jobs: vec![JobId(1), JobId(2)],
+                persistent: false,
+            },
+            ActionDef {
+                trigger: Trigger::OnWorkflowComplete,
+                kind: ActionKind::RunCommands {
+                    commands: vec!["echo done".into()],
+                },
+                jobs: vec![],
+                persistent: true,
+            },
+        ],
+        compute_node: ComputeNodeConfig {
+            wait_for_new_jobs_seconds: 15,
+            expiration_buffer_seconds: Some(300),
+        },
     }
 }
 

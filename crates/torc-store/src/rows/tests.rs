@@ -41,10 +41,7 @@ fn full_def() -> WorkflowDef {
             name: "h".into(),
             rules: Vec::new(),
         }],
-        files: vec![FileDef {
-            name: "f".into(),
-            path: "p".into(),
-        }],
+        files: vec![FileDef::new("f", "p")],
         user_data: vec![UserDataDef {
             name: "u".into(),
             data: None,

@@ -119,10 +119,7 @@ pub(super) fn bulk_writes_are_a_handful_of_statements(db: &TestDb) {
         job.depends_on = vec![JobId::from_index(i / 2)];
         job.input_files = vec![0];
     }
-    def.files = vec![FileDef {
-        name: "f".into(),
-        path: "f".into(),
-    }];
+    def.files = vec![FileDef::new("f", "f")];
     let (id, create) = statements_of(|| store.create_workflow(&def, None, Timestamp(0)));
     let id = id.unwrap();
     // More than zero: the counting works.
