@@ -368,6 +368,20 @@ async fn shared_runners_share_out_three_workflows_fairly_and_respect_tags() {
                 .collect()
         })
         .collect();
+    // Fairness is judged while the pool is saturated: a window where the machine starved every
+    // runner (a loaded host) says nothing about how the slots were shared.
+    let saturated: Vec<Vec<f64>> = windows
+        .iter()
+        .filter(|w| w.iter().sum::<f64>() >= 0.85 * 8.0)
+        .cloned()
+        .collect();
+    assert!(
+        saturated.len() * 2 >= windows.len(),
+        "the pool was saturated in only {} of {} half seconds: {windows:?}",
+        saturated.len(),
+        windows.len()
+    );
+    let windows = saturated;
     let spread = |r: &Vec<f64>| {
         let max = r.iter().cloned().fold(f64::MIN, f64::max);
         let min = r.iter().cloned().fold(f64::MAX, f64::min);

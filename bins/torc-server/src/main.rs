@@ -113,7 +113,7 @@ async fn main() -> Result<()> {
     config.host = args.host;
     config.port = args.port;
     config.workers = args.workers;
-    config.leases = torc_core::sched::LeasePolicy {
+    config.leases = torc_engine::LeasePolicy {
         lease: std::time::Duration::from_secs_f64(args.lease_secs),
         max_losses: args.max_job_losses,
     };

@@ -19,15 +19,17 @@
 //! The crate holds no storage code of its own (it writes through `torc_store::Store`) and makes
 //! no scheduling decision (that is `torc_core::sched`): it only orders requests, batches their
 //! changes into commits and decides when a parked caller is answered. Layout: `handle` (the
-//! public [`EngineHandle`] and its statistics), `request` (what travels to the writer and the
+//! public [`EngineHandle`]), `stats` (its counters), `request` (what travels to the writer and the
 //! answers held back until a commit), `writer` (the writer thread's loop, with `writer::park`
 //! for long polls and `writer::lease` for the lease clock).
 
 mod handle;
 mod request;
+mod stats;
 mod writer;
 
-pub use handle::{EngineHandle, StatsSnapshot};
+pub use handle::EngineHandle;
+pub use stats::StatsSnapshot;
 pub use torc_core::sched::LeasePolicy;
 
 use std::time::Duration;

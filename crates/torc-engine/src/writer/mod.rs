@@ -5,8 +5,8 @@
 mod lease;
 mod park;
 
-use crate::handle::Stats;
 use crate::request::{Pending, Request};
+use crate::stats::Stats;
 use crate::{now, EngineConfig, EngineError};
 use lease::lease_tick;
 use park::{Parked, ParkedBeat, ParkedShared};
