@@ -23,9 +23,9 @@ use torc_core::changes::{
 use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 use torc_core::model::{
     ActionDef, ActionKind, ComputeNodeConfig, ExecutionConfig, ExecutionMode, FailureHandler,
-    FailureRule, FileDef, JobDef, JobStatus, ResourceMonitorConfig, ResourceRequirement,
-    Resources, SchedulerType, SlurmScheduler, SortMethod, StdioConfig, StdioMode, Trigger,
-    UserDataDef, WorkflowDef,
+    FailureRule, FileDef, JobDef, JobStatus, ResourceMonitorConfig, ResourceRequirement, Resources,
+    SchedulerType, SlurmScheduler, SortMethod, StdioConfig, StdioMode, Trigger, UserDataDef,
+    WorkflowDef,
 };
 use torc_store::{LoadedWorkflow, Store, StoreError, TokenRecord, TokenScope};
 

@@ -1,8 +1,7 @@
 //! Compiling an entry's strings into templates over its parameters, and rendering them.
 
 use super::diag::{Errors, Loc};
-use super::expand::MAX_JOBS;
-use super::params::ParamSet;
+use super::params::{ParamSet, MAX_JOBS};
 use super::read::{RawJob, LIST_KEYS};
 use super::template::Template;
 

@@ -2,7 +2,7 @@
 
 use super::compile::{render_each, JobTemplates};
 use super::diag::{did_you_mean, Errors, Loc};
-use super::params::{ParamSet, ParamValue};
+use super::params::{ParamSet, ParamValue, MAX_JOBS};
 use super::read::{RawJob, RawSpec, LIST_KEYS};
 use super::resolve::{find_cycle, NameIndex, RegexMatch};
 use super::settings::resolve_actions;
@@ -11,8 +11,6 @@ use crate::ids::JobId;
 use crate::model::{FileDef, JobDef, UserDataDef, WorkflowDef};
 use std::collections::{BTreeMap, HashMap};
 
-/// The most jobs (after expansion) one workflow may have.
-pub(super) const MAX_JOBS: usize = 10_000_000;
 /// "Did you mean" is only searched for among at most this many names.
 const MAX_SUGGEST: usize = 20_000;
 /// How many instance names a problem shared by many instances shows.

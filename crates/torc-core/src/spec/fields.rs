@@ -1,6 +1,6 @@
 //! Typed access to the fields of a mapping, reporting wrong types where they are.
 
-use super::diag::{Errors, Loc};
+use super::diag::{unknown_key_message, Errors, Loc};
 use super::params::type_name;
 use serde_json::{Map, Value};
 
@@ -153,4 +153,36 @@ pub(super) fn get_str_list<'a>(
             }
         })
         .collect()
+}
+
+/// Calls `f` for each mapping in the list under `key`, after checking its keys.
+pub(super) fn for_each_entry<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+    parent: &Loc<'_>,
+    known: &[&str],
+    errs: &mut Errors,
+    mut f: impl FnMut(usize, &'a Map<String, Value>, &Loc<'_>, &mut Errors),
+) {
+    let Some(items) = get_list(map, key, parent, errs) else {
+        return;
+    };
+    let list_loc = parent.key(key);
+    for (i, item) in items.iter().enumerate() {
+        let Some(m) = item.as_object() else {
+            errs.push(
+                list_loc.index(i),
+                format!("expected a mapping, found {}", type_name(item)),
+            );
+            continue;
+        };
+        let name = m.get("name").and_then(Value::as_str);
+        let loc = list_loc.entry(i, name);
+        for k in m.keys() {
+            if !known.contains(&k.as_str()) {
+                errs.push(loc.key(k), unknown_key_message(k, known));
+            }
+        }
+        f(i, m, &loc, errs);
+    }
 }

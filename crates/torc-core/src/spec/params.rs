@@ -6,6 +6,8 @@ use std::rc::Rc;
 
 /// The most values one parameter may have, and the most instances one entry may expand to.
 pub(super) const MAX_VALUES: usize = 10_000_000;
+/// The most jobs (after expansion) one workflow may have.
+pub(super) const MAX_JOBS: usize = 10_000_000;
 
 /// One value a parameter takes.
 #[derive(Debug, Clone, PartialEq)]

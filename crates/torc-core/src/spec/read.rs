@@ -7,7 +7,8 @@
 
 use super::diag::{did_you_mean, unknown_key_message, Errors, Loc};
 use super::fields::{
-    field, get_bool, get_int, get_list, get_str, get_str_list, get_u32, require_str, shown,
+    field, for_each_entry, get_bool, get_int, get_list, get_str, get_str_list, get_u32,
+    require_str, shown,
 };
 use super::params::{is_param_name, type_name, ParamSet};
 use super::read_params::{read_env, read_param_set, read_workflow_params, WorkflowParams};
@@ -368,38 +369,6 @@ pub(super) fn read_spec<'a>(value: &'a Value, errs: &mut Errors) -> RawSpec<'a> 
         }
     });
     spec
-}
-
-/// Calls `f` for each mapping in the list under `key`, after checking its keys.
-pub(super) fn for_each_entry<'a>(
-    map: &'a Map<String, Value>,
-    key: &'static str,
-    parent: &Loc<'_>,
-    known: &[&str],
-    errs: &mut Errors,
-    mut f: impl FnMut(usize, &'a Map<String, Value>, &Loc<'_>, &mut Errors),
-) {
-    let Some(items) = get_list(map, key, parent, errs) else {
-        return;
-    };
-    let list_loc = parent.key(key);
-    for (i, item) in items.iter().enumerate() {
-        let Some(m) = item.as_object() else {
-            errs.push(
-                list_loc.index(i),
-                format!("expected a mapping, found {}", type_name(item)),
-            );
-            continue;
-        };
-        let name = m.get("name").and_then(Value::as_str);
-        let loc = list_loc.entry(i, name);
-        for k in m.keys() {
-            if !known.contains(&k.as_str()) {
-                errs.push(loc.key(k), unknown_key_message(k, known));
-            }
-        }
-        f(i, m, &loc, errs);
-    }
 }
 
 /// Warns when a name looks like a template but nothing will expand it.

@@ -3,9 +3,10 @@
 //! keys. Action job lists are resolved after expansion ([`resolve_actions`]).
 
 use super::diag::{did_you_mean, unknown_key_message, Errors, Loc};
-use super::fields::{field, get_bool, get_int, get_map, get_str, get_str_list, get_u32};
+use super::fields::{
+    field, for_each_entry, get_bool, get_int, get_map, get_str, get_str_list, get_u32,
+};
 use super::params::type_name;
-use super::read::for_each_entry;
 use super::resolve::{NameIndex, RegexMatch};
 use crate::ids::JobId;
 use crate::model::{

@@ -5,10 +5,10 @@ use crate::error::StoreError;
 use crate::records::WorkflowSummary;
 use crate::schema::workflows;
 use diesel::prelude::*;
-use torc_core::changes::WorkflowState;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use torc_core::changes::WorkflowState;
 use torc_core::ids::{Timestamp, WorkflowId};
 use torc_core::model::{
     ActionDef, ComputeNodeConfig, ExecutionConfig, ResourceMonitorConfig, SlurmScheduler,
