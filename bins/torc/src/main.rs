@@ -3,12 +3,14 @@
 
 mod cli;
 mod inspect;
+mod out;
 mod run;
 mod table;
 
 use clap::Parser;
 use cli::{Cli, Command, JobsCommand, ResultsCommand, TokensCommand, WorkflowsCommand};
 use inspect::Change;
+use out::errln;
 use std::process::ExitCode;
 
 /// An error that exits with a given code (2 for bad input) after printing its message.
@@ -104,13 +106,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // Whoever read our output stopped reading (`torc jobs list | head -n1`): not an error.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<Exit>() {
             Some(exit) => {
-                eprintln!("error: {exit}");
+                errln!("error: {exit}");
                 ExitCode::from(exit.code)
             }
             None => {
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -2,6 +2,7 @@
 //! or against a server (`--url`).
 
 use crate::cli::{Global, RunArgs};
+use crate::out::{errln, outln};
 use crate::Exit;
 use anyhow::{Context, Result};
 use std::future::Future;
@@ -43,7 +44,7 @@ pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String)> {
         message: format!("{}: {errors}", path.display()),
     })?;
     for w in &expanded.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     Ok((expanded, text))
 }
@@ -158,17 +159,17 @@ async fn drive<C: Coordinator + StatusSource>(
     let outcome = torc_runner::run(Arc::new(coord.clone()), config, shutdown).await;
     if let Some(p) = progress {
         p.abort();
-        eprint!("\r\x1b[2K");
+        crate::out::err(format_args!("\r\x1b[2K"));
     }
     let summary = outcome.context("the runner failed")?;
     let after = coord.status(id).await?;
-    print_summary(id, &before, &after, started.elapsed());
+    print_summary(id, &before, &after, started.elapsed())?;
     if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
         let place = match &global.url {
             Some(url) => format!("--url {url}"),
             None => format!("--output-dir {}", global.output_dir.display()),
         };
-        eprintln!(
+        errln!(
             "stopped before the end: {} job(s) terminated; resume with: torc run {id} {place}",
             summary.terminated
         );
@@ -239,18 +240,23 @@ async fn show_progress(source: impl StatusSource, id: WorkflowId, started: Insta
         };
         let done = count(&s, JobStatus::Completed) + count(&s, JobStatus::Failed);
         let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        eprint!(
+        crate::out::err(format_args!(
             "\r\x1b[2Kworkflow {id}: {} | {rate:.0} jobs/s",
             counts_line(&s)
-        );
+        ));
     }
 }
 
-fn print_summary(id: WorkflowId, before: &StatusSummary, after: &StatusSummary, took: Duration) {
+fn print_summary(
+    id: WorkflowId,
+    before: &StatusSummary,
+    after: &StatusSummary,
+    took: Duration,
+) -> std::io::Result<()> {
     let finished = |s| count(s, JobStatus::Completed) + count(s, JobStatus::Failed);
     let ran = finished(after).saturating_sub(finished(before));
     let secs = took.as_secs_f64();
-    println!(
+    outln!(
         "workflow {id} {}: {} ({} jobs in {:.2} s, {:.1} jobs/s)",
         after.state.name(),
         counts_line(after),
@@ -258,4 +264,5 @@ fn print_summary(id: WorkflowId, before: &StatusSummary, after: &StatusSummary, 
         secs,
         ran as f64 / secs.max(1e-6)
     );
+    Ok(())
 }
