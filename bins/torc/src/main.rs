@@ -4,7 +4,9 @@
 mod cli;
 mod inspect;
 mod out;
+mod progress;
 mod run;
+mod stdio;
 mod table;
 
 use clap::Parser;

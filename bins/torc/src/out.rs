@@ -13,6 +13,7 @@
 //! Both streams are `anstream` streams: ANSI styles written to them reach a terminal and are
 //! stripped for a pipe or a file, and when `NO_COLOR` is set (`CLICOLOR_FORCE` forces them).
 
+use anstyle::{AnsiColor, Style};
 use std::io::{self, Write};
 
 /// Writes one line to stdout; a failed write (a closed pipe) is returned, never a panic.
@@ -51,4 +52,21 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Whether colour may be drawn on stderr (a terminal, and `NO_COLOR` unset).
+pub fn stderr_colours() -> bool {
+    anstream::stderr().current_choice() != anstream::ColorChoice::Never
+}
+
+/// `text` in the colour of a job state or outcome: red for failures, yellow for terminated and
+/// canceled, green for completed, plain otherwise. The stream decides whether it is shown.
+pub fn state(text: &str) -> String {
+    let style = match text {
+        "failed" | "pending_failed" => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        "terminated" | "canceled" => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+        "completed" | "complete" => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        _ => Style::new(),
+    };
+    format!("{style}{text}{style:#}")
 }

@@ -3,9 +3,9 @@
 
 use crate::cli::{Global, RunArgs};
 use crate::out::{errln, outln};
+use crate::progress::{Display, Local, Mode, Watched};
 use crate::Exit;
 use anyhow::{Context, Result};
-use std::future::Future;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,8 +16,7 @@ use torc_core::changes::WorkflowState;
 use torc_core::sched::StatusSummary;
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobStatus, RunnerId, WorkflowId};
-use torc_http::HttpClient;
-use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
+use torc_runner::{Capacity, Progress, RunEnd, RunnerConfig, Shutdown};
 use torc_store::engine::EngineHandle;
 use torc_store::Store;
 
@@ -78,23 +77,6 @@ pub fn open_store(global: &Global) -> Result<Store> {
     Store::open_sqlite(&db).with_context(|| format!("cannot open database {}", db.display()))
 }
 
-/// Where a run reads its workflow's job counts from.
-pub trait StatusSource: Clone + Send + Sync + 'static {
-    fn status(&self, id: WorkflowId) -> impl Future<Output = Result<StatusSummary>> + Send;
-}
-
-impl StatusSource for EngineHandle {
-    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
-        Ok(EngineHandle::status(self, id).await?)
-    }
-}
-
-impl StatusSource for HttpClient {
-    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
-        Ok(HttpClient::status(self, id).await?.into_summary())
-    }
-}
-
 async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     let capacity = capacity(args)?;
     // Validate before writing anything: a bad spec leaves no trace.
@@ -116,9 +98,20 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
             Ok((_, text)) => client.create_workflow(text, spec_format(as_path)).await?.id,
         };
         client.resume(id).await?;
-        return drive(client, id, capacity, global, args, Some(url.clone())).await;
+        let watched = client.clone();
+        return drive(
+            client,
+            watched,
+            id,
+            capacity,
+            global,
+            args,
+            Some(url.clone()),
+        )
+        .await;
     }
-    let engine = EngineHandle::start(open_store(global)?);
+    let store = open_store(global)?;
+    let engine = EngineHandle::start(store.clone());
     let id = match target {
         Err(id) => {
             engine.resume(id).await?;
@@ -126,19 +119,24 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         }
         Ok((expanded, text)) => engine.create_workflow(expanded.def, Some(text)).await?,
     };
-    drive(engine, id, capacity, global, args, None).await
+    let watched = Local {
+        engine: engine.clone(),
+        store,
+    };
+    drive(engine, watched, id, capacity, global, args, None).await
 }
 
 /// Runs a local runner on workflow `id` to its end, with progress and a summary.
-async fn drive<C: Coordinator + StatusSource>(
+async fn drive<C: Coordinator, W: Watched>(
     coord: C,
+    watched: W,
     id: WorkflowId,
     capacity: Capacity,
     global: &Global,
     args: &RunArgs,
     api_url: Option<String>,
 ) -> Result<ExitCode> {
-    let before = coord.status(id).await?;
+    let before = watched.status(id).await?;
     let shutdown = Shutdown::new();
     let _signals = torc_runner::install_signal_handlers(shutdown.clone())
         .context("cannot install signal handlers")?;
@@ -154,15 +152,24 @@ async fn drive<C: Coordinator + StatusSource>(
         )
     };
     let started = Instant::now();
-    let progress = (!args.quiet && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(show_progress(coord.clone(), id, started)));
-    let outcome = torc_runner::run(Arc::new(coord.clone()), config, shutdown).await;
-    if let Some(p) = progress {
-        p.abort();
-        crate::out::err(format_args!("\r\x1b[2K"));
+    let (progress, runner_progress) = tokio::sync::watch::channel(Progress::default());
+    let display = match args.quiet {
+        true => None,
+        false => {
+            let mode = match std::io::stderr().is_terminal() {
+                true => Mode::Bar,
+                false => Mode::Lines,
+            };
+            let stdio_dir = crate::stdio::dir(&global.output_dir);
+            Some(Display::start(watched.clone(), id, mode, stdio_dir, runner_progress).await?)
+        }
+    };
+    let outcome = torc_runner::run_with_progress(Arc::new(coord), config, shutdown, progress).await;
+    if let Some(display) = display {
+        display.finish().await;
     }
     let summary = outcome.context("the runner failed")?;
-    let after = coord.status(id).await?;
+    let after = watched.status(id).await?;
     print_summary(id, &before, &after, started.elapsed())?;
     if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
         let place = match &global.url {
@@ -231,22 +238,6 @@ fn counts_line(s: &StatusSummary) -> String {
         .join(", ")
 }
 
-async fn show_progress(source: impl StatusSource, id: WorkflowId, started: Instant) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        let Ok(s) = source.status(id).await else {
-            return;
-        };
-        let done = count(&s, JobStatus::Completed) + count(&s, JobStatus::Failed);
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        crate::out::err(format_args!(
-            "\r\x1b[2Kworkflow {id}: {} | {rate:.0} jobs/s",
-            counts_line(&s)
-        ));
-    }
-}
-
 fn print_summary(
     id: WorkflowId,
     before: &StatusSummary,
@@ -258,7 +249,7 @@ fn print_summary(
     let secs = took.as_secs_f64();
     outln!(
         "workflow {id} {}: {} ({} jobs in {:.2} s, {:.1} jobs/s)",
-        after.state.name(),
+        crate::out::state(after.state.name()),
         counts_line(after),
         ran,
         secs,

@@ -1,7 +1,7 @@
 //! Issue 15, "see what is happening": closed pipes, progress and failures of `torc run`, the
 //! dependency graph, job details and logs, the timeline plot.
 
-use super::{example, text, torc, torc_in};
+use super::{example, text, torc, torc_in, write_spec};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
@@ -55,4 +55,85 @@ fn every_command_exits_quietly_on_a_closed_stdout() {
         assert!(!stderr.contains("panicked"), "{args:?} said: {stderr}");
         assert!(stderr.is_empty(), "{args:?} said: {stderr}");
     }
+}
+
+#[test]
+fn run_without_a_terminal_prints_progress_lines_and_each_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "fails.yaml",
+        r#"
+name: fails
+jobs:
+  - name: fine_{i}
+    command: "echo fine"
+    parameters:
+      i: "1:3"
+  - name: broken
+    command: "echo to stdout; echo first complaint >&2; echo the real trouble >&2; exit 3"
+  - name: after
+    command: "true"
+    depends_on: [broken]
+"#,
+    );
+    let out = colour_env(&[])
+        .current_dir(dir.path())
+        .args(["run", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("workflow 1: "), "no progress line: {err}");
+    let failure = err
+        .lines()
+        .position(|l| l.contains("job 4 (broken)"))
+        .unwrap_or_else(|| panic!("the failure is not shown: {err}"));
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[failure].contains("return code 3"), "{err}");
+    assert!(lines[failure].contains("job_wf1_j4_r1_a1.e"), "{err}");
+    assert_eq!(lines[failure + 2].trim(), "the real trouble", "{err}");
+    assert!(!err.contains("to stdout"), "stdout shown as stderr: {err}");
+    // Not a terminal: no colour, no bar.
+    let out_text = text(&out.stdout);
+    assert!(
+        !err.contains('\x1b') && !out_text.contains('\x1b'),
+        "{err}{out_text}"
+    );
+    assert!(out_text.contains("1 failed"), "{out_text}");
+}
+
+/// `torc` with the colour variables unset, then `vars` set.
+fn colour_env(vars: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = torc();
+    cmd.env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn colour_only_when_asked_for_and_never_with_no_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "one.yaml",
+        "name: one\njobs:\n  - name: bad\n    command: exit 2\n",
+    );
+    let run = |vars: &[(&str, &str)]| {
+        let out = colour_env(vars)
+            .current_dir(dir.path())
+            .args(["run", spec.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        text(&out.stdout) + &text(&out.stderr)
+    };
+    // A pipe is not a terminal: plain, unless forced.
+    assert!(!run(&[]).contains('\x1b'));
+    assert!(run(&[("CLICOLOR_FORCE", "1")]).contains("\x1b["));
+    assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\x1b'));
 }
