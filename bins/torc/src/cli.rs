@@ -1,6 +1,6 @@
 //! Command-line definitions.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// torc: run workflows of shell-command jobs with dependencies, resources and retries.
@@ -136,6 +136,15 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Draw a workflow's dependency graph: of a spec file (no database needed) or of a stored
+    /// workflow (nodes coloured by job state).
+    ///
+    /// Parameter sweeps are collapsed: jobs whose names and commands differ only in their
+    /// numbers, and that depend on and feed the same groups, are drawn as one node labelled
+    /// with the first and last job and the count, once there are more than --collapse of them.
+    /// An edge between collapsed nodes says `1:1` (instance by instance), `all` (every job on
+    /// every job) or how many dependencies it stands for.
+    Graph(GraphArgs),
     /// Cap how many of a workflow's jobs may be pending or running at once (`none`: no cap).
     /// Takes effect at the next claim; jobs already running are left alone.
     SetMaxConcurrentJobs {
@@ -146,6 +155,35 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// A spec file (.yaml, .yml, .json, .json5) or the id of a stored workflow.
+    pub spec_or_id: String,
+    /// Output format [default: from the extension of -o (.dot, .gv, .mmd, .svg), else dot].
+    /// svg runs Graphviz's `dot`, which must be installed.
+    #[arg(long, value_enum)]
+    pub format: Option<GraphFormat>,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Collapse a group of similar jobs into one node when it has more than N jobs.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub collapse: usize,
+    /// Draw every job, collapsing nothing.
+    #[arg(long, conflicts_with = "collapse")]
+    pub all_jobs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT text.
+    Dot,
+    /// A Mermaid flowchart (renders in GitHub and GitLab markdown).
+    Mermaid,
+    /// SVG, drawn by Graphviz's `dot`.
+    Svg,
 }
 
 /// A cap on jobs in flight, `None` for none.

@@ -2,6 +2,7 @@
 //! library crates; see `run.rs` (runs) and `inspect.rs` (validation, listings, cancel, reset).
 
 mod cli;
+mod graph;
 mod inspect;
 mod out;
 mod progress;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             let failed_only = *failed_only;
             inspect::change(&cli.global, *id, Change::Reset { failed_only }, *json)
         }
+        Command::Workflows(WorkflowsCommand::Graph(args)) => graph::graph(&cli.global, args),
         Command::Workflows(WorkflowsCommand::SetMaxConcurrentJobs { id, max, json }) => {
             inspect::change(&cli.global, *id, Change::MaxConcurrentJobs(max.0), *json)
         }

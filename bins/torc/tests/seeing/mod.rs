@@ -137,3 +137,156 @@ fn colour_only_when_asked_for_and_never_with_no_color() {
     assert!(run(&[("CLICOLOR_FORCE", "1")]).contains("\x1b["));
     assert!(!run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\x1b'));
 }
+
+#[test]
+fn graph_of_the_diamond_spec_in_dot_and_mermaid() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example("diamond.yaml");
+    let out = torc_in(dir.path(), &["workflows", "graph", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph \"diamond\" {"), "{dot}");
+    for name in ["preprocess", "work_left", "work_right", "postprocess"] {
+        assert!(dot.contains(&format!("[label=\"{name}\"]")), "{dot}");
+    }
+    assert_eq!(dot.matches(" -> ").count(), 4, "{dot}");
+    assert!(
+        dot.contains("n0 -> n1;") && dot.contains("n2 -> n3;"),
+        "{dot}"
+    );
+    // A spec needs no database: nothing was written.
+    assert!(!dir.path().join("torc_output").exists());
+
+    let mmd = dir.path().join("diamond.mmd");
+    let out = torc_in(
+        dir.path(),
+        &[
+            "workflows",
+            "graph",
+            spec.to_str().unwrap(),
+            "-o",
+            mmd.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mermaid = std::fs::read_to_string(&mmd).unwrap();
+    assert!(mermaid.contains("flowchart TD"), "{mermaid}");
+    assert!(mermaid.contains("n0[\"preprocess\"]"), "{mermaid}");
+    assert_eq!(mermaid.matches(" --> ").count(), 4, "{mermaid}");
+}
+
+#[test]
+fn graph_collapses_a_sweep_and_shows_states_of_a_stored_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "sweep.yaml",
+        r#"
+name: sweep
+jobs:
+  - name: prep
+    command: "true"
+  - name: sim_{i:03d}
+    command: "echo {i}"
+    depends_on: [prep]
+    parameters:
+      i: "1:12"
+  - name: check_{i}
+    command: "[ {i} != 2 ]"
+    depends_on: [prep]
+    parameters:
+      i: "1:3"
+  - name: report
+    command: "true"
+    depends_on_regexes: ["^sim_"]
+"#,
+    );
+    let spec = spec.to_str().unwrap();
+    let out = torc_in(
+        dir.path(),
+        &["workflows", "graph", spec, "--format", "mermaid"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mermaid = text(&out.stdout);
+    assert!(
+        mermaid.contains("[[\"sim_001 … sim_012 (12 jobs)\"]]"),
+        "{mermaid}"
+    );
+    // Three checks are under the threshold: drawn one by one.
+    for i in 1..=3 {
+        assert!(mermaid.contains(&format!("[\"check_{i}\"]")), "{mermaid}");
+    }
+    assert!(
+        mermaid.contains("-->|12| "),
+        "the fan-in is one edge: {mermaid}"
+    );
+    assert_eq!(mermaid.matches("-->").count(), 5, "{mermaid}");
+    let all = torc_in(dir.path(), &["workflows", "graph", spec, "--all-jobs"]);
+    assert_eq!(
+        text(&all.stdout).matches(" -> ").count(),
+        12 + 3 + 12,
+        "{}",
+        text(&all.stdout)
+    );
+
+    // A stored workflow, after a run: nodes carry their jobs' states.
+    let out = torc_in(dir.path(), &["run", spec, "--quiet"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["workflows", "graph", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dot = text(&out.stdout);
+    assert!(
+        dot.contains("sim_001 … sim_012 (12 jobs)\\n12 completed"),
+        "{dot}"
+    );
+    assert!(dot.contains("check_2\\nfailed"), "{dot}");
+    // Unknown workflows and bad specs are clear errors.
+    let out = torc_in(dir.path(), &["workflows", "graph", "7"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains('7'), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["workflows", "graph", "nope.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn graph_svg_needs_graphviz_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example("diamond.yaml");
+    let empty = tempfile::tempdir().unwrap();
+    let out = torc()
+        .current_dir(dir.path())
+        .env("PATH", empty.path())
+        .args([
+            "workflows",
+            "graph",
+            spec.to_str().unwrap(),
+            "--format",
+            "svg",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("`dot`") && err.contains("Graphviz"), "{err}");
+    // Where Graphviz is installed, the SVG is drawn (`.ci/run` installs it).
+    let has_dot = std::process::Command::new("dot")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_dot {
+        let svg = dir.path().join("g.svg");
+        let out = torc_in(
+            dir.path(),
+            &[
+                "workflows",
+                "graph",
+                spec.to_str().unwrap(),
+                "-o",
+                svg.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let svg = std::fs::read_to_string(svg).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("postprocess"), "{svg}");
+    }
+}
