@@ -216,6 +216,43 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one job: its definition, state, dependencies both ways (what it waits for and what
+    /// waits for it) and every attempt's result, with where its output files are.
+    Show(JobShowArgs),
+    /// Print a job's output: the stdout (or --stderr) file of an attempt, as the runner wrote
+    /// it under OUTPUT_DIR/job_stdio/. Runs on other machines wrote theirs under their own
+    /// output directory: pass it with --output-dir when it is reachable from here.
+    Logs(JobLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobShowArgs {
+    pub workflow_id: i64,
+    /// A job id, or a job name.
+    pub job: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobLogsArgs {
+    pub workflow_id: i64,
+    /// A job id, or a job name.
+    pub job: String,
+    /// This attempt [default: the one running now, else the latest].
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Of this run (runs start over at attempt 1 after a reset) [default: the latest run with
+    /// the attempt].
+    #[arg(long, value_name = "N")]
+    pub run: Option<u32>,
+    /// The stderr file instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Keep printing what the attempt writes until it is over (waits for a job that has not
+    /// started yet).
+    #[arg(long, short)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Subcommand)]

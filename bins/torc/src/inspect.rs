@@ -155,7 +155,7 @@ pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn time(t: Timestamp) -> String {
+pub(crate) fn time(t: Timestamp) -> String {
     let secs = t.0.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (proleptic Gregorian).

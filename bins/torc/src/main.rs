@@ -4,6 +4,7 @@
 mod cli;
 mod graph;
 mod inspect;
+mod jobinfo;
 mod out;
 mod progress;
 mod run;
@@ -81,6 +82,8 @@ fn main() -> ExitCode {
             (*offset, *limit),
             *json,
         ),
+        Command::Jobs(JobsCommand::Show(args)) => jobinfo::show(&cli.global, args),
+        Command::Jobs(JobsCommand::Logs(args)) => jobinfo::logs(&cli.global, args),
         Command::Results(ResultsCommand::List {
             workflow_id,
             job,

@@ -7,7 +7,6 @@ use torc_core::{JobId, WorkflowId};
 
 /// Which of a job's two output files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Stdout: read by `jobs logs`, coming next
 pub enum Stream {
     Stdout,
     Stderr,

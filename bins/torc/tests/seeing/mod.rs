@@ -1,7 +1,8 @@
 //! Issue 15, "see what is happening": closed pipes, progress and failures of `torc run`, the
 //! dependency graph, job details and logs, the timeline plot.
 
-use super::{example, text, torc, torc_in, write_spec};
+use super::{example, start_server, text, torc, torc_in, wait_for, write_spec};
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
@@ -289,4 +290,188 @@ fn graph_svg_needs_graphviz_and_says_so() {
         let svg = std::fs::read_to_string(svg).unwrap();
         assert!(svg.contains("<svg") && svg.contains("postprocess"), "{svg}");
     }
+}
+
+#[test]
+fn jobs_show_and_logs_after_a_real_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "show.yaml",
+        r#"
+name: show
+failure_handlers:
+  - name: twice
+    rules:
+      - exit_codes: [4]
+        max_retries: 1
+jobs:
+  - name: prep
+    command: "echo prepared"
+  - name: flaky
+    command: "echo try >> tries; echo out $(wc -l < tries); echo err $(wc -l < tries) >&2; [ $(wc -l < tries) -ge 2 ] || exit 4"
+    depends_on: [prep]
+    failure_handler: twice
+  - name: after
+    command: "true"
+    depends_on: [flaky]
+"#,
+    );
+    let out = torc_in(dir.path(), &["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = torc_in(dir.path(), &["jobs", "show", "1", "flaky"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("job 2 (flaky) of workflow 1: completed, attempt 2"),
+        "{shown}"
+    );
+    assert!(shown.contains("depends on: prep (1)"), "{shown}");
+    assert!(shown.contains("needed by:  after (3)"), "{shown}");
+    assert!(shown.contains("on failure: handler twice"), "{shown}");
+    assert!(shown.contains("job_wf1_j2_r1_a1.{o,e}"), "{shown}");
+    let by_id: Value =
+        serde_json::from_slice(&torc_in(dir.path(), &["jobs", "show", "1", "2", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(by_id["job"]["name"], "flaky");
+    assert_eq!(by_id["depends_on"][0]["name"], "prep");
+    assert_eq!(by_id["needed_by"][0]["name"], "after");
+    let codes: Vec<i64> = by_id["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["return_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [4, 0]);
+
+    // Logs: the latest attempt by default, another with --attempt, stderr with --stderr.
+    let logs = |args: &[&str]| {
+        let mut all = vec!["jobs", "logs", "1"];
+        all.extend_from_slice(args);
+        torc_in(dir.path(), &all)
+    };
+    assert_eq!(text(&logs(&["flaky"]).stdout), "out 2\n");
+    assert_eq!(text(&logs(&["flaky", "--attempt", "1"]).stdout), "out 1\n");
+    assert_eq!(
+        text(&logs(&["2", "--attempt", "1", "--stderr"]).stdout),
+        "err 1\n"
+    );
+    let out = logs(&["flaky", "--attempt", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no attempt 3"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Files that are not here: the message says where they are.
+    let out = torc_in(
+        dir.path(),
+        &[
+            "--db",
+            "torc_output/torc.db",
+            "--output-dir",
+            "elsewhere",
+            "jobs",
+            "logs",
+            "1",
+            "prep",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is not here") && err.contains("job_wf1_j1_r1_a1.o"),
+        "{err}"
+    );
+    // A name that is not there is bad input, with a suggestion.
+    let out = logs(&["flakey"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("did you mean `flaky`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn jobs_logs_follow_waits_for_the_job_and_ends_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "follow.yaml",
+        r#"
+name: follow
+jobs:
+  - name: slow
+    command: "echo started; while [ ! -f release ]; do sleep 0.05; done; echo finished"
+  - name: after
+    command: "echo after ran"
+    depends_on: [slow]
+"#,
+    );
+    let mut run = torc()
+        .current_dir(dir.path())
+        .args(["run", spec.to_str().unwrap(), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out_file = dir.path().join("torc_output/job_stdio/job_wf1_j1_r1_a1.o");
+    wait_for("the job to start", || {
+        std::fs::read_to_string(&out_file).is_ok_and(|s| s.contains("started"))
+    });
+    let follow = |job: &str| {
+        torc()
+            .current_dir(dir.path())
+            .args(["jobs", "logs", "1", job, "--follow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut slow = follow("slow");
+    // `after` has not started: following it waits for it.
+    let after = follow("after");
+    let mut lines = BufReader::new(slow.stdout.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert_eq!(first, "started\n");
+    std::fs::write(dir.path().join("release"), "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut lines, &mut rest).unwrap();
+    assert_eq!(rest, "finished\n");
+    let status = slow.wait().unwrap();
+    assert!(status.success());
+    let after = after.wait_with_output().unwrap();
+    assert!(after.status.success(), "{}", text(&after.stderr));
+    assert_eq!(text(&after.stdout), "after ran\n");
+    assert!(run.wait().unwrap().success());
+}
+
+#[test]
+fn jobs_show_and_logs_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_server(&dir.path().join("server.db"));
+    let with_url = |args: &[&str]| {
+        let mut all = vec!["--url", url.as_str()];
+        all.extend_from_slice(args);
+        torc_in(dir.path(), &all)
+    };
+    let spec = example("diamond.yaml");
+    let out = with_url(&["run", spec.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_url(&["jobs", "show", "1", "work_left"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("work_left") && shown.contains("completed"),
+        "{shown}"
+    );
+    assert!(shown.contains("not served over --url"), "{shown}");
+    // This runner wrote its files under this directory's torc_output: they are reachable.
+    let out = with_url(&["jobs", "logs", "1", "postprocess", "--stderr"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with_url(&["jobs", "show", "1", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
