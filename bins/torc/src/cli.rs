@@ -70,6 +70,9 @@ pub enum Command {
     /// Inspect job results (one per attempt).
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Draw pictures of a workflow's runs.
+    #[command(subcommand)]
+    Plot(PlotCommand),
     /// Manage a server's bearer tokens (needs --url and an admin's token).
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -253,6 +256,31 @@ pub struct JobLogsArgs {
     /// started yet).
     #[arg(long, short)]
     pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlotCommand {
+    /// Every attempt of a run as a bar on the row of the runner slot that ran it, coloured by
+    /// outcome (completed, failed, terminated), against seconds since the run's first start.
+    ///
+    /// Slots are derived from the results' start and end times, per runner: each attempt takes
+    /// the lowest-numbered slot free when it started. Labels need a TrueType font: TORC_FONT,
+    /// else a system one (DejaVu Sans, Liberation Sans, ...).
+    Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    pub workflow_id: i64,
+    /// The picture to write: FILE.svg or FILE.png.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Of this run [default: the workflow's current run].
+    #[arg(long, value_name = "N")]
+    pub run: Option<u32>,
+    /// Width in pixels (the height follows from the number of slots).
+    #[arg(long, value_name = "PIXELS", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=20_000))]
+    pub width: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@
 use crate::cli::{Global, JobLogsArgs, JobShowArgs};
 use crate::inspect::time;
 use crate::out::{self, outln};
-use crate::run::{open_existing_store, runtime};
+use crate::source::Source;
 use crate::stdio::{self, Stream};
 use crate::Exit;
 use anyhow::{Context, Result};
@@ -20,137 +20,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-use torc_core::model::WorkflowDef;
 use torc_core::units::{format_duration, format_memory};
 use torc_core::{JobId, JobStatus, WorkflowId};
-use torc_http::HttpClient;
-use torc_store::{JobRecord, ResultRecord, Store};
+use torc_store::JobRecord;
 
-/// Pages asked of a server when looking a job up by name.
-const PAGE: u64 = 10_000;
 /// How often `--follow` looks for more output and for the job's end.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
-
-enum Source {
-    Local(Store),
-    Remote(HttpClient, tokio::runtime::Runtime),
-}
-
-impl Source {
-    fn open(global: &Global) -> Result<Source> {
-        match &global.url {
-            Some(url) => Ok(Source::Remote(global.client(url)?, runtime()?)),
-            None => Ok(Source::Local(open_existing_store(global)?)),
-        }
-    }
-
-    /// The workflow's definition, where it can be read (not over `--url`).
-    fn def(&self, id: WorkflowId) -> Result<Option<WorkflowDef>> {
-        match self {
-            Source::Local(store) => Ok(Some(store.load_workflow(id)?.def)),
-            Source::Remote(..) => Ok(None),
-        }
-    }
-
-    fn run_id(&self, id: WorkflowId) -> Result<u32> {
-        match self {
-            Source::Local(store) => Ok(store.workflow_summary(id)?.run_id),
-            Source::Remote(c, rt) => Ok(rt.block_on(c.workflow(id))?.run_id),
-        }
-    }
-
-    /// Jobs from the `offset`-th (0-based, in id order).
-    fn jobs(&self, id: WorkflowId, offset: u64, limit: u64) -> Result<Vec<JobRecord>> {
-        Ok(match self {
-            Source::Local(store) => store.list_jobs(id, None, offset, limit)?,
-            Source::Remote(c, rt) => rt
-                .block_on(c.jobs(id, None, offset, limit))?
-                .items
-                .into_iter()
-                .map(JobRecord::from)
-                .collect(),
-        })
-    }
-
-    fn job(&self, id: WorkflowId, job: JobId) -> Result<Option<JobRecord>> {
-        if job.0 == 0 {
-            return Ok(None);
-        }
-        let found = self.jobs(id, u64::from(job.0 - 1), 1)?;
-        Ok(found.into_iter().next().filter(|j| j.id == job))
-    }
-
-    fn results(&self, id: WorkflowId, job: JobId) -> Result<Vec<ResultRecord>> {
-        let mut all = Vec::new();
-        loop {
-            let page: Vec<ResultRecord> = match self {
-                Source::Local(store) => {
-                    store.list_results(id, Some(job), all.len() as u64, PAGE)?
-                }
-                Source::Remote(c, rt) => rt
-                    .block_on(c.results(id, Some(job), all.len() as u64, PAGE))?
-                    .items
-                    .into_iter()
-                    .map(ResultRecord::from)
-                    .collect(),
-            };
-            if page.is_empty() {
-                return Ok(all);
-            }
-            all.extend(page);
-        }
-    }
-
-    /// The job named by `spec`: a job id, or else a job name.
-    fn resolve(&self, id: WorkflowId, spec: &str, def: Option<&WorkflowDef>) -> Result<JobRecord> {
-        if let Ok(n) = spec.parse::<u32>() {
-            if let Some(job) = self.job(id, JobId(n))? {
-                return Ok(job);
-            }
-        }
-        let names: Vec<(JobId, String)> = match def {
-            Some(def) => def
-                .jobs
-                .iter()
-                .enumerate()
-                .map(|(i, j)| (JobId::from_index(i), j.name.clone()))
-                .collect(),
-            None => {
-                let mut names = Vec::new();
-                loop {
-                    let page = self.jobs(id, names.len() as u64, PAGE)?;
-                    if page.is_empty() {
-                        break;
-                    }
-                    names.extend(page.into_iter().map(|j| (j.id, j.name)));
-                }
-                names
-            }
-        };
-        if let Some((job, _)) = names.iter().find(|(_, n)| n == spec) {
-            if let Some(found) = self.job(id, *job)? {
-                return Ok(found);
-            }
-        }
-        let closest = names
-            .iter()
-            .map(|(_, n)| (strsim::jaro_winkler(n, spec), n))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        let hint = match closest {
-            Some((_, n)) => format!("; did you mean `{n}`?"),
-            None => String::new(),
-        };
-        Err(Exit {
-            code: 2,
-            message: format!(
-                "workflow {id} has no job with id or name `{spec}` ({} jobs){hint}",
-                names.len()
-            ),
-        }
-        .into())
-    }
-}
 
 /// `torc jobs show ID JOB`.
 pub fn show(global: &Global, args: &JobShowArgs) -> Result<ExitCode> {
@@ -158,7 +33,7 @@ pub fn show(global: &Global, args: &JobShowArgs) -> Result<ExitCode> {
     let source = Source::open(global)?;
     let def = source.def(id)?;
     let job = source.resolve(id, &args.job, def.as_ref())?;
-    let results = source.results(id, job.id)?;
+    let results = source.results(id, Some(job.id))?;
     let stdio_dir = stdio::dir(&global.output_dir);
     // Dependencies both ways, with the state of each job named.
     let deps = def.as_ref().map(|def| {
@@ -339,7 +214,7 @@ pub fn logs(global: &Global, args: &JobLogsArgs) -> Result<ExitCode> {
     let source = Source::open(global)?;
     let job = source.resolve(id, &args.job, None)?;
     let current_run = source.run_id(id)?;
-    let results = source.results(id, job.id)?;
+    let results = source.results(id, Some(job.id))?;
     let stream = if args.stderr {
         Stream::Stderr
     } else {

@@ -8,11 +8,15 @@ mod jobinfo;
 mod out;
 mod progress;
 mod run;
+mod source;
 mod stdio;
 mod table;
+mod timeline;
 
 use clap::Parser;
-use cli::{Cli, Command, JobsCommand, ResultsCommand, TokensCommand, WorkflowsCommand};
+use cli::{
+    Cli, Command, JobsCommand, PlotCommand, ResultsCommand, TokensCommand, WorkflowsCommand,
+};
 use inspect::Change;
 use out::errln;
 use std::process::ExitCode;
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(out::stderr_colours())
         .init();
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli.global, args),
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
             limit,
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+        Command::Plot(PlotCommand::Timeline(args)) => timeline::timeline(&cli.global, args),
         Command::Tokens(TokensCommand::Create {
             user,
             name,

@@ -475,3 +475,82 @@ fn jobs_show_and_logs_against_a_server() {
     let out = with_url(&["jobs", "show", "1", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn plot_timeline_of_a_real_run_as_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "tl.yaml",
+        r#"
+name: tl
+jobs:
+  - name: prep
+    command: "true"
+  - name: w_{i}
+    command: "true"
+    depends_on: [prep]
+    parameters:
+      i: "1:6"
+  - name: bad
+    command: "exit 2"
+    depends_on: [prep]
+"#,
+    );
+    // Nothing run yet: nothing to plot, said plainly.
+    let out = torc_in(dir.path(), &["workflows", "create", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["plot", "timeline", "1", "-o", "t.png"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no results"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = torc_in(
+        dir.path(),
+        &["run", "1", "--max-parallel-jobs", "2", "--quiet"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = torc_in(dir.path(), &["plot", "timeline", "1", "-o", "t.png"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let png = std::fs::read(dir.path().join("t.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let out = torc_in(dir.path(), &["plot", "timeline", "1", "-o", "t.svg"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(dir.path().join("t.svg")).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    // One row per slot of the one runner (at most two at once), a legend with each outcome.
+    assert!(svg.contains("slot 1"), "{svg}");
+    assert!(
+        !svg.contains("slot 3"),
+        "more slots than jobs ran at once: {svg}"
+    );
+    assert!(
+        svg.contains("completed (7)") && svg.contains("failed (1)"),
+        "{svg}"
+    );
+    assert!(svg.contains("seconds since the first start"), "{svg}");
+
+    let out = torc_in(dir.path(), &["plot", "timeline", "1", "-o", "t.jpg"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(".svg or .png"),
+        "{}",
+        text(&out.stderr)
+    );
+    let not_a_font = write_spec(dir.path(), "font.ttf", "not a font");
+    let out = torc()
+        .current_dir(dir.path())
+        .env("TORC_FONT", &not_a_font)
+        .args(["plot", "timeline", "1", "-o", "t.png"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("font.ttf"),
+        "{}",
+        text(&out.stderr)
+    );
+}
