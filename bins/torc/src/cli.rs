@@ -139,10 +139,10 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Draw a workflow's dependency graph: of a spec file (no database needed) or of a stored
-    /// workflow (nodes coloured by job state).
+    /// Draw a workflow's dependency graph (DOT, Mermaid or SVG).
     ///
-    /// Parameter sweeps are collapsed: jobs whose names and commands differ only in their
+    /// Of a spec file (no database needed) or of a stored workflow (nodes coloured by job
+    /// state). Parameter sweeps are collapsed: jobs whose names and commands differ only in their
     /// numbers, and that depend on and feed the same groups, are drawn as one node labelled
     /// with the first and last job and the count, once there are more than --collapse of them.
     /// An edge between collapsed nodes says `1:1` (instance by instance), `all` (every job on
@@ -219,12 +219,16 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one job: its definition, state, dependencies both ways (what it waits for and what
-    /// waits for it) and every attempt's result, with where its output files are.
+    /// Show one job: definition, state, dependencies both ways, results.
+    ///
+    /// The dependencies are what the job waits for and what waits for it; every attempt's
+    /// result is listed with where its output files are.
     Show(JobShowArgs),
-    /// Print a job's output: the stdout (or --stderr) file of an attempt, as the runner wrote
-    /// it under OUTPUT_DIR/job_stdio/. Runs on other machines wrote theirs under their own
-    /// output directory: pass it with --output-dir when it is reachable from here.
+    /// Print a job's output (stdout, or --stderr) of one attempt.
+    ///
+    /// Reads the file the runner wrote under OUTPUT_DIR/job_stdio/. Runners on other machines
+    /// wrote theirs under their own output directory: pass it with --output-dir when it is
+    /// reachable from here (a shared file system); otherwise the error says where it is.
     Logs(JobLogsArgs),
 }
 
@@ -260,10 +264,10 @@ pub struct JobLogsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PlotCommand {
-    /// Every attempt of a run as a bar on the row of the runner slot that ran it, coloured by
-    /// outcome (completed, failed, terminated), against seconds since the run's first start.
+    /// Draw a run's timeline: every attempt on the runner slot that ran it (SVG or PNG).
     ///
-    /// Slots are derived from the results' start and end times, per runner: each attempt takes
+    /// One bar per attempt, coloured by outcome (completed, failed, terminated), against
+    /// seconds since the run's first start. Slots are derived from the results' start and end times, per runner: each attempt takes
     /// the lowest-numbered slot free when it started. Labels need a TrueType font: TORC_FONT,
     /// else a system one (DejaVu Sans, Liberation Sans, ...).
     Timeline(TimelineArgs),

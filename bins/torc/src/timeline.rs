@@ -344,11 +344,12 @@ pub fn timeline(global: &Global, args: &TimelineArgs) -> Result<ExitCode> {
         width: args.width,
     };
     let size = (args.width, plot.height());
-    if png {
-        plot.draw(BitMapBackend::new(&args.output, size).into_drawing_area())?;
+    let drawn = if png {
+        plot.draw(BitMapBackend::new(&args.output, size).into_drawing_area())
     } else {
-        plot.draw(SVGBackend::new(&args.output, size).into_drawing_area())?;
-    }
+        plot.draw(SVGBackend::new(&args.output, size).into_drawing_area())
+    };
+    drawn.with_context(|| format!("cannot write {}", args.output.display()))?;
     errln!("wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)
 }
