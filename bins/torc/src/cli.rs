@@ -1,6 +1,6 @@
 //! Command-line definitions.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// torc: run workflows of shell-command jobs with dependencies, resources and retries.
@@ -70,6 +70,9 @@ pub enum Command {
     /// Inspect job results (one per attempt).
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Draw pictures of a workflow's runs.
+    #[command(subcommand)]
+    Plot(PlotCommand),
     /// Manage a server's bearer tokens (needs --url and an admin's token).
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -136,6 +139,15 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Draw a workflow's dependency graph (DOT, Mermaid or SVG).
+    ///
+    /// Of a spec file (no database needed) or of a stored workflow (nodes coloured by job
+    /// state). Parameter sweeps are collapsed: jobs whose names and commands differ only in their
+    /// numbers, and that depend on and feed the same groups, are drawn as one node labelled
+    /// with the first and last job and the count, once there are more than --collapse of them.
+    /// An edge between collapsed nodes says `1:1` (instance by instance), `all` (every job on
+    /// every job) or how many dependencies it stands for.
+    Graph(GraphArgs),
     /// Cap how many of a workflow's jobs may be pending or running at once (`none`: no cap).
     /// Takes effect at the next claim; jobs already running are left alone.
     SetMaxConcurrentJobs {
@@ -146,6 +158,35 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// A spec file (.yaml, .yml, .json, .json5) or the id of a stored workflow.
+    pub spec_or_id: String,
+    /// Output format [default: from the extension of -o (.dot, .gv, .mmd, .svg), else dot].
+    /// svg runs Graphviz's `dot`, which must be installed.
+    #[arg(long, value_enum)]
+    pub format: Option<GraphFormat>,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Collapse a group of similar jobs into one node when it has more than N jobs.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub collapse: usize,
+    /// Draw every job, collapsing nothing.
+    #[arg(long, conflicts_with = "collapse")]
+    pub all_jobs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT text.
+    Dot,
+    /// A Mermaid flowchart (renders in GitHub and GitLab markdown).
+    Mermaid,
+    /// SVG, drawn by Graphviz's `dot`.
+    Svg,
 }
 
 /// A cap on jobs in flight, `None` for none.
@@ -178,6 +219,72 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one job: definition, state, dependencies both ways, results.
+    ///
+    /// The dependencies are what the job waits for and what waits for it; every attempt's
+    /// result is listed with where its output files are.
+    Show(JobShowArgs),
+    /// Print a job's output (stdout, or --stderr) of one attempt.
+    ///
+    /// Reads the file the runner wrote under OUTPUT_DIR/job_stdio/. Runners on other machines
+    /// wrote theirs under their own output directory: pass it with --output-dir when it is
+    /// reachable from here (a shared file system); otherwise the error says where it is.
+    Logs(JobLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobShowArgs {
+    pub workflow_id: i64,
+    /// A job id, or a job name.
+    pub job: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobLogsArgs {
+    pub workflow_id: i64,
+    /// A job id, or a job name.
+    pub job: String,
+    /// This attempt [default: the one running now, else the latest].
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Of this run (runs start over at attempt 1 after a reset) [default: the latest run with
+    /// the attempt].
+    #[arg(long, value_name = "N")]
+    pub run: Option<u32>,
+    /// The stderr file instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Keep printing what the attempt writes until it is over (waits for a job that has not
+    /// started yet).
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlotCommand {
+    /// Draw a run's timeline: every attempt on the runner slot that ran it (SVG or PNG).
+    ///
+    /// One bar per attempt, coloured by outcome (completed, failed, terminated), against
+    /// seconds since the run's first start. Slots are derived from the results' start and end times, per runner: each attempt takes
+    /// the lowest-numbered slot free when it started. Labels need a TrueType font: TORC_FONT,
+    /// else a system one (DejaVu Sans, Liberation Sans, ...).
+    Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    pub workflow_id: i64,
+    /// The picture to write: FILE.svg or FILE.png.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Of this run [default: the workflow's current run].
+    #[arg(long, value_name = "N")]
+    pub run: Option<u32>,
+    /// Width in pixels (the height follows from the number of slots).
+    #[arg(long, value_name = "PIXELS", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=20_000))]
+    pub width: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 //! one piece of code.
 
 use crate::cli::Global;
+use crate::out::{errln, outln};
 use crate::run::{load_spec, open_existing_store, open_store, runtime};
 use crate::{table, Exit};
 use anyhow::Result;
@@ -135,13 +136,13 @@ pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result
             "warnings": expanded.warnings,
             "dry_run": dry_run,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let what = match id {
             Some(id) => format!("created workflow {id}"),
             None => "valid".to_string(),
         };
-        println!(
+        outln!(
             "{} ({}): {} jobs, {} dependencies, {} files, {} user data",
             what,
             def.name,
@@ -154,7 +155,7 @@ pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn time(t: Timestamp) -> String {
+pub(crate) fn time(t: Timestamp) -> String {
     let secs = t.0.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
@@ -179,7 +180,7 @@ fn time(t: Timestamp) -> String {
 pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
     let all = Source::open(global)?.workflows()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = all
@@ -195,7 +196,7 @@ pub fn list_workflows(global: &Global, json: bool) -> Result<ExitCode> {
             ]
         })
         .collect();
-    table::print(&["ID", "NAME", "STATE", "RUN", "JOBS", "CREATED"], &rows);
+    table::print(&["ID", "NAME", "STATE", "RUN", "JOBS", "CREATED"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,10 +218,10 @@ fn print_status(
             .map(|(s, n)| (s.name().to_string(), json!(n)))
             .collect();
         let out = json!({"workflow": summary, "job_counts": by_state});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "workflow {} ({}): {}, run {}, {} jobs",
         summary.id,
         summary.name,
@@ -232,7 +233,7 @@ fn print_status(
         .iter()
         .map(|(s, n)| vec![s.name().to_string(), n.to_string()])
         .collect();
-    table::print(&["STATE", "JOBS"], &rows);
+    table::print(&["STATE", "JOBS"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -258,7 +259,7 @@ pub fn list_jobs(
     let id = source.pick(id)?;
     let jobs = source.jobs(id, status, (offset, limit))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        outln!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = jobs
@@ -273,7 +274,7 @@ pub fn list_jobs(
             ]
         })
         .collect();
-    table::print(&["ID", "NAME", "STATE", "ATTEMPT", "COMMAND"], &rows);
+    table::print(&["ID", "NAME", "STATE", "ATTEMPT", "COMMAND"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -288,7 +289,7 @@ pub fn list_results(
     let id = source.pick(id)?;
     let results = source.results(id, job.map(JobId), (offset, limit))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(ExitCode::SUCCESS);
     }
     let opt_mem = |m: Option<u64>| m.map_or("-".to_string(), format_memory);
@@ -316,7 +317,7 @@ pub fn list_results(
             "JOB", "RUN", "ATTEMPT", "STATE", "RC", "STARTED", "WALL", "PEAK MEM", "PEAK CPU",
         ],
         &rows,
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -388,13 +389,14 @@ pub fn create_token(
     };
     let created = runtime()?.block_on(client.create_token(&request))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&created)?);
+        outln!("{}", serde_json::to_string_pretty(&created)?);
     } else {
-        eprintln!(
+        errln!(
             "token {:?} for {}: shown once, the server keeps only its hash",
-            created.name, created.user
+            created.name,
+            created.user
         );
-        println!("{}", created.token);
+        outln!("{}", created.token);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -404,7 +406,7 @@ pub fn list_tokens(global: &Global, json: bool) -> Result<ExitCode> {
     let client = token_server(global)?;
     let tokens = runtime()?.block_on(client.list_tokens())?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        outln!("{}", serde_json::to_string_pretty(&tokens)?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Vec<String>> = tokens
@@ -429,7 +431,7 @@ pub fn list_tokens(global: &Global, json: bool) -> Result<ExitCode> {
             ]
         })
         .collect();
-    table::print(&["NAME", "USER", "SCOPE", "SOURCE", "CREATED"], &rows);
+    table::print(&["NAME", "USER", "SCOPE", "SOURCE", "CREATED"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -437,6 +439,6 @@ pub fn list_tokens(global: &Global, json: bool) -> Result<ExitCode> {
 pub fn revoke_token(global: &Global, name: &str) -> Result<ExitCode> {
     let client = token_server(global)?;
     runtime()?.block_on(client.revoke_token(name))?;
-    eprintln!("token {name:?} revoked");
+    errln!("token {name:?} revoked");
     Ok(ExitCode::SUCCESS)
 }

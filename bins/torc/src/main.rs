@@ -2,14 +2,24 @@
 //! library crates; see `run.rs` (runs) and `inspect.rs` (validation, listings, cancel, reset).
 
 mod cli;
+mod graph;
 mod inspect;
+mod jobinfo;
+mod out;
+mod progress;
 mod run;
+mod source;
+mod stdio;
 mod table;
 mod tables;
+mod timeline;
 
 use clap::Parser;
-use cli::{Cli, Command, JobsCommand, ResultsCommand, TokensCommand, WorkflowsCommand};
+use cli::{
+    Cli, Command, JobsCommand, PlotCommand, ResultsCommand, TokensCommand, WorkflowsCommand,
+};
 use inspect::Change;
+use out::errln;
 use std::process::ExitCode;
 
 /// An error that exits with a given code (2 for bad input) after printing its message.
@@ -35,6 +45,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(out::stderr_colours())
         .init();
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli.global, args),
@@ -60,6 +71,7 @@ fn main() -> ExitCode {
             let failed_only = *failed_only;
             inspect::change(&cli.global, *id, Change::Reset { failed_only }, *json)
         }
+        Command::Workflows(WorkflowsCommand::Graph(args)) => graph::graph(&cli.global, args),
         Command::Workflows(WorkflowsCommand::SetMaxConcurrentJobs { id, max, json }) => {
             inspect::change(&cli.global, *id, Change::MaxConcurrentJobs(max.0), *json)
         }
@@ -76,6 +88,8 @@ fn main() -> ExitCode {
             (*offset, *limit),
             *json,
         ),
+        Command::Jobs(JobsCommand::Show(args)) => jobinfo::show(&cli.global, args),
+        Command::Jobs(JobsCommand::Logs(args)) => jobinfo::logs(&cli.global, args),
         Command::Results(ResultsCommand::List {
             workflow_id,
             job,
@@ -83,6 +97,7 @@ fn main() -> ExitCode {
             limit,
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+        Command::Plot(PlotCommand::Timeline(args)) => timeline::timeline(&cli.global, args),
         Command::Tokens(TokensCommand::Create {
             user,
             name,
@@ -105,13 +120,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // Whoever read our output stopped reading (`torc jobs list | head -n1`): not an error.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => match e.downcast_ref::<Exit>() {
             Some(exit) => {
-                eprintln!("error: {exit}");
+                errln!("error: {exit}");
                 ExitCode::from(exit.code)
             }
             None => {
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -2,9 +2,10 @@
 //! or against a server (`--url`).
 
 use crate::cli::{Global, RunArgs};
+use crate::out::{errln, outln};
+use crate::progress::{Display, Local, Mode, Watched};
 use crate::Exit;
 use anyhow::{Context, Result};
-use std::future::Future;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,8 +17,7 @@ use torc_core::sched::StatusSummary;
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobStatus, RunnerId, WorkflowId};
 use torc_engine::EngineHandle;
-use torc_http::HttpClient;
-use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
+use torc_runner::{Capacity, Progress, RunEnd, RunnerConfig, Shutdown};
 use torc_store::Store;
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -48,7 +48,7 @@ pub fn load_spec(path: &Path) -> Result<(spec::Expanded, String, SpecFormat)> {
             }
         })?;
     for w in &expanded.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     Ok(match &expanded.self_contained {
         Some(v) => {
@@ -88,23 +88,6 @@ pub fn open_store(global: &Global) -> Result<Store> {
     Store::open_sqlite(&db).with_context(|| format!("cannot open database {}", db.display()))
 }
 
-/// Where a run reads its workflow's job counts from.
-pub trait StatusSource: Clone + Send + Sync + 'static {
-    fn status(&self, id: WorkflowId) -> impl Future<Output = Result<StatusSummary>> + Send;
-}
-
-impl StatusSource for EngineHandle {
-    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
-        Ok(EngineHandle::status(self, id).await?)
-    }
-}
-
-impl StatusSource for HttpClient {
-    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
-        Ok(HttpClient::status(self, id).await?.into_summary())
-    }
-}
-
 async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
     let capacity = capacity(args)?;
     // Validate before writing anything: a bad spec leaves no trace.
@@ -126,9 +109,20 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
             Ok((_, text, format)) => client.create_workflow(text, format).await?.id,
         };
         client.resume(id).await?;
-        return drive(client, id, capacity, global, args, Some(url.clone())).await;
+        let watched = client.clone();
+        return drive(
+            client,
+            watched,
+            id,
+            capacity,
+            global,
+            args,
+            Some(url.clone()),
+        )
+        .await;
     }
-    let engine = EngineHandle::start(open_store(global)?);
+    let store = open_store(global)?;
+    let engine = EngineHandle::start(store.clone());
     let id = match target {
         Err(id) => {
             engine.resume(id).await?;
@@ -136,19 +130,24 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         }
         Ok((expanded, text, _)) => engine.create_workflow(expanded.def, Some(text)).await?,
     };
-    drive(engine, id, capacity, global, args, None).await
+    let watched = Local {
+        engine: engine.clone(),
+        store,
+    };
+    drive(engine, watched, id, capacity, global, args, None).await
 }
 
 /// Runs a local runner on workflow `id` to its end, with progress and a summary.
-async fn drive<C: Coordinator + StatusSource>(
+async fn drive<C: Coordinator, W: Watched>(
     coord: C,
+    watched: W,
     id: WorkflowId,
     capacity: Capacity,
     global: &Global,
     args: &RunArgs,
     api_url: Option<String>,
 ) -> Result<ExitCode> {
-    let before = coord.status(id).await?;
+    let before = watched.status(id).await?;
     let shutdown = Shutdown::new();
     let _signals = torc_runner::install_signal_handlers(shutdown.clone())
         .context("cannot install signal handlers")?;
@@ -164,22 +163,31 @@ async fn drive<C: Coordinator + StatusSource>(
         )
     };
     let started = Instant::now();
-    let progress = (!args.quiet && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(show_progress(coord.clone(), id, started)));
-    let outcome = torc_runner::run(Arc::new(coord.clone()), config, shutdown).await;
-    if let Some(p) = progress {
-        p.abort();
-        eprint!("\r\x1b[2K");
+    let (progress, runner_progress) = tokio::sync::watch::channel(Progress::default());
+    let display = match args.quiet {
+        true => None,
+        false => {
+            let mode = match std::io::stderr().is_terminal() {
+                true => Mode::Bar,
+                false => Mode::Lines,
+            };
+            let stdio_dir = crate::stdio::dir(&global.output_dir);
+            Some(Display::start(watched.clone(), id, mode, stdio_dir, runner_progress).await?)
+        }
+    };
+    let outcome = torc_runner::run_with_progress(Arc::new(coord), config, shutdown, progress).await;
+    if let Some(display) = display {
+        display.finish().await;
     }
     let summary = outcome.context("the runner failed")?;
-    let after = coord.status(id).await?;
-    print_summary(id, &before, &after, started.elapsed());
+    let after = watched.status(id).await?;
+    print_summary(id, &before, &after, started.elapsed())?;
     if summary.end == RunEnd::Shutdown || after.state == WorkflowState::Active {
         let place = match &global.url {
             Some(url) => format!("--url {url}"),
             None => format!("--output-dir {}", global.output_dir.display()),
         };
-        eprintln!(
+        errln!(
             "stopped before the end: {} job(s) terminated; resume with: torc run {id} {place}",
             summary.terminated
         );
@@ -241,32 +249,22 @@ fn counts_line(s: &StatusSummary) -> String {
         .join(", ")
 }
 
-async fn show_progress(source: impl StatusSource, id: WorkflowId, started: Instant) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        let Ok(s) = source.status(id).await else {
-            return;
-        };
-        let done = count(&s, JobStatus::Completed) + count(&s, JobStatus::Failed);
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        eprint!(
-            "\r\x1b[2Kworkflow {id}: {} | {rate:.0} jobs/s",
-            counts_line(&s)
-        );
-    }
-}
-
-fn print_summary(id: WorkflowId, before: &StatusSummary, after: &StatusSummary, took: Duration) {
+fn print_summary(
+    id: WorkflowId,
+    before: &StatusSummary,
+    after: &StatusSummary,
+    took: Duration,
+) -> std::io::Result<()> {
     let finished = |s| count(s, JobStatus::Completed) + count(s, JobStatus::Failed);
     let ran = finished(after).saturating_sub(finished(before));
     let secs = took.as_secs_f64();
-    println!(
+    outln!(
         "workflow {id} {}: {} ({} jobs in {:.2} s, {:.1} jobs/s)",
-        after.state.name(),
+        crate::out::state(after.state.name()),
         counts_line(after),
         ran,
         secs,
         ran as f64 / secs.max(1e-6)
     );
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! End to end: the real `torc` binary, real subprocesses, real signals.
 
+mod seeing;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
