@@ -464,6 +464,41 @@ fn every_command_works_against_a_server_with_url() {
 }
 
 #[test]
+fn a_server_gets_tables_written_in_and_takes_kdl() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_server(&dir.path().join("server.db"));
+    std::fs::write(dir.path().join("rows.csv"), "n\n1\n2\n").unwrap();
+    write_spec(
+        dir.path(),
+        "t.yaml",
+        "name: t\njobs:\n  - {name: \"a_{n}\", command: \"echo {n}\", parameters_file: rows.csv}\n",
+    );
+    write_spec(
+        dir.path(),
+        "k.kdl",
+        "name \"k\"\njob \"a\" {\n    command \"true\"\n}\njob \"b\" {\n    command \"true\"\n    depends_on_job \"a\"\n}\n",
+    );
+    for (spec, jobs) in [("t.yaml", 2), ("k.kdl", 2)] {
+        let out = json(
+            dir.path(),
+            &["--url", url.as_str(), "workflows", "create", "--json", spec],
+        );
+        assert_eq!(out["num_jobs"], jobs, "{spec}: {out}");
+    }
+    let jobs = json(
+        dir.path(),
+        &["--url", url.as_str(), "jobs", "list", "1", "--json"],
+    );
+    let names: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a_1", "a_2"]);
+}
+
+#[test]
 fn reset_failed_only_reruns_failures_and_keeps_completed_results() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(

@@ -415,6 +415,18 @@ execution_config {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(s in "\\PC{0,120}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn node_like_text_never_panics(s in "(job|file|name|action|parameters|[a-z]{1,3})( \"[a-z{}]{0,3}\"| [0-9]{1,3}| #true| [a-z]=\"x\"| \\{|\\}|\n){0,12}") {
+            let _ = parse(&s);
+        }
+    }
+
     #[test]
     fn kdl_version_1_booleans_are_read() {
         let v = parse("name \"w\"\nresource_monitor {\n    enabled true\n}\n").unwrap();
