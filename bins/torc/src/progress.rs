@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use torc_core::sched::StatusSummary;
 use torc_core::{JobId, JobStatus, WorkflowId};
+use torc_engine::EngineHandle;
 use torc_http::HttpClient;
 use torc_runner::Progress;
-use torc_engine::EngineHandle;
 use torc_store::{ResultRecord, Store};
 
 /// Results read per request (a server caps its pages; it answers at most what it allows).

@@ -276,3 +276,49 @@ pub trait Coordinator: Send + Sync + 'static {
         }))
     }
 }
+
+/// What an executor of workflow actions can carry out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionCapabilities {
+    /// `schedule_nodes` with Slurm: `sbatch` works where the executor runs.
+    #[serde(default)]
+    pub slurm: bool,
+    /// `schedule_nodes` with `scheduler_type: local`: it can start runner processes here.
+    #[serde(default)]
+    pub local_runners: bool,
+    /// `run_commands`.
+    #[serde(default)]
+    pub run_commands: bool,
+}
+
+/// An executor asks for the triggered actions it can carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionClaimRequest {
+    pub workflow_id: WorkflowId,
+    /// Who carries them out (a persistent action is handed once to each executor).
+    pub executor: String,
+    pub can: ActionCapabilities,
+}
+
+/// A triggered action handed to an executor, with what it needs to carry it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedAction {
+    /// The action's record, local to the workflow.
+    pub record: u32,
+    /// Index into the workflow's actions.
+    pub action_index: u32,
+    pub run_id: u32,
+    pub trigger: crate::model::Trigger,
+    pub kind: crate::model::ActionKind,
+    pub jobs: Vec<JobId>,
+}
+
+/// The answer to an [`ActionClaimRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionClaimResponse {
+    pub actions: Vec<ClaimedAction>,
+    pub workflow_state: WorkflowState,
+    /// Jobs not yet finished, per scheduler name (`""`: jobs without a scheduler): what
+    /// allocations may still get.
+    pub open_jobs: BTreeMap<String, u64>,
+}

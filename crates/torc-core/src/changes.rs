@@ -124,6 +124,29 @@ pub struct Changes {
     pub results: Vec<JobResult>,
     pub events: Vec<Event>,
     pub workflow: Option<WorkflowChange>,
+    /// Actions triggered and claimed (see `sched::actions`).
+    #[serde(default)]
+    pub actions: Vec<ActionChange>,
+}
+
+/// A workflow action's record was created or claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum ActionChange {
+    /// Action `action` (an index into the definition's actions) fired in run `run_id`; its
+    /// record is `record` (local to the workflow, from 1).
+    Triggered {
+        record: u32,
+        action: u32,
+        run_id: u32,
+        time: Timestamp,
+    },
+    /// `executor` took the record to carry it out.
+    Claimed {
+        record: u32,
+        executor: String,
+        time: Timestamp,
+    },
 }
 
 impl Changes {
@@ -132,6 +155,7 @@ impl Changes {
             && self.results.is_empty()
             && self.events.is_empty()
             && self.workflow.is_none()
+            && self.actions.is_empty()
     }
 
     /// Appends `other` after `self`, keeping order.
@@ -139,6 +163,7 @@ impl Changes {
         self.jobs.extend(other.jobs);
         self.results.extend(other.results);
         self.events.extend(other.events);
+        self.actions.extend(other.actions);
         if other.workflow.is_some() {
             self.workflow = other.workflow;
         }

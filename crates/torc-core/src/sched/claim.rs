@@ -26,6 +26,7 @@ impl WorkflowSched {
         tags: Option<&RunnerTags>,
         now: Timestamp,
     ) -> (Vec<ClaimedJob>, Changes) {
+        self.last_now = now;
         let mut changes = Changes::default();
         let holder = self.heard_from(runner, now);
         let limit = u64::from(limit).min(self.room());

@@ -29,6 +29,7 @@ impl WorkflowSched {
         reports: &[CompletionReport],
         now: Timestamp,
     ) -> (Vec<CompletionOutcome>, Changes) {
+        self.last_now = now;
         let mut changes = Changes::default();
         let slot = self.heard_from(runner, now);
         let outcomes = reports
@@ -196,6 +197,7 @@ impl WorkflowSched {
                 job: None,
                 message: self.completion_message(),
             });
+            self.fire_complete(now, changes);
         }
     }
 

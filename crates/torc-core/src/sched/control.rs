@@ -7,7 +7,9 @@ impl WorkflowSched {
     /// when one of them failed and it asks for that, blocked otherwise. Also marks the workflow
     /// complete when nothing is left to run.
     pub fn initialize(&mut self, now: Timestamp) -> Changes {
+        self.last_now = now;
         let mut changes = Changes::default();
+        self.fire_start(now, &mut changes);
         let fresh: Vec<usize> = (0..self.jobs.len())
             .filter(|&i| self.jobs[i].status == JobStatus::Uninitialized)
             .collect();
@@ -47,6 +49,7 @@ impl WorkflowSched {
     /// Cancels the workflow: nothing more is claimed; uninitialized, blocked, ready and pending
     /// jobs are canceled; running jobs are left to their runners, which terminate them.
     pub fn cancel(&mut self, now: Timestamp) -> Changes {
+        self.last_now = now;
         let mut changes = Changes::default();
         if self.state == WorkflowState::Canceled {
             return changes;
@@ -81,6 +84,7 @@ impl WorkflowSched {
     /// terminated and pending-failed jobs and everything downstream of them; else every job.
     /// Completed jobs outside that set keep their state. Refused while jobs are in flight.
     pub fn reset(&mut self, failed_only: bool, now: Timestamp) -> Result<Changes, SchedError> {
+        self.last_now = now;
         let in_flight = self.count(JobStatus::Pending) + self.count(JobStatus::Running);
         if in_flight > 0 {
             return Err(SchedError::JobsInFlight {
@@ -102,6 +106,7 @@ impl WorkflowSched {
             .collect();
         let affected = self.downstream_closure(&seeds);
         self.run_id += 1;
+        self.rearm_complete();
         let mut changes = Changes::default();
         self.ready.clear();
         for (i, &hit) in affected.iter().enumerate() {
@@ -138,6 +143,7 @@ impl WorkflowSched {
     /// everything downstream of them back in play, each interrupted job with a new attempt.
     /// This is how a stopped workflow resumes; completed and failed jobs are kept.
     pub fn resume(&mut self, now: Timestamp) -> Changes {
+        self.last_now = now;
         let seeds: Vec<usize> = (0..self.jobs.len())
             .filter(|&i| {
                 matches!(

@@ -62,6 +62,7 @@ impl WorkflowSched {
         now: Timestamp,
         policy: &LeasePolicy,
     ) -> (Vec<HeldJob>, Changes) {
+        self.last_now = now;
         let slot = self.heard_from(runner, now);
         let mut revoked = Vec::new();
         let mut listed = 0u32;
@@ -127,6 +128,7 @@ impl WorkflowSched {
     /// with a new attempt, or terminated when lost more than `policy.max_losses` times. Each
     /// loss is recorded as an event.
     pub fn expire_leases(&mut self, now: Timestamp, policy: &LeasePolicy) -> Changes {
+        self.last_now = now;
         let mut changes = Changes::default();
         let lapsed: Vec<bool> = self
             .runners

@@ -11,6 +11,7 @@
 //! - a job is handed out by a claim only from `Ready`, so never to two runners at once;
 //! - the per-status counts always match the jobs' statuses.
 
+mod actions;
 mod claim;
 mod complete;
 mod control;
@@ -18,6 +19,7 @@ mod fair;
 mod lease;
 mod ready;
 
+pub use actions::ActionRecord;
 pub use fair::{claim_fair, FairKey, FairPool};
 pub use lease::LeasePolicy;
 
@@ -121,6 +123,10 @@ pub struct WorkflowSched {
     ready_generation: u64,
     /// At most this many jobs pending or running at once.
     max_concurrent: Option<u32>,
+    /// Workflow actions: what is armed, what fired and waits for an executor.
+    triggers: actions::Triggers,
+    /// The `now` of the latest operation that gave one (stamps the records of fired actions).
+    last_now: Timestamp,
 }
 
 /// Job counts by status, with the workflow's state.
@@ -136,7 +142,7 @@ impl WorkflowSched {
     /// A new workflow: every job uninitialized, attempt 1, run 1. Call [`Self::initialize`].
     pub fn new(id: WorkflowId, def: Arc<WorkflowDef>) -> WorkflowSched {
         let states = vec![SavedJob::new(JobStatus::Uninitialized, 1); def.jobs.len()];
-        Self::build(id, def, WorkflowState::Active, 1, &states)
+        Self::build(id, def, WorkflowState::Active, 1, &states, true)
     }
 
     /// Rebuilds live state from what a store saved: each job's status, attempt and losses (by
@@ -157,7 +163,7 @@ impl WorkflowSched {
                 detail: format!("{} job states for {} jobs", jobs.len(), def.jobs.len()),
             });
         }
-        let mut s = Self::build(id, def, state, run_id, jobs);
+        let mut s = Self::build(id, def, state, run_id, jobs, false);
         s.runners[ORPHANS as usize].heard = now;
         // Blocked counts are derived, never stored; a blocked job whose dependencies all
         // finished (a crash between two writes cannot cause it, but a hand-edited database can)
@@ -202,6 +208,7 @@ impl WorkflowSched {
         state: WorkflowState,
         run_id: u32,
         jobs: &[SavedJob],
+        fresh: bool,
     ) -> WorkflowSched {
         let n = def.jobs.len();
         let mut degree = vec![0u32; n + 1];
@@ -244,6 +251,12 @@ impl WorkflowSched {
             })
             .collect();
         let max_concurrent = def.max_concurrent_jobs;
+        let triggers = actions::Triggers::new(
+            &def.actions,
+            |i| jobs[i].status,
+            fresh,
+            state == WorkflowState::Complete,
+        );
         WorkflowSched {
             id,
             ready: ReadyQueue::new(&def),
@@ -262,6 +275,8 @@ impl WorkflowSched {
             runner_index: HashMap::new(),
             ready_generation: 0,
             max_concurrent,
+            triggers,
+            last_now: Timestamp(0),
         }
     }
 
@@ -377,17 +392,27 @@ impl WorkflowSched {
     }
 
     /// Sets a status in memory only (counts kept), without recording a change.
-    fn set_raw(&mut self, i: usize, status: JobStatus) {
+    /// Moves job `i` to `status`, keeping the counts and the actions' triggers; returns the
+    /// actions the move fired (recorded by [`Self::set`]).
+    fn set_raw(&mut self, i: usize, status: JobStatus) -> Vec<u32> {
         let job = &mut self.jobs[i];
-        self.counts[job.status as usize] -= 1;
+        let old = job.status;
+        self.counts[old as usize] -= 1;
         self.counts[status as usize] += 1;
         job.status = status;
+        let mut fired = Vec::new();
+        self.triggers
+            .job_moved(i, old, status, &self.def.actions, &mut fired);
+        fired
     }
 
     fn set(&mut self, i: usize, status: JobStatus, changes: &mut Changes) {
         let in_flight = |s: JobStatus| matches!(s, JobStatus::Pending | JobStatus::Running);
         let was_in_flight = in_flight(self.jobs[i].status);
-        self.set_raw(i, status);
+        let fired = self.set_raw(i, status);
+        if !fired.is_empty() {
+            self.record_fired(fired, self.last_now, changes);
+        }
         if status == JobStatus::Ready {
             self.ready.push(i as u32);
             self.ready_generation += 1;

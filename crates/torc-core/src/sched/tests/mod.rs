@@ -442,5 +442,6 @@ fn empty_workflow_is_complete_at_once() {
     assert_eq!(s.state(), WorkflowState::Complete);
 }
 
+mod actions;
 mod leases;
 mod props;
