@@ -203,21 +203,7 @@ impl Slurm {
     pub fn query(&self, ids: &[SlurmJobId]) -> Result<Vec<JobStatus>, CommandError> {
         let mut found: BTreeMap<SlurmJobId, JobStatus> = BTreeMap::new();
         for chunk in ids.chunks(IDS_PER_CALL) {
-            let list = id_list(chunk);
-            let out = match self.run(
-                "squeue",
-                &["-h", "-t", "all", "-j", &list, "-o", SQUEUE_FORMAT],
-            ) {
-                Ok(out) => out,
-                // One id squeue does not know (several unknown ids give an empty answer).
-                Err(CommandError::Failed { stderr, .. })
-                    if stderr.contains("Invalid job id specified") =>
-                {
-                    String::new()
-                }
-                Err(e) => return Err(e),
-            };
-            for status in parse_squeue(&out)? {
+            for status in self.squeue(chunk)? {
                 found.insert(status.id, status);
             }
         }
@@ -258,6 +244,30 @@ impl Slurm {
                 })
             })
             .collect())
+    }
+
+    /// `squeue` about `ids`. squeue fails with "Invalid job id" when the one id it is given is
+    /// unknown, or when one id is out of Slurm's range (several unknown ids give an empty answer
+    /// instead): then each id is asked alone, so that the others are still answered.
+    fn squeue(&self, ids: &[SlurmJobId]) -> Result<Vec<JobStatus>, CommandError> {
+        let list = id_list(ids);
+        match self.run(
+            "squeue",
+            &["-h", "-t", "all", "-j", &list, "-o", SQUEUE_FORMAT],
+        ) {
+            Ok(out) => parse_squeue(&out),
+            Err(CommandError::Failed { stderr, .. }) if stderr.contains("Invalid job id") => {
+                if ids.len() == 1 {
+                    return Ok(Vec::new());
+                }
+                let mut all = Vec::new();
+                for id in ids {
+                    all.extend(self.squeue(std::slice::from_ref(id))?);
+                }
+                Ok(all)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Cancels `ids`: `scancel IDS`. Cancelling a job that has ended is not an error.
