@@ -19,9 +19,22 @@ slurm_main() {
   TORC_SLURM_DIR="$dir"
 
   # Stops what an earlier run started here (by the pids it recorded), then munged if we
-  # started it. Safe to call twice.
+  # started it; jobs still on the cluster are cancelled first, so that none outlives it.
+  # Safe to call twice.
   stop_slurm() {
     local name pid
+    if [[ -f "$TORC_SLURM_DIR/slurmctld.pid" && -f "$TORC_SLURM_DIR/slurm.conf" ]]; then
+      SLURM_CONF="$TORC_SLURM_DIR/slurm.conf" timeout 10 scancel --user="$(id -un)" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        [[ -z "$(SLURM_CONF="$TORC_SLURM_DIR/slurm.conf" timeout 10 squeue -h -o %i 2>/dev/null)" ]] && break
+        sleep 0.2
+      done
+      # And for their step daemons to finish killing what they ran.
+      for _ in $(seq 1 50); do
+        pgrep -x slurmstepd >/dev/null || break
+        sleep 0.2
+      done
+    fi
     for name in slurmd slurmctld munged; do
       [[ -f "$TORC_SLURM_DIR/$name.pid" ]] || continue
       pid="$(cat "$TORC_SLURM_DIR/$name.pid" 2>/dev/null || true)"
