@@ -14,6 +14,7 @@
 use crate::state::{AllocationState, EndReason, SlurmJobId};
 use crate::time::{parse_local_timestamp, parse_time_limit, TimeError, TimeLimit};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -167,7 +168,11 @@ impl Slurm {
     }
 
     /// Runs `program args`; its stdout when it exits 0.
-    fn run(&self, program: &'static str, args: &[&str]) -> Result<String, CommandError> {
+    fn run<S: AsRef<OsStr>>(
+        &self,
+        program: &'static str,
+        args: &[S],
+    ) -> Result<String, CommandError> {
         let out = self
             .command(program)
             .args(args)
@@ -191,11 +196,7 @@ impl Slurm {
 
     /// Submits a batch script: `sbatch --parsable SCRIPT`.
     pub fn submit(&self, script: &Path) -> Result<SlurmJobId, CommandError> {
-        let script = script.to_str().ok_or_else(|| CommandError::Spawn {
-            program: "sbatch",
-            source: io::Error::new(io::ErrorKind::InvalidInput, "script path is not UTF-8"),
-        })?;
-        parse_submit(&self.run("sbatch", &["--parsable", script])?)
+        parse_submit(&self.run("sbatch", &[OsStr::new("--parsable"), script.as_os_str()])?)
     }
 
     /// The status of each of `ids`, in the order given. An id that neither `squeue` nor `sacct`
@@ -274,7 +275,6 @@ impl Slurm {
     pub fn cancel(&self, ids: &[SlurmJobId]) -> Result<(), CommandError> {
         for chunk in ids.chunks(IDS_PER_CALL) {
             let args: Vec<String> = chunk.iter().map(|id| id.to_string()).collect();
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             self.run("scancel", &args)?;
         }
         Ok(())

@@ -284,15 +284,26 @@ fn an_allocation_reads_itself() {
 fn a_rendered_batch_script_starts_one_runner_per_node() {
     let Some(slurm) = slurm() else { return };
     let dir = tempfile::tempdir().unwrap();
-    // A stand-in runner that records its arguments, one per line, and where it ran.
+    // A stand-in runner that records its arguments, one per line, and its step, then runs a
+    // job as a step of its own with all the allocation's CPUs, as a runner in slurm mode does:
+    // the runners' step must leave them free (`--overlap`), or this one would wait forever.
     let runner = dir.path().join("fake runner");
     let record = dir.path().join("args");
+    let r = record.display();
+    let job_step = srun_argv(
+        &SrunStep::new(1, 100 * 1024 * 1024),
+        &format!("echo \"job step $SLURM_STEP_ID\" >> '{r}'"),
+    )
+    .unwrap();
+    let job_step: Vec<String> = job_step
+        .iter()
+        .map(|a| torc_slurm::shell_quote(a).into_owned())
+        .collect();
     std::fs::write(
         &runner,
         format!(
-            "#!/bin/bash\nprintf '%s\\n' \"$@\" > '{}'\necho \"$SLURM_STEP_ID\" >> '{}'\n",
-            record.display(),
-            record.display()
+            "#!/bin/bash\nprintf '%s\\n' \"$@\" > '{r}'\necho \"runner step $SLURM_STEP_ID\" >> '{r}'\n{}\n",
+            job_step.join(" ")
         ),
     )
     .unwrap();
@@ -338,7 +349,8 @@ fn a_rendered_batch_script_starts_one_runner_per_node() {
         read(&record),
         format!(
             "--url\nhttp://127.0.0.1:1/x?a=1&b=$(id)\n--workflow\n7\n--scheduler\nit's #1\n\
-             --output-dir\n{output_dir}\n--idle-timeout\nit's \"quoted\"\n0\n"
+             --output-dir\n{output_dir}\n--idle-timeout\nit's \"quoted\"\nrunner step 0\n\
+             job step 1\n"
         )
     );
 }
