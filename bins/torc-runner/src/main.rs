@@ -49,6 +49,16 @@ struct Args {
     /// With `--tags`: take untagged jobs too.
     #[arg(long)]
     run_untagged: bool,
+    /// Serve the jobs of this Slurm scheduler (the `slurm_schedulers` entry named in the
+    /// spec), plus jobs without a scheduler: what an allocation's batch script passes. Inside
+    /// an allocation the runner offers only jobs that fit in the time left (its end, from
+    /// Slurm, less `--end-headroom-secs`), and exits after `--idle-timeout` (default 90 s)
+    /// with nothing to run.
+    #[arg(long)]
+    scheduler: Option<String>,
+    /// Inside an allocation: stop claiming this many seconds before its end.
+    #[arg(long, default_value_t = 60)]
+    end_headroom_secs: u64,
     /// CPUs to offer [default: detected].
     #[arg(long)]
     num_cpus: Option<u32>,
@@ -118,7 +128,11 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
     if args.run_untagged && tags.is_empty() {
         bail!("--run-untagged needs --tags (a runner without tags runs untagged jobs anyway)");
     }
-    if args.shared || !tags.is_empty() {
+    if let Some(scheduler) = &args.scheduler {
+        config.tags = Some(RunnerTags::for_scheduler(scheduler, &tags));
+        config.idle_timeout = Some(Duration::from_secs(90));
+        allocation_limits(args, &mut config);
+    } else if args.shared || !tags.is_empty() {
         config.tags = Some(RunnerTags {
             tags,
             run_untagged: args.run_untagged,
@@ -135,6 +149,37 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
         config.idle_timeout = Some(t);
     }
     Ok(config)
+}
+
+/// Inside a Slurm allocation: claims fit in the time left before its end (less the headroom),
+/// and without `--num-cpus`/`--memory` the allocation's CPUs and memory are what is offered.
+fn allocation_limits(args: &Args, config: &mut RunnerConfig) {
+    let alloc = match torc_slurm::Allocation::discover(&torc_slurm::Slurm::new()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the Slurm allocation; running without its limits");
+            return;
+        }
+    };
+    let headroom = Duration::from_secs(args.end_headroom_secs);
+    if let Some(left) = alloc.time_left(std::time::SystemTime::now()) {
+        config.time_left = Some(left.saturating_sub(headroom));
+    }
+    if let Capacity::Resources {
+        num_cpus,
+        memory_bytes,
+        ..
+    } = &mut config.capacity
+    {
+        if args.num_cpus.is_none() && alloc.cpus_on_node > 0 {
+            *num_cpus = alloc.cpus_on_node;
+        }
+        if let (None, Some(mb)) = (&args.memory, alloc.memory_per_node_mb) {
+            *memory_bytes = mb.saturating_mul(1 << 20);
+        }
+    }
+    tracing::info!(job = %alloc.job_id, time_left = ?config.time_left, "serving a Slurm allocation");
 }
 
 #[tokio::main]

@@ -76,6 +76,54 @@ pub enum Command {
     /// Manage a server's bearer tokens (needs --url and an admin's token).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Submit a workflow to a server and carry out its actions from here: Slurm allocations
+    /// (`schedule_nodes`, through sbatch), local runners (`scheduler_type: local`) and
+    /// `run_commands`. Creates the workflow when given a spec file; prints `workflow N`.
+    Submit(SubmitArgs),
+    /// Slurm: the batch script an allocation gets.
+    #[command(subcommand)]
+    Slurm(SlurmCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// A spec file (creates the workflow) or the id of a workflow on the server.
+    pub target: String,
+    /// Keep carrying out actions as they trigger (on_jobs_ready, on_jobs_complete, ...) until
+    /// the workflow ends; without it, only those triggered by now (on_workflow_start).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: seconds between looks for newly triggered actions.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub poll_secs: f64,
+    /// The torc-runner that allocations and local runners start [default: the one beside
+    /// this torc].
+    #[arg(long, value_name = "PATH")]
+    pub runner_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlurmCommand {
+    /// Print the batch script of one allocation of a spec's scheduler.
+    Script(SlurmScriptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmScriptArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// The `slurm_schedulers` entry.
+    #[arg(long)]
+    pub scheduler: String,
+    /// The workflow id the runner serves [default: 0, to be filled in].
+    #[arg(long)]
+    pub workflow: Option<i64>,
+    /// One runner per node (through srun).
+    #[arg(long)]
+    pub one_worker_per_node: bool,
+    /// The torc-runner the script starts [default: the one beside this torc].
+    #[arg(long, value_name = "PATH")]
+    pub runner_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,13 +10,15 @@ mod progress;
 mod run;
 mod source;
 mod stdio;
+mod submit;
 mod table;
 mod tables;
 mod timeline;
 
 use clap::Parser;
 use cli::{
-    Cli, Command, JobsCommand, PlotCommand, ResultsCommand, TokensCommand, WorkflowsCommand,
+    Cli, Command, JobsCommand, PlotCommand, ResultsCommand, SlurmCommand, TokensCommand,
+    WorkflowsCommand,
 };
 use inspect::Change;
 use out::errln;
@@ -114,6 +116,10 @@ fn main() -> ExitCode {
                 }
             });
             inspect::create_token(&cli.global, user, name.as_deref(), scope, *json)
+        }
+        Command::Submit(args) => submit::submit(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Slurm(SlurmCommand::Script(args)) => {
+            submit::slurm_script(&cli.global, args).map(|()| ExitCode::SUCCESS)
         }
         Command::Tokens(TokensCommand::List { json }) => inspect::list_tokens(&cli.global, *json),
         Command::Tokens(TokensCommand::Revoke { name }) => inspect::revoke_token(&cli.global, name),

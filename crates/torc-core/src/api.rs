@@ -32,6 +32,24 @@ pub struct RunnerTags {
     pub run_untagged: bool,
 }
 
+impl RunnerTags {
+    /// The tag by which a job with `scheduler` set requires an allocation of that scheduler.
+    pub fn scheduler_tag(scheduler: &str) -> String {
+        format!("scheduler:{scheduler}")
+    }
+
+    /// What a runner in an allocation of `scheduler` offers: that scheduler's jobs, untagged
+    /// jobs, and jobs needing only `labels` (plus the scheduler).
+    pub fn for_scheduler(scheduler: &str, labels: &[String]) -> RunnerTags {
+        let mut tags = labels.to_vec();
+        tags.push(RunnerTags::scheduler_tag(scheduler));
+        RunnerTags {
+            tags,
+            run_untagged: true,
+        }
+    }
+}
+
 /// A request for ready jobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
@@ -311,6 +329,15 @@ pub struct ClaimedAction {
     pub trigger: crate::model::Trigger,
     pub kind: crate::model::ActionKind,
     pub jobs: Vec<JobId>,
+    /// For `schedule_nodes` of a Slurm scheduler: its definition, the workflow's
+    /// `slurm_defaults` and how long its runners wait for new jobs, so that the executor needs
+    /// nothing else to write the batch script.
+    #[serde(default)]
+    pub scheduler: Option<crate::model::SlurmScheduler>,
+    #[serde(default)]
+    pub slurm_defaults: BTreeMap<String, String>,
+    #[serde(default)]
+    pub wait_for_new_jobs_seconds: u32,
 }
 
 /// The answer to an [`ActionClaimRequest`].

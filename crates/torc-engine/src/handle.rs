@@ -11,8 +11,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, HeartbeatRequest,
-    HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
+    ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
+    CoordinatorError, HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
+    SharedClaimRequest,
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
@@ -139,6 +140,16 @@ impl EngineHandle {
 
     pub async fn status(&self, id: WorkflowId) -> Result<StatusSummary, EngineError> {
         self.call(|reply| Request::Status { id, reply }).await
+    }
+
+    /// Hands an executor the triggered actions it can carry out (see
+    /// `torc_core::sched::WorkflowSched::claim_actions`); answered after the claim is committed.
+    pub async fn claim_actions(
+        &self,
+        req: ActionClaimRequest,
+    ) -> Result<ActionClaimResponse, EngineError> {
+        self.call(|reply| Request::ClaimActions { req, reply })
+            .await
     }
 
     /// Drops a workflow's live state (it stays in the database).

@@ -4,8 +4,8 @@ use crate::EngineError;
 use std::time::Instant;
 use tokio::sync::oneshot;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
-    SharedClaimRequest,
+    ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, HeartbeatRequest,
+    HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
@@ -65,6 +65,10 @@ pub(crate) enum Request {
         id: WorkflowId,
         reply: Reply<()>,
     },
+    ClaimActions {
+        req: ActionClaimRequest,
+        reply: Reply<ActionClaimResponse>,
+    },
 }
 
 /// An answer held back until the batch that produced it is committed.
@@ -78,6 +82,10 @@ pub(crate) enum Pending {
         Result<HeartbeatResponse, EngineError>,
     ),
     Unit(Reply<()>, Result<(), EngineError>),
+    Actions(
+        Reply<ActionClaimResponse>,
+        Result<ActionClaimResponse, EngineError>,
+    ),
 }
 
 impl Pending {
@@ -89,6 +97,7 @@ impl Pending {
             Pending::Report(tx, r) => deliver(tx, r, commit_failed),
             Pending::Heartbeat(tx, r) => deliver(tx, r, commit_failed),
             Pending::Unit(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Actions(tx, r) => deliver(tx, r, commit_failed),
         }
     }
 }

@@ -9,8 +9,9 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, Coordinator, CoordinatorError, ErrorCode, HeartbeatRequest,
-    HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
+    ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
+    CoordinatorError, ErrorCode, HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
+    SharedClaimRequest,
 };
 use torc_core::spec::SpecFormat;
 use torc_core::{JobId, JobStatus, WorkflowId};
@@ -449,6 +450,16 @@ impl HttpClient {
             max_concurrent_jobs: cap,
         };
         self.send(self.request(Method::PUT, &url).json(&body), &url)
+            .await
+    }
+
+    /// Takes the triggered actions of a workflow that this executor can carry out.
+    pub async fn claim_actions(
+        &self,
+        req: &ActionClaimRequest,
+    ) -> Result<ActionClaimResponse, ClientError> {
+        let url = self.workflow_url(req.workflow_id, "/actions/claim");
+        self.send(self.request(Method::POST, &url).json(req), &url)
             .await
     }
 

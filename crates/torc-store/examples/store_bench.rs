@@ -143,6 +143,7 @@ fn bench(store: &Store, jobs: u32, batches: u32) -> Result<Figures, Box<dyn std:
                 message: format!("batch {b}"),
             }],
             workflow: None,
+            actions: Vec::new(),
         };
         let started = Instant::now();
         store.apply(&[(id, &changes)])?;

@@ -18,6 +18,7 @@
 //! connection settings, migrations, transaction start, statement limits) lives in one module,
 //! `backend`.
 
+mod actions;
 mod backend;
 
 mod error;

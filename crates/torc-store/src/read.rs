@@ -9,8 +9,8 @@ use crate::rows::{
     WorkflowRow, WorkflowRows,
 };
 use crate::schema::{
-    events, failure_handlers, files, job_dependencies, job_files, job_user_data, jobs,
-    resource_requirements, results, user_data, workflows,
+    action_claims, action_records, events, failure_handlers, files, job_dependencies, job_files,
+    job_user_data, jobs, resource_requirements, results, user_data, workflows,
 };
 use crate::store::Store;
 use diesel::prelude::*;
@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use torc_core::changes::EventKind;
 use torc_core::ids::{JobId, WorkflowId};
 use torc_core::model::JobStatus;
+use torc_core::sched::ActionRecord;
 
 /// `offset` or `limit` as SQL wants it (anything above `i64::MAX` means "all").
 fn sql_count(n: u64) -> i64 {
@@ -263,4 +264,48 @@ fn losses_since_reset(conn: &mut Conn, w: i64) -> QueryResult<Vec<(Option<i32>, 
         .group_by(events::job_id)
         .select((events::job_id, diesel::dsl::count_star()))
         .load(conn)
+}
+
+impl Store {
+    /// Every action record of a workflow with the executors that claimed it, in the order they
+    /// fired, and the id the next record gets.
+    pub fn load_actions(&self, id: WorkflowId) -> Result<(Vec<ActionRecord>, u32), StoreError> {
+        let mut conn = self.conn()?;
+        conn.read_transaction(|conn| {
+            let records: Vec<(i32, i32, i32)> = action_records::table
+                .filter(action_records::workflow_id.eq(id.0))
+                .order(action_records::id)
+                .select((
+                    action_records::id,
+                    action_records::action_index,
+                    action_records::run_id,
+                ))
+                .load(conn)?;
+            let claims: Vec<(i32, String)> = action_claims::table
+                .filter(action_claims::workflow_id.eq(id.0))
+                .order((action_claims::record_id, action_claims::claimed_at))
+                .select((action_claims::record_id, action_claims::executor))
+                .load(conn)?;
+            let mut by: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+            for (record, executor) in claims {
+                by.entry(record).or_default().push(executor);
+            }
+            let mut next = 1u32;
+            let mut out = Vec::with_capacity(records.len());
+            for (rid, action, run) in records {
+                let as_u32 = |what: &'static str, v: i32| {
+                    u32::try_from(v).map_err(|_| StoreError::corrupt(what, v.to_string()))
+                };
+                let record = ActionRecord {
+                    id: as_u32("action record id", rid)?,
+                    action: as_u32("action index", action)?,
+                    run_id: as_u32("action run_id", run)?,
+                    claimed_by: by.remove(&rid).unwrap_or_default(),
+                };
+                next = next.max(record.id + 1);
+                out.push(record);
+            }
+            Ok((out, next))
+        })
+    }
 }

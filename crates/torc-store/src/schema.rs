@@ -157,6 +157,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    action_records (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        action_index -> Integer,
+        run_id -> Integer,
+        triggered_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    action_claims (workflow_id, record_id, executor) {
+        workflow_id -> BigInt,
+        record_id -> Integer,
+        executor -> Text,
+        claimed_at -> BigInt,
+    }
+}
+
 diesel::joinable!(jobs -> workflows (workflow_id));
 diesel::joinable!(results -> workflows (workflow_id));
 diesel::joinable!(events -> workflows (workflow_id));
@@ -174,4 +193,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     results,
     events,
     tokens,
+    action_records,
+    action_claims,
 );

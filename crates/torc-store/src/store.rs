@@ -44,6 +44,7 @@ type UpdateGroups = BTreeMap<(i16, i32), Vec<i32>>;
 struct WorkflowBatch {
     jobs: Changes,
     workflow: Option<WorkflowChange>,
+    actions: Vec<torc_core::changes::ActionChange>,
 }
 
 impl Store {
@@ -138,6 +139,7 @@ impl Store {
             if changes.workflow.is_some() {
                 entry.workflow = changes.workflow;
             }
+            entry.actions.extend_from_slice(&changes.actions);
             for r in &changes.results {
                 new_results.push(NewResult::new(*wf, r)?);
             }
@@ -210,6 +212,11 @@ impl Store {
             }
             new_results.insert_all(conn)?;
             new_events.insert_all(conn)?;
+            for (wf, b) in &per_workflow {
+                if !b.actions.is_empty() {
+                    crate::actions::write(conn, *wf, &b.actions)?;
+                }
+            }
             Ok(())
         })?;
         tracing::debug!(

@@ -131,7 +131,14 @@ impl Triggers {
         actions: &[ActionDef],
     ) {
         self.next_record = next_record.max(records.iter().map(|r| r.id + 1).max().unwrap_or(1));
-        self.records = records;
+        // A claimed record of a non-persistent action is done with.
+        self.records = records
+            .into_iter()
+            .filter(|r| {
+                r.claimed_by.is_empty()
+                    || actions.get(r.action as usize).is_some_and(|a| a.persistent)
+            })
+            .collect();
         if self.next_record <= 1 {
             for (a, def) in actions.iter().enumerate() {
                 if def.trigger == Trigger::OnWorkflowStart {
@@ -296,6 +303,17 @@ impl WorkflowSched {
                 executor: executor.to_string(),
                 time: now,
             });
+            let scheduler = match &action.kind {
+                ActionKind::ScheduleNodes {
+                    scheduler: Some(name),
+                    ..
+                } => def
+                    .slurm_schedulers
+                    .iter()
+                    .find(|s| &s.name == name)
+                    .cloned(),
+                _ => None,
+            };
             out.push(ClaimedAction {
                 record: rec.id,
                 action_index: rec.action,
@@ -303,6 +321,9 @@ impl WorkflowSched {
                 trigger: action.trigger,
                 kind: action.kind.clone(),
                 jobs: action.jobs.clone(),
+                scheduler,
+                slurm_defaults: def.slurm_defaults.clone(),
+                wait_for_new_jobs_seconds: def.compute_node.wait_for_new_jobs_seconds,
             });
         }
         // Claimed non-persistent records are done with.
@@ -316,22 +337,16 @@ impl WorkflowSched {
         (out, changes)
     }
 
-    /// Ready and blocked jobs (and those not yet evaluated) that `scheduler` would run: what an
-    /// allocation of that scheduler may still get. `None` counts the jobs without a scheduler.
-    pub fn open_jobs_of(&self, scheduler: Option<&str>) -> u64 {
-        self.jobs
-            .iter()
-            .zip(&self.def.jobs)
-            .filter(|(rt, def)| {
-                matches!(
-                    rt.status,
-                    JobStatus::Uninitialized
-                        | JobStatus::Blocked
-                        | JobStatus::Ready
-                        | JobStatus::Pending
-                        | JobStatus::Running
-                ) && def.scheduler.as_deref() == scheduler
-            })
-            .count() as u64
+    /// Jobs not finished yet, per scheduler name (`""`: jobs without one): what allocations of
+    /// each scheduler may still get. Costs a pass over the jobs; asked for with action claims.
+    pub fn open_jobs_by_scheduler(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (rt, def) in self.jobs.iter().zip(&self.def.jobs) {
+            if !rt.status.is_finished() && rt.status != JobStatus::PendingFailed {
+                *out.entry(def.scheduler.clone().unwrap_or_default())
+                    .or_insert(0) += 1;
+            }
+        }
+        out
     }
 }

@@ -46,6 +46,11 @@ impl ReadyQueue {
             .iter()
             .map(|j| {
                 let mut tags = j.tags.clone();
+                // A job of a Slurm scheduler goes only to that scheduler's allocations (or to a
+                // runner that takes every job): its scheduler is one more tag it requires.
+                if let Some(s) = &j.scheduler {
+                    tags.push(crate::api::RunnerTags::scheduler_tag(s));
+                }
                 tags.sort_unstable();
                 tags.dedup();
                 *tag_index.entry(tags).or_insert_with_key(|tags| {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
-use torc_core::api::{ReportBatch, ReportResponse};
+use torc_core::api::{ActionClaimRequest, ActionClaimResponse, ReportBatch, ReportResponse};
 use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
 use torc_core::sched::{FairPool, SchedError, StatusSummary, WorkflowSched};
 use torc_core::{WorkflowDef, WorkflowId};
@@ -188,6 +188,8 @@ impl Writer {
                 &loaded.jobs,
                 now(),
             )?;
+            let (records, next) = self.store.load_actions(id)?;
+            sched.restore_actions(records, next);
             let changes = sched.initialize(now());
             self.workflows.insert(id, sched);
             self.touched.insert(id);
@@ -269,6 +271,10 @@ impl Writer {
                 let r = self.workflow(id).map(|s| s.summary());
                 self.answers.push(Pending::Status(reply, r));
             }
+            Request::ClaimActions { req, reply } => {
+                let r = self.claim_actions(req);
+                self.answers.push(Pending::Actions(reply, r));
+            }
             Request::Unload { id, reply } => {
                 self.workflows.remove(&id);
                 self.touched.insert(id);
@@ -327,6 +333,22 @@ impl Writer {
         let summary = sched.summary();
         self.touched.insert(id);
         Ok(summary)
+    }
+
+    fn claim_actions(
+        &mut self,
+        req: ActionClaimRequest,
+    ) -> Result<ActionClaimResponse, EngineError> {
+        let id = req.workflow_id;
+        let sched = self.workflow(id)?;
+        let (actions, changes) = sched.claim_actions(&req.executor, &req.can, now());
+        let response = ActionClaimResponse {
+            actions,
+            workflow_state: sched.state(),
+            open_jobs: sched.open_jobs_by_scheduler(),
+        };
+        self.record(id, changes);
+        Ok(response)
     }
 
     /// Writes the batch in one transaction, then answers its callers.

@@ -14,7 +14,9 @@ use crate::wire::{
 };
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use torc_core::api::{ClaimRequest, HeartbeatRequest, ReportBatch, SharedClaimRequest};
+use torc_core::api::{
+    ActionClaimRequest, ClaimRequest, HeartbeatRequest, ReportBatch, SharedClaimRequest,
+};
 use torc_core::WorkflowId;
 
 type Svc = web::Data<Service>;
@@ -297,6 +299,31 @@ pub async fn heartbeat(
         .await?)
 }
 
+/// An executor of workflow actions (`torc submit`, a runner, a server with `--execute-actions`)
+/// takes the triggered actions it can carry out: each goes to one executor (a persistent one to
+/// each that asks), and the claim is durable before the answer.
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/actions/claim", tag = "runners",
+    params(("id" = i64, Path, description = "Workflow id")),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The actions claimed, the workflow's state, and the jobs still open per scheduler", body = Object),
+        (status = 400, description = "Malformed, or ids that disagree", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Out-of-range executor id", body = ErrorBody),
+    )
+)]
+pub async fn claim_actions(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    req: web::Json<ActionClaimRequest>,
+) -> Answer {
+    ok(svc
+        .claim_actions(&who, WorkflowId(*id), req.into_inner())
+        .await?)
+}
+
 /// Create a bearer token (admins only). The token is in this answer and nowhere else: the
 /// server stores its SHA-256.
 #[utoipa::path(
@@ -396,6 +423,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
         web::put().to(set_max_concurrent_jobs),
     )
     .route("/runners/claim", web::post().to(claim_shared))
+    .route(
+        "/workflows/{id}/actions/claim",
+        web::post().to(claim_actions),
+    )
     .service(
         web::resource("/workflows/{id}/report")
             .app_data(report_json.clone())

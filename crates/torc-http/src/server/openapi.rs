@@ -31,6 +31,7 @@ use utoipa::OpenApi;
         handlers::set_max_concurrent_jobs,
         handlers::report,
         handlers::heartbeat,
+        handlers::claim_actions,
         handlers::create_token,
         handlers::list_tokens,
         handlers::revoke_token,

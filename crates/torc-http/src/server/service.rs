@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use torc_core::api::{
-    ClaimRequest, ClaimResponse, Coordinator, HeartbeatRequest, HeartbeatResponse, ReportBatch,
-    ReportResponse, SharedClaimRequest,
+    ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
+    HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
@@ -471,6 +471,19 @@ impl Service {
         self.note_runner(&req.runner_id, path_id)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
         Ok(self.engine.heartbeat(req).await?)
+    }
+
+    /// Hands an executor the triggered actions of a workflow that it can carry out.
+    pub async fn claim_actions(
+        &self,
+        who: &Principal,
+        path_id: WorkflowId,
+        req: ActionClaimRequest,
+    ) -> Result<ActionClaimResponse, ApiError> {
+        self.allow(who, path_id, Access::Run).await?;
+        Self::check_path_id(path_id, req.workflow_id)?;
+        self.check_runner(&RunnerId(req.executor.clone()))?;
+        Ok(self.engine.claim_actions(req).await?)
     }
 
     /// Creates a token (admins only): a random one, of which only the SHA-256 is stored; the

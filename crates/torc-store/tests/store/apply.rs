@@ -36,6 +36,7 @@ pub(super) fn applied_changes_are_loaded_back(db: &TestDb) {
             state: WorkflowState::Canceled,
             run_id: 2,
         }),
+        actions: Vec::new(),
     };
     store.apply(&[(id, &first), (id, &second)]).unwrap();
 

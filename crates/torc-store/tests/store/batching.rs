@@ -59,6 +59,7 @@ pub(super) fn any_changes() -> impl Strategy<Value = Changes> {
                 .map(|(k, j, m)| event(k, j, &m))
                 .collect(),
             workflow: workflow.map(|(state, run_id)| WorkflowChange { state, run_id }),
+            actions: Vec::new(),
         })
 }
 

@@ -1,0 +1,2 @@
+DROP TABLE action_claims;
+DROP TABLE action_records;
