@@ -1,6 +1,7 @@
 //! End to end: the real `torc` binary, real subprocesses, real signals.
 
 mod seeing;
+mod slurm;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
