@@ -189,3 +189,47 @@ jobs:
         text(&unknown.stderr)
     );
 }
+
+#[test]
+fn submit_watch_starts_a_local_runner_and_runs_the_completion_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_server(&dir.path().join("server.db"));
+    let done = dir.path().join("done.txt");
+    let spec = write_spec(
+        dir.path(),
+        "local.yaml",
+        &format!(
+            r#"
+name: local_actions
+actions:
+  - {{trigger_type: on_workflow_start, action_type: schedule_nodes, scheduler_type: local, max_parallel_jobs: 2}}
+  - {{trigger_type: on_workflow_complete, action_type: run_commands, commands: ["ls {dir} | grep -c '^j_' > {done}"]}}
+jobs:
+  - name: j_{{i}}
+    command: touch {dir}/j_{{i}}
+    parameters:
+      i: "1:5"
+"#,
+            dir = dir.path().display(),
+            done = done.display()
+        ),
+    );
+    let out = torc_in(
+        dir.path(),
+        &[
+            "--url",
+            &url,
+            "submit",
+            spec.to_str().unwrap(),
+            "--watch",
+            "--poll-secs",
+            "0.2",
+        ],
+    );
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("local runner"), "{said}");
+    assert!(said.contains("is complete"), "{said}");
+    // The completion command ran after every job, once.
+    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "5");
+}
