@@ -99,8 +99,18 @@ pub struct ClaimedJob {
     #[serde(default, with = "opt_duration_secs")]
     pub timeout: Option<Duration>,
     pub env: BTreeMap<String, String>,
+    /// How the job's output is kept (the job's own `stdio`, else the workflow's).
+    #[serde(default)]
+    pub stdio: crate::model::StdioConfig,
+    /// The return code recorded when the runner stops the job for time (its `timeout`).
+    #[serde(default = "default_timeout_exit_code")]
+    pub timeout_exit_code: i32,
     /// The job's failure handler, so that the runner can run a recovery script before a retry.
     pub failure_handler: Option<FailureHandler>,
+}
+
+fn default_timeout_exit_code() -> i32 {
+    crate::model::ExecutionConfig::default().timeout_exit_code
 }
 
 impl ClaimedJob {

@@ -27,7 +27,7 @@ mod shutdown;
 
 pub use config::{Capacity, RunnerConfig};
 pub use error::{Progress, RunEnd, RunSummary, RunnerError};
-pub use process::{return_code, stdio_paths, RC_RUNNER_ERROR};
+pub use process::{output_files, return_code, stdio_paths, Output, RC_RUNNER_ERROR};
 pub use resources::{detect_resources, DetectedResources};
 pub use runner::{run, run_with_progress};
 pub use shutdown::{install_signal_handlers, Shutdown, SignalGuard};

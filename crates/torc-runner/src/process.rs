@@ -9,6 +9,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::process::{Child, Command};
 use torc_core::api::ClaimedJob;
+use torc_core::model::StdioMode;
 use torc_core::Timestamp;
 
 /// The return code reported when the runner could not start or wait for a job's process.
@@ -34,6 +35,44 @@ pub fn stdio_paths(stdio_dir: &Path, job: &ClaimedJob) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Where one attempt's output goes, as its `stdio` mode says; no file is made that the mode does
+/// not ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Separate {
+        out: PathBuf,
+        err: PathBuf,
+    },
+    /// Both streams in one `.log`.
+    Combined(PathBuf),
+    OnlyStdout(PathBuf),
+    OnlyStderr(PathBuf),
+    None,
+}
+
+impl Output {
+    /// The files this output writes.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            Output::Separate { out, err } => vec![out, err],
+            Output::Combined(p) | Output::OnlyStdout(p) | Output::OnlyStderr(p) => vec![p],
+            Output::None => Vec::new(),
+        }
+    }
+}
+
+/// The output files of one attempt of `job` under `stdio_dir`.
+pub fn output_files(stdio_dir: &Path, job: &ClaimedJob) -> Output {
+    let (out, err) = stdio_paths(stdio_dir, job);
+    match job.stdio.mode {
+        StdioMode::Separate => Output::Separate { out, err },
+        StdioMode::Combined => Output::Combined(out.with_extension("log")),
+        StdioMode::NoStdout => Output::OnlyStderr(err),
+        StdioMode::NoStderr => Output::OnlyStdout(out),
+        StdioMode::None => Output::None,
+    }
+}
+
 /// Starts the job's shell command in a new process group.
 pub(crate) fn spawn_job(job: &ClaimedJob, ctx: &JobContext) -> io::Result<Child> {
     spawn_shell(&job.shell_command(), job, ctx, false)
@@ -55,16 +94,28 @@ fn spawn_shell(
     ctx: &JobContext,
     append: bool,
 ) -> io::Result<Child> {
-    let (out_path, err_path) = stdio_paths(&ctx.stdio_dir, job);
-    let open = |path: &Path| -> io::Result<File> {
-        if append {
-            OpenOptions::new().create(true).append(true).open(path)
+    let open = |path: &Path| -> io::Result<Stdio> {
+        let file: File = if append {
+            OpenOptions::new().create(true).append(true).open(path)?
         } else {
-            File::create(path)
-        }
+            File::create(path)?
+        };
+        Ok(file.into())
     };
-    let stdout = open(&out_path)?;
-    let stderr = open(&err_path)?;
+    let (stdout, stderr) = match output_files(&ctx.stdio_dir, job) {
+        Output::Separate { out, err } => (open(&out)?, open(&err)?),
+        Output::Combined(log) => {
+            let file: File = if append {
+                OpenOptions::new().create(true).append(true).open(&log)?
+            } else {
+                File::create(&log)?
+            };
+            (file.try_clone()?.into(), file.into())
+        }
+        Output::OnlyStderr(err) => (Stdio::null(), open(&err)?),
+        Output::OnlyStdout(out) => (open(&out)?, Stdio::null()),
+        Output::None => (Stdio::null(), Stdio::null()),
+    };
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(script)
@@ -158,6 +209,8 @@ mod tests {
             supports_termination: false,
             timeout: None,
             env: BTreeMap::new(),
+            stdio: Default::default(),
+            timeout_exit_code: 152,
             failure_handler: None,
         }
     }

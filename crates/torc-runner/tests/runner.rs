@@ -364,6 +364,8 @@ fn job(idx: usize, name: &str, command: &str) -> ClaimedJob {
         supports_termination: false,
         timeout: None,
         env: BTreeMap::new(),
+        stdio: Default::default(),
+        timeout_exit_code: 152,
         failure_handler: None,
     }
 }

@@ -106,6 +106,8 @@ impl WorkflowSched {
             supports_termination: job.supports_termination,
             timeout: job.timeout,
             env: job.env.clone(),
+            stdio: *job.stdio_in(&self.def),
+            timeout_exit_code: self.def.execution.timeout_exit_code,
             failure_handler: job
                 .failure_handler
                 .and_then(|h| self.def.failure_handlers.get(h as usize))

@@ -140,6 +140,11 @@ pub struct ClaimedJob {
     #[serde(default)]
     pub timeout: Option<f64>,
     pub env: BTreeMap<String, String>,
+    /// `{mode: separate|combined|no_stdout|no_stderr|none, delete_on_success}`.
+    #[serde(default)]
+    pub stdio: serde_json::Value,
+    #[serde(default)]
+    pub timeout_exit_code: i32,
     pub failure_handler: Option<FailureHandler>,
 }
 
@@ -311,6 +316,8 @@ mod tests {
             supports_termination: true,
             timeout: Some(Duration::from_millis(1500)),
             env: [("K".to_string(), "V".to_string())].into(),
+            stdio: Default::default(),
+            timeout_exit_code: 152,
             failure_handler: Some(FailureHandler {
                 name: "h".into(),
                 rules: vec![FailureRule {

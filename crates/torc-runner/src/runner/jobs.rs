@@ -38,6 +38,8 @@ pub(super) struct Running {
     pub(super) kill_at: Option<Instant>,
     /// The runner stopped it (timeout, shutdown, cancellation).
     pub(super) terminated: bool,
+    /// It ran past its `timeout`: recorded with its `timeout_exit_code`.
+    pub(super) timed_out: bool,
     /// The coordinator took it back (this runner's lease had lapsed): not to be reported.
     pub(super) revoked: bool,
 }
@@ -168,6 +170,7 @@ impl<C: Coordinator> EventLoop<C> {
                         start_time,
                         kill_at: None,
                         terminated: false,
+                        timed_out: false,
                         revoked: false,
                     },
                 );
@@ -307,6 +310,18 @@ impl<C: Coordinator> EventLoop<C> {
             debug!(job = key.1 .0, "revoked job ended; not reported");
             self.counts.revoked += 1;
             return;
+        }
+        let rc = if r.timed_out {
+            r.job.timeout_exit_code
+        } else {
+            rc
+        };
+        if rc == 0 && !r.terminated && !recovery_failed && r.job.stdio.delete_on_success {
+            for f in process::output_files(&self.ctx.stdio_dir, &r.job).files() {
+                if let Err(e) = std::fs::remove_file(f) {
+                    debug!(file = %f.display(), error = %e, "cannot remove a completed job's output");
+                }
+            }
         }
         if r.terminated {
             self.counts.terminated += 1;

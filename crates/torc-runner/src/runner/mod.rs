@@ -417,6 +417,7 @@ impl<C: Coordinator> EventLoop<C> {
             let timed_out = r.deadline.is_some_and(|d| d <= now);
             if timed_out && !r.terminated && matches!(r.phase, Phase::Job) {
                 warn!(job = r.job.job_id.0, name = %r.job.name, "job ran past its timeout: terminating");
+                r.timed_out = true;
                 r.terminate(now, grace, false);
             }
             if r.kill_at.is_some_and(|t| t <= now) {

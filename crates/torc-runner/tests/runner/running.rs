@@ -271,3 +271,65 @@ async fn recovery_scripts_run_before_a_retry() {
     // Each attempt has its own output file.
     assert!(stdio(dir.path(), 0, 2, "o").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_modes_make_only_the_files_they_ask_for() {
+    use torc_core::model::{StdioConfig, StdioMode};
+    let dir = tempfile::tempdir().unwrap();
+    let both = "echo out; echo err >&2";
+    let mode = |mode, delete_on_success| StdioConfig {
+        mode,
+        delete_on_success,
+    };
+    let mut jobs = Vec::new();
+    for (i, (stdio, cmd)) in [
+        (mode(StdioMode::Separate, false), both.to_string()),
+        (mode(StdioMode::Combined, false), both.to_string()),
+        (mode(StdioMode::NoStdout, false), both.to_string()),
+        (mode(StdioMode::NoStderr, false), both.to_string()),
+        (mode(StdioMode::None, false), both.to_string()),
+        (mode(StdioMode::Combined, true), both.to_string()),
+        (mode(StdioMode::Combined, true), format!("{both}; exit 3")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut j = job(i, &format!("j{i}"), &cmd);
+        j.stdio = stdio;
+        jobs.push((j, vec![]));
+    }
+    let fake = Fake::new(jobs);
+    run_to_end(
+        &fake,
+        config(dir.path(), Capacity::MaxParallelJobs(2)),
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    let files = |i: usize| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("job_stdio"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("job_wf7_j{}_", i + 1)))
+            .collect();
+        names.sort();
+        names
+    };
+    let ext = |i: usize| -> Vec<String> {
+        files(i)
+            .iter()
+            .map(|n| n.rsplit('.').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ext(0), ["e", "o"]);
+    assert_eq!(ext(1), ["log"]);
+    let log = read(&stdio(dir.path(), 1, 1, "log"));
+    assert!(log.contains("out") && log.contains("err"), "{log}");
+    assert_eq!(ext(2), ["e"]);
+    assert_eq!(ext(3), ["o"]);
+    assert!(ext(4).is_empty(), "none: no file at all");
+    assert!(ext(5).is_empty(), "a completed job's files are deleted");
+    assert_eq!(ext(6), ["log"], "a failed job keeps its log");
+    assert_eq!(fake.completion(6, 1).return_code, 3);
+}

@@ -29,7 +29,10 @@ async fn a_job_past_its_timeout_is_terminated_with_its_group() {
     assert_eq!(summary.terminated, 1);
     let c = fake.completion(0, 1);
     assert!(c.terminated);
-    assert_eq!(c.return_code, -libc::SIGKILL);
+    assert_eq!(
+        c.return_code, 152,
+        "stopped for time: its timeout_exit_code"
+    );
     assert_eq!(fake.status(0), JobStatus::Terminated);
     assert_gone(read_pid(&pid)).await;
     assert_gone(read_pid(&child)).await;
