@@ -41,12 +41,13 @@ struct Args {
     /// `--idle-timeout`.
     #[arg(long)]
     shared: bool,
-    /// Tags this runner offers, comma-separated: it takes a tagged job only if it has all of the
+    /// Labels (tags) this runner offers, comma-separated: it takes a tagged job only if it has all of the
     /// job's tags, and untagged jobs only with `--run-untagged`. A shared runner without tags
     /// takes untagged jobs only; a `--workflow` runner without tags takes every job.
-    #[arg(long, value_delimiter = ',')]
+    /// (`--label` is Torc's name for them; `--labels` and `--tags` are the same option.)
+    #[arg(long = "label", visible_aliases = ["labels", "tags"], value_delimiter = ',')]
     tags: Vec<String>,
-    /// With `--tags`: take untagged jobs too.
+    /// With `--label`: take unlabelled jobs too.
     #[arg(long)]
     run_untagged: bool,
     /// Serve the jobs of this Slurm scheduler (the `slurm_schedulers` entry named in the
@@ -126,7 +127,7 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
         .filter(|t| !t.is_empty())
         .collect();
     if args.run_untagged && tags.is_empty() {
-        bail!("--run-untagged needs --tags (a runner without tags runs untagged jobs anyway)");
+        bail!("--run-untagged needs --label (a runner without labels runs unlabelled jobs anyway)");
     }
     if let Some(scheduler) = &args.scheduler {
         config.tags = Some(RunnerTags::for_scheduler(scheduler, &tags));
