@@ -40,6 +40,8 @@ pub(super) struct Running {
     pub(super) terminated: bool,
     /// It ran past its `timeout`: recorded with its `timeout_exit_code`.
     pub(super) timed_out: bool,
+    /// The runner's GPUs (indexes into its device list) given to it.
+    pub(super) gpus: Vec<usize>,
     /// The coordinator took it back (this runner's lease had lapsed): not to be reported.
     pub(super) revoked: bool,
 }
@@ -141,8 +143,47 @@ impl<C: Coordinator> EventLoop<C> {
         }
     }
 
-    pub(super) fn start_job(&mut self, job: ClaimedJob) {
+    /// GPUs for a job that needs `n`: the lowest of this runner's devices that no running job
+    /// holds, as indexes, and the `CUDA_VISIBLE_DEVICES` value naming them. `None` when the
+    /// runner does not count GPUs (count-based capacity, or none offered).
+    fn assign_gpus(&self, n: u32) -> Option<(Vec<usize>, String)> {
+        let Capacity::Resources { num_gpus, .. } = self.cfg.capacity else {
+            return None;
+        };
+        if num_gpus == 0 {
+            return None;
+        }
+        // The devices this runner was given (an allocation's, or the machine's), by name.
+        let names: Vec<String> = match std::env::var("CUDA_VISIBLE_DEVICES") {
+            Ok(v) if !v.trim().is_empty() => v.split(',').map(|d| d.trim().to_string()).collect(),
+            _ => (0..num_gpus).map(|i| i.to_string()).collect(),
+        };
+        let held: std::collections::HashSet<usize> = self
+            .running
+            .values()
+            .flat_map(|r| r.gpus.iter().copied())
+            .collect();
+        let mine: Vec<usize> = (0..names.len().min(num_gpus as usize))
+            .filter(|i| !held.contains(i))
+            .take(n as usize)
+            .collect();
+        let value = mine
+            .iter()
+            .map(|&i| names[i].as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        Some((mine, value))
+    }
+
+    pub(super) fn start_job(&mut self, mut job: ClaimedJob) {
         let start_time = process::now_timestamp();
+        let gpus = match self.assign_gpus(job.resources.num_gpus) {
+            Some((gpus, value)) => {
+                job.env.insert("CUDA_VISIBLE_DEVICES".into(), value);
+                gpus
+            }
+            None => Vec::new(),
+        };
         if self.running.contains_key(&key_of(&job)) {
             error!(
                 job = job.job_id.0,
@@ -171,6 +212,7 @@ impl<C: Coordinator> EventLoop<C> {
                         kill_at: None,
                         terminated: false,
                         timed_out: false,
+                        gpus,
                         revoked: false,
                     },
                 );

@@ -333,3 +333,43 @@ async fn stdio_modes_make_only_the_files_they_ask_for() {
     assert_eq!(ext(6), ["log"], "a failed job keeps its log");
     assert_eq!(fake.completion(6, 1).return_code, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_sees_only_the_gpus_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    // a and b each hold one GPU until both have started, so they run at once; c needs one of
+    // theirs after; d needs none.
+    let gpu_job = |i: usize, name: &str, cmd: String| {
+        let mut j = job(i, name, &cmd);
+        j.resources.num_gpus = 1;
+        j
+    };
+    let a = gpu_job(
+        0,
+        "a",
+        format!("echo $CUDA_VISIBLE_DEVICES > {d}/a; while [ ! -f {d}/b ]; do sleep 0.01; done"),
+    );
+    let b = gpu_job(
+        1,
+        "b",
+        format!("echo $CUDA_VISIBLE_DEVICES > {d}/b; while [ ! -f {d}/a ]; do sleep 0.01; done"),
+    );
+    let c = gpu_job(2, "c", format!("echo $CUDA_VISIBLE_DEVICES > {d}/c"));
+    let none = job(3, "d", &format!("echo \"[$CUDA_VISIBLE_DEVICES]\" > {d}/d"));
+    let fake = Fake::new(vec![(a, vec![]), (b, vec![]), (c, vec![]), (none, vec![])]);
+    let capacity = Capacity::Resources {
+        num_cpus: 4,
+        memory_bytes: 1 << 30,
+        num_gpus: 2,
+    };
+    run_to_end(&fake, config(dir.path(), capacity), Shutdown::new())
+        .await
+        .unwrap();
+    let got = |n: &str| read(&dir.path().join(n)).trim().to_string();
+    let mut ab = [got("a"), got("b")];
+    ab.sort();
+    assert_eq!(ab, ["0", "1"], "two jobs at once never share a GPU");
+    assert!(["0", "1"].contains(&got("c").as_str()), "{}", got("c"));
+    assert_eq!(got("d"), "[]", "a job without GPUs sees none");
+}
