@@ -107,9 +107,7 @@ fn capacity(args: &Args) -> Result<Capacity> {
 }
 
 fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = torc_runner::hostname().unwrap_or_else(|| "localhost".into());
     let runner_id =
         (args.runner_id.clone()).unwrap_or_else(|| format!("{host}:{}", std::process::id()));
     let mut config = RunnerConfig::new(

@@ -151,13 +151,13 @@ async fn drive<C: Coordinator, W: Watched>(
     let shutdown = Shutdown::new();
     let _signals = torc_runner::install_signal_handlers(shutdown.clone())
         .context("cannot install signal handlers")?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = torc_runner::hostname().unwrap_or_default();
     let config = RunnerConfig {
         grace_period: Duration::from_secs(args.grace_period),
         api_url,
         ..RunnerConfig::new(
             id,
-            RunnerId(format!("{}:{}", host.trim(), std::process::id())),
+            RunnerId(format!("{}:{}", host, std::process::id())),
             capacity,
             global.output_dir.clone(),
         )

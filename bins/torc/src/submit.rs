@@ -157,9 +157,7 @@ pub fn submit(global: &Global, args: &SubmitArgs) -> Result<()> {
     };
     let executor = format!(
         "submit:{}:{}",
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into()),
+        torc_runner::hostname().unwrap_or_else(|| "localhost".into()),
         std::process::id()
     );
     loop {

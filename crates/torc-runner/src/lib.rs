@@ -28,6 +28,6 @@ mod shutdown;
 pub use config::{Capacity, RunnerConfig};
 pub use error::{Progress, RunEnd, RunSummary, RunnerError};
 pub use process::{output_files, return_code, stdio_paths, Output, RC_RUNNER_ERROR};
-pub use resources::{detect_resources, DetectedResources};
+pub use resources::{detect_resources, hostname, DetectedResources};
 pub use runner::{run, run_with_progress};
 pub use shutdown::{install_signal_handlers, Shutdown, SignalGuard};

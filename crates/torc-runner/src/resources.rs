@@ -13,6 +13,14 @@ pub struct DetectedResources {
 /// Detects the CPUs this process may use (affinity mask, capped by a cgroup v2 `cpu.max`
 /// quota), the memory (`MemTotal`, capped by the lowest cgroup v2 `memory.max` on the way to
 /// the root) and the NVIDIA GPUs (`/dev/nvidiaN`, overridden by `CUDA_VISIBLE_DEVICES`).
+/// This machine's host name (from the kernel), if it can be read: part of default runner and
+/// executor names.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+}
+
 pub fn detect_resources() -> DetectedResources {
     let cgroup = own_cgroup_dir();
     let mut num_cpus = affinity_cpus()
