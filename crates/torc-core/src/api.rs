@@ -355,7 +355,4 @@ pub struct ClaimedAction {
 pub struct ActionClaimResponse {
     pub actions: Vec<ClaimedAction>,
     pub workflow_state: WorkflowState,
-    /// Jobs not yet finished, per scheduler name (`""`: jobs without a scheduler): what
-    /// allocations may still get.
-    pub open_jobs: BTreeMap<String, u64>,
 }

@@ -336,17 +336,4 @@ impl WorkflowSched {
         });
         (out, changes)
     }
-
-    /// Jobs not finished yet, per scheduler name (`""`: jobs without one): what allocations of
-    /// each scheduler may still get. Costs a pass over the jobs; asked for with action claims.
-    pub fn open_jobs_by_scheduler(&self) -> std::collections::BTreeMap<String, u64> {
-        let mut out = std::collections::BTreeMap::new();
-        for (rt, def) in self.jobs.iter().zip(&self.def.jobs) {
-            if !rt.status.is_finished() && rt.status != JobStatus::PendingFailed {
-                *out.entry(def.scheduler.clone().unwrap_or_default())
-                    .or_insert(0) += 1;
-            }
-        }
-        out
-    }
 }

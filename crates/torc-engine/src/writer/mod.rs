@@ -345,7 +345,6 @@ impl Writer {
         let response = ActionClaimResponse {
             actions,
             workflow_state: sched.state(),
-            open_jobs: sched.open_jobs_by_scheduler(),
         };
         self.record(id, changes);
         Ok(response)

@@ -307,7 +307,7 @@ pub async fn heartbeat(
     params(("id" = i64, Path, description = "Workflow id")),
     request_body = Object,
     responses(
-        (status = 200, description = "The actions claimed, the workflow's state, and the jobs still open per scheduler", body = Object),
+        (status = 200, description = "The actions claimed and the workflow's state", body = Object),
         (status = 400, description = "Malformed, or ids that disagree", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, description = "Out-of-range executor id", body = ErrorBody),
