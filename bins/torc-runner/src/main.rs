@@ -14,9 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use torc_core::api::RunnerTags;
+use torc_core::alloc::{AllocationState, AllocationUpdate};
+use torc_core::api::{ActionCapabilities, RunnerTags};
 use torc_core::{RunnerId, WorkflowId};
 use torc_http::HttpClient;
+use torc_runner::executor::{self, Executor, LaunchSettings};
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -85,6 +87,14 @@ struct Args {
     /// server's lease at most, whatever is given here).
     #[arg(long, default_value_t = 10.0)]
     heartbeat_secs: f64,
+    /// Do not carry out the workflow's actions. By default a `--workflow` runner also takes
+    /// the triggered actions it can do here: `run_commands` (in its directory) and, when
+    /// `sbatch` is on its PATH, `schedule_nodes` of Slurm schedulers.
+    #[arg(long)]
+    no_actions: bool,
+    /// Seconds between looks for triggered actions.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    actions_secs: f64,
 }
 
 fn capacity(args: &Args) -> Result<Capacity> {
@@ -181,6 +191,50 @@ fn allocation_limits(args: &Args, config: &mut RunnerConfig) {
     tracing::info!(job = %alloc.job_id, time_left = ?config.time_left, "serving a Slurm allocation");
 }
 
+/// The Slurm job this runner serves, when it was started by an allocation's script.
+fn slurm_job_id(args: &Args) -> Option<u64> {
+    args.scheduler.as_ref()?;
+    std::env::var("SLURM_JOB_ID").ok()?.trim().parse().ok()
+}
+
+/// The executor of the workflow's actions beside the runner (none for a shared runner or with
+/// `--no-actions`). Inside an allocation it first says the allocation runs.
+fn executor(
+    args: &Args,
+    config: &RunnerConfig,
+    client: &Arc<HttpClient>,
+) -> Result<Option<Executor<HttpClient>>> {
+    if config.shared || args.no_actions {
+        return Ok(None);
+    }
+    let can = ActionCapabilities {
+        slurm: executor::on_path("sbatch"),
+        local_runners: false,
+        run_commands: true,
+    };
+    let launch = LaunchSettings {
+        runner_bin: std::env::current_exe().context("cannot find this program's path")?,
+        api_url: client.api_url().to_string(),
+        output_dir: std::path::absolute(&args.output_dir)
+            .with_context(|| format!("--output-dir {}", args.output_dir.display()))?,
+    };
+    let mut exec = Executor::new(
+        Arc::clone(client),
+        config.workflow_id,
+        config.runner_id.0.clone(),
+        can,
+        Some(launch),
+    );
+    if let Some(id) = slurm_job_id(args) {
+        exec.report(AllocationUpdate::Seen {
+            batch_id: id,
+            state: AllocationState::Running,
+            note: String::new(),
+        });
+    }
+    Ok(Some(exec))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -215,7 +269,41 @@ async fn main() -> ExitCode {
     } else {
         format!("workflow {}", config.workflow_id)
     };
-    let outcome = torc_runner::run(Arc::new(client), config, shutdown).await;
+    let client = Arc::new(client);
+    let executor = match executor(&args, &config, &client) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let interval = Duration::from_secs_f64(args.actions_secs.max(0.5));
+    let actions = executor.map(|mut exec| {
+        tokio::spawn(async move {
+            executor::run_until(&mut exec, interval, async {
+                drop(stop_rx.await);
+            })
+            .await;
+            exec
+        })
+    });
+    let outcome = torc_runner::run(Arc::clone(&client), config, shutdown).await;
+    stop_tx.send(()).ok();
+    if let Some(task) = actions {
+        if let Ok(mut exec) = task.await {
+            if let Some(id) = slurm_job_id(&args) {
+                exec.report(AllocationUpdate::Seen {
+                    batch_id: id,
+                    state: AllocationState::Ended,
+                    note: "its runner exited".into(),
+                });
+            }
+            if let Err(e) = exec.step().await {
+                tracing::warn!(error = %e, "cannot report the end of this allocation");
+            }
+        }
+    }
     match outcome {
         Ok(s) => {
             println!(

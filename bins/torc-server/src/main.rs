@@ -11,8 +11,14 @@ use clap::{Parser, Subcommand};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use tokio::signal::unix::{signal, SignalKind};
+use torc_core::api::ActionCapabilities;
+use torc_core::changes::WorkflowState;
+use torc_core::WorkflowId;
+use torc_engine::EngineHandle;
 use torc_http::auth::{hash_token, new_token};
 use torc_http::{AuthConfig, Server, ServerConfig};
+use torc_runner::executor::{self, ExecutorPool, LaunchSettings};
+use torc_store::Store;
 use tracing_subscriber::EnvFilter;
 
 /// The torc server: workflows' state, served over HTTP under /torc-service/v1.
@@ -48,6 +54,23 @@ struct Args {
     /// Times a job may be lost with its runner in one run before it is terminated instead.
     #[arg(long, default_value_t = 3)]
     max_job_losses: u32,
+    /// Carry out every workflow's actions from here (run this server where `sbatch` works,
+    /// on a login node): Slurm allocations when they trigger, re-requests for ready work whose
+    /// allocation died, cancellation of allocations with no work left, `run_commands` in this
+    /// directory. Allocations' runners get the token from TORC_API_TOKEN in this server's
+    /// environment (sbatch passes it on), if the server requires one.
+    #[arg(long)]
+    execute_actions: bool,
+    /// With --execute-actions: seconds between looks.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_secs)]
+    actions_secs: f64,
+    /// With --execute-actions: the torc-runner allocations start [default: the one beside this
+    /// program].
+    #[arg(long, value_name = "PATH")]
+    runner_bin: Option<PathBuf>,
+    /// With --execute-actions: the workflows' output directory, for allocations' runners.
+    #[arg(long, default_value = "torc_output", env = "TORC_OUTPUT_DIR")]
+    output_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +146,39 @@ async fn main() -> Result<()> {
         .await
         .with_context(|| format!("cannot start the server on database {}", args.database))?;
     println!("torc-server listening on {}", server.url());
+    let actions = if args.execute_actions {
+        let launch = LaunchSettings {
+            runner_bin: runner_bin(args.runner_bin.as_deref())?,
+            api_url: server.url(),
+            output_dir: std::path::absolute(&args.output_dir)
+                .with_context(|| format!("--output-dir {}", args.output_dir.display()))?,
+        };
+        let can = ActionCapabilities {
+            slurm: executor::on_path("sbatch"),
+            local_runners: true,
+            run_commands: true,
+        };
+        if !can.slurm {
+            tracing::warn!(
+                "--execute-actions: no sbatch on PATH; Slurm actions are left to others"
+            );
+        }
+        let name = format!(
+            "server:{}:{}",
+            torc_runner::hostname().unwrap_or_else(|| "localhost".into()),
+            std::process::id()
+        );
+        let engine = std::sync::Arc::new(server.engine().clone());
+        let pool = ExecutorPool::new(engine, name, can, launch);
+        let every = std::time::Duration::from_secs_f64(args.actions_secs);
+        Some(tokio::spawn(execute_actions(
+            pool,
+            server.store().clone(),
+            every,
+        )))
+    } else {
+        None
+    };
     let stop = server.stop_handle();
     let stopper = tokio::spawn(async move {
         tokio::select! {
@@ -133,5 +189,50 @@ async fn main() -> Result<()> {
     });
     server.wait().await.context("the server failed")?;
     stopper.abort();
+    if let Some(task) = actions {
+        task.abort();
+    }
     Ok(())
+}
+
+/// The torc-runner beside this program, or the one given.
+fn runner_bin(given: Option<&std::path::Path>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return std::fs::canonicalize(p).with_context(|| format!("--runner-bin {}", p.display()));
+    }
+    let me = std::env::current_exe().context("cannot find this program's path")?;
+    let beside = me.with_file_name("torc-runner");
+    if !beside.exists() {
+        bail!(
+            "no torc-runner beside {} (pass --runner-bin PATH)",
+            me.display()
+        );
+    }
+    Ok(beside)
+}
+
+/// Steps the executors of every active workflow, for ever.
+async fn execute_actions(
+    mut pool: ExecutorPool<EngineHandle>,
+    store: Store,
+    every: std::time::Duration,
+) {
+    loop {
+        let reader = store.clone();
+        match tokio::task::spawn_blocking(move || reader.list_workflows()).await {
+            Ok(Ok(list)) => {
+                let active: Vec<WorkflowId> = list
+                    .iter()
+                    .filter(|w| w.state == WorkflowState::Active)
+                    .map(|w| w.id)
+                    .collect();
+                for (id, line) in pool.step_all(&active).await {
+                    tracing::info!(workflow = %id, "{line}");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot list workflows for their actions"),
+            Err(e) => tracing::warn!(error = %e, "cannot list workflows for their actions"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }

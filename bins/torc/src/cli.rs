@@ -106,6 +106,34 @@ pub struct SubmitArgs {
 pub enum SlurmCommand {
     /// Print the batch script of one allocation of a spec's scheduler.
     Script(SlurmScriptArgs),
+    /// Write `slurm_schedulers` and `schedule_nodes` actions into a spec from its jobs'
+    /// resource requirements and this cluster's partitions (read with `sinfo`): one scheduler
+    /// per requirement and stage, started at workflow start or when its jobs are ready.
+    Generate(SlurmGenerateArgs),
+    /// List the allocations (Slurm jobs) recorded for a workflow: scheduler, Slurm job id,
+    /// state, times.
+    Allocations {
+        /// The workflow id.
+        id: i64,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmGenerateArgs {
+    /// The spec file (YAML, JSON, JSON5 or KDL).
+    pub spec: PathBuf,
+    /// The Slurm account to charge (`sbatch --account`).
+    #[arg(long)]
+    pub account: String,
+    /// Put every scheduler on this partition (checked to fit) instead of choosing one.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Write the new spec here (.json for JSON, otherwise YAML) [default: stdout, YAML].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use torc_core::units::{format_duration, format_memory};
 use torc_core::{JobId, JobStatus, Timestamp, WorkflowId};
 use torc_engine::EngineHandle;
@@ -344,6 +345,11 @@ pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<Ex
                     rt.block_on(client.set_max_concurrent_jobs(id, cap))?
                 }
             };
+            if let Change::Cancel = change {
+                for line in crate::submit::cancel_allocations(&rt, Arc::new(client), id)? {
+                    errln!("{line}");
+                }
+            }
         }
         None => {
             let engine = EngineHandle::start(open_existing_store(global)?);
@@ -354,6 +360,11 @@ pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<Ex
                     rt.block_on(engine.set_max_concurrent_jobs(id, cap))?
                 }
             };
+            if let Change::Cancel = change {
+                for line in crate::submit::cancel_allocations(&rt, Arc::new(engine), id)? {
+                    errln!("{line}");
+                }
+            }
         }
     }
     let (summary, counts) = Source::open(global)?.summary(id)?;

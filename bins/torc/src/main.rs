@@ -8,6 +8,7 @@ mod jobinfo;
 mod out;
 mod progress;
 mod run;
+mod slurmcli;
 mod source;
 mod stdio;
 mod submit;
@@ -120,6 +121,10 @@ fn main() -> ExitCode {
         Command::Submit(args) => submit::submit(&cli.global, args).map(|()| ExitCode::SUCCESS),
         Command::Slurm(SlurmCommand::Script(args)) => {
             submit::slurm_script(&cli.global, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Slurm(SlurmCommand::Generate(args)) => slurmcli::generate(args),
+        Command::Slurm(SlurmCommand::Allocations { id, json }) => {
+            slurmcli::allocations(&cli.global, *id, *json)
         }
         Command::Tokens(TokensCommand::List { json }) => inspect::list_tokens(&cli.global, *json),
         Command::Tokens(TokensCommand::Revoke { name }) => inspect::revoke_token(&cli.global, name),

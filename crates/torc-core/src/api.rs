@@ -129,6 +129,10 @@ pub struct ClaimResponse {
     pub jobs: Vec<ClaimedJob>,
     /// When not active, the runner has nothing more to wait for in this workflow.
     pub workflow_state: WorkflowState,
+    /// For a runner of an allocation (its tags name a scheduler): the unfinished jobs it could
+    /// still be given. Zero means nothing for it can ever come (until a reset): it may exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_jobs: Option<u64>,
 }
 
 /// A job started running on the runner.
@@ -303,6 +307,20 @@ pub trait Coordinator: Send + Sync + 'static {
             message: "this coordinator does not serve shared runners".into(),
         }))
     }
+
+    /// An executor's exchange: takes the triggered actions it can carry out and passes on what
+    /// it reports about allocations (see [`ActionClaimRequest`]). A coordinator without actions
+    /// refuses.
+    fn claim_actions(
+        &self,
+        req: ActionClaimRequest,
+    ) -> impl Future<Output = Result<ActionClaimResponse, CoordinatorError>> + Send {
+        let _ = req;
+        std::future::ready(Err(CoordinatorError::Rejected {
+            code: ErrorCode::InvalidInput,
+            message: "this coordinator does not hand out workflow actions".into(),
+        }))
+    }
 }
 
 /// What an executor of workflow actions can carry out.
@@ -326,6 +344,14 @@ pub struct ActionClaimRequest {
     /// Who carries them out (a persistent action is handed once to each executor).
     pub executor: String,
     pub can: ActionCapabilities,
+    /// What the executor did and saw about allocations since it last asked.
+    #[serde(default)]
+    pub allocations: Vec<crate::alloc::AllocationUpdate>,
+    /// The executor keeps the workflow's allocations in line with its work (`torc submit
+    /// --watch`, a server executing actions): it is also handed re-requests for schedulers whose
+    /// ready work has no live allocation, and orders to cancel allocations that are not needed.
+    #[serde(default)]
+    pub elastic: bool,
 }
 
 /// A triggered action handed to an executor, with what it needs to carry it out.
@@ -355,4 +381,11 @@ pub struct ClaimedAction {
 pub struct ActionClaimResponse {
     pub actions: Vec<ClaimedAction>,
     pub workflow_state: WorkflowState,
+    /// For an elastic executor: allocations to cancel.
+    #[serde(default)]
+    pub orders: crate::alloc::AllocationOrders,
+    /// For an elastic executor: the workflow's live allocations, whose state it keeps up to date
+    /// from the batch system's queue.
+    #[serde(default)]
+    pub allocations: Vec<crate::alloc::Allocation>,
 }

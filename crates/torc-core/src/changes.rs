@@ -127,6 +127,9 @@ pub struct Changes {
     /// Actions triggered and claimed (see `sched::actions`).
     #[serde(default)]
     pub actions: Vec<ActionChange>,
+    /// Allocations recorded or changed, whole; a later entry for the same id wins.
+    #[serde(default)]
+    pub allocations: Vec<crate::alloc::Allocation>,
 }
 
 /// A workflow action's record was created or claimed.
@@ -156,6 +159,7 @@ impl Changes {
             && self.events.is_empty()
             && self.workflow.is_none()
             && self.actions.is_empty()
+            && self.allocations.is_empty()
     }
 
     /// Appends `other` after `self`, keeping order.
@@ -164,6 +168,7 @@ impl Changes {
         self.results.extend(other.results);
         self.events.extend(other.events);
         self.actions.extend(other.actions);
+        self.allocations.extend(other.allocations);
         if other.workflow.is_some() {
             self.workflow = other.workflow;
         }

@@ -8,6 +8,7 @@
 //! never reads the clock. Every operation is a synchronous method that takes `now` as an argument
 //! and returns the [`changes::Changes`] it made, so that a store can persist exactly that.
 
+pub mod alloc;
 pub mod api;
 pub mod changes;
 pub mod ids;

@@ -143,13 +143,22 @@ impl EngineHandle {
     }
 
     /// Hands an executor the triggered actions it can carry out (see
-    /// `torc_core::sched::WorkflowSched::claim_actions`); answered after the claim is committed.
+    /// `torc_core::sched::WorkflowSched::exchange_actions`), records what it reports about
+    /// allocations, and passes on the orders of an elastic one; answered after the commit.
     pub async fn claim_actions(
         &self,
         req: ActionClaimRequest,
     ) -> Result<ActionClaimResponse, EngineError> {
         self.call(|reply| Request::ClaimActions { req, reply })
             .await
+    }
+
+    /// Every allocation recorded for workflow `id`, oldest first.
+    pub async fn allocations(
+        &self,
+        id: WorkflowId,
+    ) -> Result<Vec<torc_core::alloc::Allocation>, EngineError> {
+        self.call(|reply| Request::Allocations { id, reply }).await
     }
 
     /// Drops a workflow's live state (it stays in the database).
@@ -195,6 +204,15 @@ impl Coordinator for EngineHandle {
         req: SharedClaimRequest,
     ) -> Result<ClaimResponse, CoordinatorError> {
         self.claim_shared_for(req, None)
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn claim_actions(
+        &self,
+        req: ActionClaimRequest,
+    ) -> Result<ActionClaimResponse, CoordinatorError> {
+        EngineHandle::claim_actions(self, req)
             .await
             .map_err(|e| e.to_coordinator_error())
     }

@@ -3,6 +3,7 @@
 use crate::EngineError;
 use std::time::Instant;
 use tokio::sync::oneshot;
+use torc_core::alloc::Allocation;
 use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, HeartbeatRequest,
     HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
@@ -69,6 +70,10 @@ pub(crate) enum Request {
         req: ActionClaimRequest,
         reply: Reply<ActionClaimResponse>,
     },
+    Allocations {
+        id: WorkflowId,
+        reply: Reply<Vec<Allocation>>,
+    },
 }
 
 /// An answer held back until the batch that produced it is committed.
@@ -86,6 +91,7 @@ pub(crate) enum Pending {
         Reply<ActionClaimResponse>,
         Result<ActionClaimResponse, EngineError>,
     ),
+    Allocations(Reply<Vec<Allocation>>, Result<Vec<Allocation>, EngineError>),
 }
 
 impl Pending {
@@ -98,6 +104,7 @@ impl Pending {
             Pending::Heartbeat(tx, r) => deliver(tx, r, commit_failed),
             Pending::Unit(tx, r) => deliver(tx, r, commit_failed),
             Pending::Actions(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Allocations(tx, r) => deliver(tx, r, commit_failed),
         }
     }
 }

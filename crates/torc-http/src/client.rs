@@ -463,6 +463,15 @@ impl HttpClient {
             .await
     }
 
+    /// Every allocation recorded for workflow `id`, oldest first.
+    pub async fn allocations(
+        &self,
+        id: WorkflowId,
+    ) -> Result<Vec<torc_core::alloc::Allocation>, ClientError> {
+        let url = self.workflow_url(id, "/allocations");
+        self.send(self.request(Method::GET, &url), &url).await
+    }
+
     /// A heartbeat, with a timeout longer than its `wait_ms`.
     pub async fn send_heartbeat(
         &self,
@@ -500,6 +509,15 @@ impl Coordinator for HttpClient {
         req: SharedClaimRequest,
     ) -> Result<ClaimResponse, CoordinatorError> {
         self.claim_shared_jobs(&req)
+            .await
+            .map_err(|e| e.to_coordinator_error())
+    }
+
+    async fn claim_actions(
+        &self,
+        req: ActionClaimRequest,
+    ) -> Result<ActionClaimResponse, CoordinatorError> {
+        HttpClient::claim_actions(self, &req)
             .await
             .map_err(|e| e.to_coordinator_error())
     }

@@ -19,6 +19,7 @@
 
 mod config;
 mod error;
+pub mod executor;
 mod monitor;
 mod process;
 mod resources;

@@ -267,6 +267,7 @@ impl Coordinator for Fake {
                     return Ok(ClaimResponse {
                         jobs,
                         workflow_state: state,
+                        open_jobs: None,
                     });
                 }
                 if !parked {

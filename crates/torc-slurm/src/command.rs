@@ -194,6 +194,17 @@ impl Slurm {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Whether Slurm's command `program` is there to run (in the directory given, or on
+    /// `PATH`).
+    pub fn has(&self, program: &str) -> bool {
+        match &self.bin_dir {
+            Some(dir) => dir.join(program).is_file(),
+            None => std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+            }),
+        }
+    }
+
     /// Submits a batch script: `sbatch --parsable SCRIPT`.
     pub fn submit(&self, script: &Path) -> Result<SlurmJobId, CommandError> {
         parse_submit(&self.run("sbatch", &[OsStr::new("--parsable"), script.as_os_str()])?)

@@ -19,6 +19,7 @@
 //! `backend`.
 
 mod actions;
+mod allocations;
 mod backend;
 
 mod error;

@@ -176,6 +176,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    allocations (workflow_id, id) {
+        workflow_id -> BigInt,
+        id -> Integer,
+        record_id -> Integer,
+        scheduler -> Text,
+        batch_id -> Nullable<BigInt>,
+        state -> Text,
+        executor -> Text,
+        requested_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        ended_at -> Nullable<BigInt>,
+        note -> Text,
+    }
+}
+
 diesel::joinable!(jobs -> workflows (workflow_id));
 diesel::joinable!(results -> workflows (workflow_id));
 diesel::joinable!(events -> workflows (workflow_id));
@@ -195,4 +211,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tokens,
     action_records,
     action_claims,
+    allocations,
 );

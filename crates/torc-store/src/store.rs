@@ -45,6 +45,7 @@ struct WorkflowBatch {
     jobs: Changes,
     workflow: Option<WorkflowChange>,
     actions: Vec<torc_core::changes::ActionChange>,
+    allocations: Vec<torc_core::alloc::Allocation>,
 }
 
 impl Store {
@@ -140,6 +141,7 @@ impl Store {
                 entry.workflow = changes.workflow;
             }
             entry.actions.extend_from_slice(&changes.actions);
+            entry.allocations.extend_from_slice(&changes.allocations);
             for r in &changes.results {
                 new_results.push(NewResult::new(*wf, r)?);
             }
@@ -215,6 +217,9 @@ impl Store {
             for (wf, b) in &per_workflow {
                 if !b.actions.is_empty() {
                     crate::actions::write(conn, *wf, &b.actions)?;
+                }
+                if !b.allocations.is_empty() {
+                    crate::allocations::write(conn, *wf, &b.allocations)?;
                 }
             }
             Ok(())

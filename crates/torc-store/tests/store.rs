@@ -453,4 +453,5 @@ on_both_backends!(
     readers_run_while_the_writer_applies,
     batching_does_not_change_the_outcome,
     tokens_round_trip_refuse_duplicates_and_go,
+    allocations_are_replaced_whole_and_loaded_back,
 );

@@ -199,6 +199,30 @@ impl Triggers {
         }
     }
 
+    /// Whether action `index` has fired (and not been re-armed since).
+    pub(super) fn has_fired(&self, index: usize) -> bool {
+        self.armed.get(index).is_some_and(|a| a.fired)
+    }
+
+    /// A record of action `action`, already handed out (so not kept waiting): returns its id.
+    pub(super) fn new_record(
+        &mut self,
+        action: u32,
+        run_id: u32,
+        now: Timestamp,
+        changes: &mut Changes,
+    ) -> u32 {
+        let id = self.next_record;
+        self.next_record += 1;
+        changes.actions.push(ActionChange::Triggered {
+            record: id,
+            action,
+            run_id,
+            time: now,
+        });
+        id
+    }
+
     fn record(&mut self, action: u32, run_id: u32, now: Timestamp, changes: &mut Changes) {
         let id = self.next_record;
         self.next_record += 1;
@@ -303,28 +327,7 @@ impl WorkflowSched {
                 executor: executor.to_string(),
                 time: now,
             });
-            let scheduler = match &action.kind {
-                ActionKind::ScheduleNodes {
-                    scheduler: Some(name),
-                    ..
-                } => def
-                    .slurm_schedulers
-                    .iter()
-                    .find(|s| &s.name == name)
-                    .cloned(),
-                _ => None,
-            };
-            out.push(ClaimedAction {
-                record: rec.id,
-                action_index: rec.action,
-                run_id: rec.run_id,
-                trigger: action.trigger,
-                kind: action.kind.clone(),
-                jobs: action.jobs.clone(),
-                scheduler,
-                slurm_defaults: def.slurm_defaults.clone(),
-                wait_for_new_jobs_seconds: def.compute_node.wait_for_new_jobs_seconds,
-            });
+            out.push((rec.id, rec.action, rec.run_id));
         }
         // Claimed non-persistent records are done with.
         self.triggers.records.retain(|r| {
@@ -334,6 +337,38 @@ impl WorkflowSched {
                 .is_some_and(|a| a.persistent);
             persistent || r.claimed_by.is_empty()
         });
+        let out = out
+            .into_iter()
+            .map(|(record, action, run_id)| self.claimed_action(record, action, run_id))
+            .collect();
         (out, changes)
+    }
+
+    /// Record `record` of action `action`, with what an executor needs to carry it out.
+    pub(super) fn claimed_action(&self, record: u32, action: u32, run_id: u32) -> ClaimedAction {
+        let def = &self.def;
+        let a = &def.actions[action as usize];
+        let scheduler = match &a.kind {
+            ActionKind::ScheduleNodes {
+                scheduler: Some(name),
+                ..
+            } => def
+                .slurm_schedulers
+                .iter()
+                .find(|s| &s.name == name)
+                .cloned(),
+            _ => None,
+        };
+        ClaimedAction {
+            record,
+            action_index: action,
+            run_id,
+            trigger: a.trigger,
+            kind: a.kind.clone(),
+            jobs: a.jobs.clone(),
+            scheduler,
+            slurm_defaults: def.slurm_defaults.clone(),
+            wait_for_new_jobs_seconds: def.compute_node.wait_for_new_jobs_seconds,
+        }
     }
 }

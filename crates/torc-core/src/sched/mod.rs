@@ -12,6 +12,7 @@
 //! - the per-status counts always match the jobs' statuses.
 
 mod actions;
+mod alloc;
 mod claim;
 mod complete;
 mod control;
@@ -20,6 +21,7 @@ mod lease;
 mod ready;
 
 pub use actions::ActionRecord;
+pub use alloc::REQUEST_EXPIRY_MS;
 pub use fair::{claim_fair, FairKey, FairPool};
 pub use lease::LeasePolicy;
 
@@ -127,6 +129,10 @@ pub struct WorkflowSched {
     triggers: actions::Triggers,
     /// The `now` of the latest operation that gave one (stamps the records of fired actions).
     last_now: Timestamp,
+    /// Job counts by status per scheduler (empty when no job names one).
+    sched_counts: alloc::SchedulerCounts,
+    /// Allocations requested for this workflow's schedulers.
+    allocations: Vec<crate::alloc::Allocation>,
 }
 
 /// Job counts by status, with the workflow's state.
@@ -257,6 +263,7 @@ impl WorkflowSched {
             fresh,
             state == WorkflowState::Complete,
         );
+        let sched_counts = alloc::SchedulerCounts::new(&def, |i| jobs[i].status);
         WorkflowSched {
             id,
             ready: ReadyQueue::new(&def),
@@ -277,6 +284,8 @@ impl WorkflowSched {
             max_concurrent,
             triggers,
             last_now: Timestamp(0),
+            sched_counts,
+            allocations: Vec::new(),
         }
     }
 
@@ -400,6 +409,7 @@ impl WorkflowSched {
         self.counts[old as usize] -= 1;
         self.counts[status as usize] += 1;
         job.status = status;
+        self.sched_counts.moved(i, old, status);
         let mut fired = Vec::new();
         self.triggers
             .job_moved(i, old, status, &self.def.actions, &mut fired);

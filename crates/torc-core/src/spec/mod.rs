@@ -56,6 +56,7 @@ mod compile;
 mod diag;
 mod expand;
 mod fields;
+pub mod generate;
 mod kdl;
 mod params;
 mod prepare;
@@ -165,6 +166,12 @@ pub fn typed_cell(text: &str) -> Value {
             .map_or_else(|| Value::String(text.to_string()), Value::Number),
         params::ParamValue::Str(s) => Value::String(s),
     }
+}
+
+/// Parses a spec's text into a JSON value, without validating it (for tools that rewrite
+/// specs, such as `torc slurm generate`).
+pub fn parse_document(text: &str, format: SpecFormat) -> Result<Value, SpecError> {
+    text::parse(text, format)
 }
 
 /// Parses, validates and expands a spec that names no files (a `parameters_file` or `@path`

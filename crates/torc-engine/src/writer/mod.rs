@@ -190,6 +190,7 @@ impl Writer {
             )?;
             let (records, next) = self.store.load_actions(id)?;
             sched.restore_actions(records, next);
+            sched.restore_allocations(self.store.load_allocations(id)?);
             let changes = sched.initialize(now());
             self.workflows.insert(id, sched);
             self.touched.insert(id);
@@ -275,6 +276,10 @@ impl Writer {
                 let r = self.claim_actions(req);
                 self.answers.push(Pending::Actions(reply, r));
             }
+            Request::Allocations { id, reply } => {
+                let r = self.workflow(id).map(|s| s.allocations().to_vec());
+                self.answers.push(Pending::Allocations(reply, r));
+            }
             Request::Unload { id, reply } => {
                 self.workflows.remove(&id);
                 self.touched.insert(id);
@@ -341,11 +346,7 @@ impl Writer {
     ) -> Result<ActionClaimResponse, EngineError> {
         let id = req.workflow_id;
         let sched = self.workflow(id)?;
-        let (actions, changes) = sched.claim_actions(&req.executor, &req.can, now());
-        let response = ActionClaimResponse {
-            actions,
-            workflow_state: sched.state(),
-        };
+        let (response, changes) = sched.exchange_actions(&req, now());
         self.record(id, changes);
         Ok(response)
     }

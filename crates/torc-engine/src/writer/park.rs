@@ -56,6 +56,7 @@ impl Writer {
         jobs: Vec<ClaimedJob>,
         changes: impl IntoIterator<Item = (WorkflowId, Changes)>,
         workflow_state: WorkflowState,
+        open_jobs: Option<u64>,
     ) {
         self.stats.claimed(jobs.len());
         for (id, c) in changes {
@@ -64,6 +65,7 @@ impl Writer {
         let response = ClaimResponse {
             jobs,
             workflow_state,
+            open_jobs,
         };
         self.answers.push(Pending::Claim(reply, Ok(response)));
     }
@@ -82,7 +84,9 @@ impl Writer {
         let (jobs, changes) = claim_for(sched, &req);
         let state = sched.state();
         let seen = sched.ready_generation();
-        if jobs.is_empty() && !state.is_done() && deadline > Instant::now() {
+        let open = sched.open_jobs_for(req.tags.as_ref());
+        // An allocation's runner for which nothing can come is answered at once: it may go.
+        if jobs.is_empty() && !state.is_done() && open != Some(0) && deadline > Instant::now() {
             self.parked.push(Parked {
                 req,
                 deadline,
@@ -91,7 +95,7 @@ impl Writer {
             });
             return;
         }
-        self.answer_claim(reply, jobs, [(id, changes)], state);
+        self.answer_claim(reply, jobs, [(id, changes)], state, open);
     }
 
     pub(super) fn heartbeat(
@@ -191,7 +195,7 @@ impl Writer {
         if jobs.is_empty() && p.deadline > Instant::now() {
             return Some(p);
         }
-        self.answer_claim(p.reply, jobs, changes, WorkflowState::Active);
+        self.answer_claim(p.reply, jobs, changes, WorkflowState::Active, None);
         None
     }
 
@@ -242,11 +246,14 @@ impl Writer {
             };
             p.seen = sched.ready_generation();
             let state = sched.state();
-            if jobs.is_empty() && !state.is_done() && p.deadline > t {
+            // O(1): counts kept per scheduler. The last job an allocation could get may have
+            // finished elsewhere, which makes no job ready but leaves it nothing to wait for.
+            let open = sched.open_jobs_for(p.req.tags.as_ref());
+            if jobs.is_empty() && !state.is_done() && open != Some(0) && p.deadline > t {
                 self.parked.push(p);
                 continue;
             }
-            self.answer_claim(p.reply, jobs, [(id, changes)], state);
+            self.answer_claim(p.reply, jobs, [(id, changes)], state, open);
         }
     }
 }

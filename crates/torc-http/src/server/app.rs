@@ -128,6 +128,7 @@ pub struct Server {
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     engine: EngineHandle,
+    store: Store,
 }
 
 /// Stops a [`Server`] from elsewhere (a signal handler, say).
@@ -183,6 +184,7 @@ impl Server {
         };
         let limits = config.limits;
         let auth_data = web::Data::new(auth.clone());
+        let reader_store = store.clone();
         let service = web::Data::new(Service::new(engine.clone(), store, limits, auth));
         let doc = web::Data::new(OpenApiText(crate::server::openapi::document()));
         let app = move || {
@@ -235,6 +237,7 @@ impl Server {
             handle,
             task,
             engine,
+            store: reader_store,
         })
     }
 
@@ -246,6 +249,11 @@ impl Server {
     /// `http://HOST:PORT`, the base URL that [`crate::HttpClient::new`] takes.
     pub fn url(&self) -> String {
         format!("http://{}", self.local_addr())
+    }
+
+    /// The store behind the server, for reading (every write goes through the engine).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The engine behind the server (its counters, or in-process calls).

@@ -324,6 +324,20 @@ pub async fn claim_actions(
         .await?)
 }
 
+/// The allocations (batch jobs) recorded for a workflow's schedulers, oldest first: who
+/// requested each, its batch job id, state and times.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/allocations", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id")),
+    responses(
+        (status = 200, description = "Every allocation of the workflow", body = Object),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn list_allocations(who: Principal, svc: Svc, id: web::Path<i64>) -> Answer {
+    ok(svc.allocations(&who, WorkflowId(*id)).await?)
+}
+
 /// Create a bearer token (admins only). The token is in this answer and nowhere else: the
 /// server stores its SHA-256.
 #[utoipa::path(
@@ -417,6 +431,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
     .route("/workflows/{id}/jobs", web::get().to(list_jobs))
     .route("/workflows/{id}/results", web::get().to(list_results))
     .route("/workflows/{id}/events", web::get().to(list_events))
+    .route(
+        "/workflows/{id}/allocations",
+        web::get().to(list_allocations),
+    )
     .route("/workflows/{id}/claim", web::post().to(claim))
     .route(
         "/workflows/{id}/max_concurrent_jobs",

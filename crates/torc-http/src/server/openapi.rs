@@ -32,6 +32,7 @@ use utoipa::OpenApi;
         handlers::report,
         handlers::heartbeat,
         handlers::claim_actions,
+        handlers::list_allocations,
         handlers::create_token,
         handlers::list_tokens,
         handlers::revoke_token,

@@ -483,7 +483,18 @@ impl Service {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&RunnerId(req.executor.clone()))?;
+        check_allocation_updates(&req.allocations)?;
         Ok(self.engine.claim_actions(req).await?)
+    }
+
+    /// Every allocation recorded for a workflow.
+    pub async fn allocations(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+    ) -> Result<Vec<torc_core::alloc::Allocation>, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
+        Ok(self.engine.allocations(id).await?)
     }
 
     /// Creates a token (admins only): a random one, of which only the SHA-256 is stored; the
@@ -662,6 +673,56 @@ impl Service {
     }
 }
 
+/// What an executor reports about allocations must fit the database: bounded text without
+/// control characters, batch ids a signed 64-bit column holds.
+fn check_allocation_updates(
+    updates: &[torc_core::alloc::AllocationUpdate],
+) -> Result<(), ApiError> {
+    use torc_core::alloc::AllocationUpdate as U;
+    const MAX_UPDATES: usize = 1000;
+    const MAX_TEXT: usize = 4096;
+    if updates.len() > MAX_UPDATES {
+        return Err(ApiError::unprocessable(format!(
+            "at most {MAX_UPDATES} allocation updates per request, not {}",
+            updates.len()
+        )));
+    }
+    let text = |what: &str, s: &str| {
+        if s.len() > MAX_TEXT || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::unprocessable(format!(
+                "allocation {what} must be at most {MAX_TEXT} bytes without control characters"
+            )));
+        }
+        Ok(())
+    };
+    let batch = |id: u64| {
+        if i64::try_from(id).is_err() {
+            return Err(ApiError::unprocessable(format!(
+                "batch_id {id} is out of range"
+            )));
+        }
+        Ok(())
+    };
+    for u in updates {
+        match u {
+            U::Submitted {
+                scheduler,
+                batch_id,
+                ..
+            } => {
+                text("scheduler", scheduler)?;
+                batch(*batch_id)?;
+            }
+            U::SubmitFailed { message, .. } => text("message", message)?,
+            U::Seen { batch_id, note, .. } => {
+                text("note", note)?;
+                batch(*batch_id)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,3 +747,4 @@ mod tests {
         assert_eq!(e.kind, ApiErrorKind::BadRequest);
     }
 }
+

@@ -155,6 +155,10 @@ pub struct ClaimResponse {
     pub jobs: Vec<ClaimedJob>,
     /// When not `active`, the runner has nothing more to wait for.
     pub workflow_state: WorkflowState,
+    /// For a runner of an allocation (tags naming a scheduler): unfinished jobs it could still
+    /// be given; 0 means none can come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_jobs: Option<u64>,
 }
 
 /// A job started running.
@@ -329,8 +333,14 @@ mod tests {
             }),
         };
         same_json::<_, schema::ClaimResponse>(&ClaimResponse {
+            jobs: vec![job.clone()],
+            workflow_state: WorkflowState::Active,
+            open_jobs: None,
+        });
+        same_json::<_, schema::ClaimResponse>(&ClaimResponse {
             jobs: vec![job],
             workflow_state: WorkflowState::Active,
+            open_jobs: Some(3),
         });
         same_json::<_, schema::ReportBatch>(&ReportBatch {
             workflow_id: WorkflowId(3),

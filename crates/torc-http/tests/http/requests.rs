@@ -106,6 +106,7 @@ async fn bad_requests_get_documented_json_errors() {
         &ClaimResponse {
             jobs: vec![],
             workflow_state: WorkflowState::Active,
+            open_jobs: None,
         },
     );
     batch.starts = (0..2000)

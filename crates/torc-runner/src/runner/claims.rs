@@ -9,7 +9,7 @@ use torc_core::api::{
     ClaimRequest, ClaimResponse, ClaimedJob, Coordinator, CoordinatorError, FreeResources,
     SharedClaimRequest,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 impl<C: Coordinator> EventLoop<C> {
     pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
@@ -120,6 +120,15 @@ impl<C: Coordinator> EventLoop<C> {
                     state = resp.workflow_state.name(),
                     "claim answered"
                 );
+                if resp.jobs.is_empty() && resp.open_jobs == Some(0) && self.running.is_empty() {
+                    // An allocation's runner for whose scheduler no job can come: holding the
+                    // allocation would only waste it.
+                    if !self.idle_expired {
+                        info!("no job left that this allocation could run: stopping");
+                    }
+                    self.idle_expired = true;
+                    return;
+                }
                 if resp.jobs.is_empty() {
                     // An empty answer that came back early means the coordinator did not wait
                     // (or was told not to): back off rather than spin.

@@ -37,6 +37,7 @@ pub(super) fn applied_changes_are_loaded_back(db: &TestDb) {
             run_id: 2,
         }),
         actions: Vec::new(),
+        allocations: Vec::new(),
     };
     store.apply(&[(id, &first), (id, &second)]).unwrap();
 
@@ -176,4 +177,60 @@ pub(super) fn a_bad_batch_writes_nothing(db: &TestDb) {
     ));
     store.apply(&[(id, &good)]).unwrap();
     assert_eq!(db.raw_count("results", id), 1);
+}
+
+pub(super) fn allocations_are_replaced_whole_and_loaded_back(db: &TestDb) {
+    use torc_core::alloc::{Allocation, AllocationState};
+    let store = db.store();
+    let id = store
+        .create_workflow(&rich_def(), None, Timestamp(0))
+        .unwrap();
+    let requested = Allocation {
+        id: 1,
+        record: 3,
+        scheduler: "gpu".into(),
+        batch_id: None,
+        state: AllocationState::Requested,
+        executor: "submit:login1:42".into(),
+        requested_at: Timestamp(10),
+        started_at: None,
+        ended_at: None,
+        note: String::new(),
+    };
+    let queued = Allocation {
+        batch_id: Some(u64::from(u32::MAX) + 7),
+        state: AllocationState::Queued,
+        ..requested.clone()
+    };
+    let other = Allocation {
+        id: 2,
+        scheduler: "cpu".into(),
+        ..requested.clone()
+    };
+    // One batch with two versions of allocation 1: the later wins.
+    let first = Changes {
+        allocations: vec![requested.clone(), other.clone(), queued.clone()],
+        ..Changes::default()
+    };
+    store.apply(&[(id, &first)]).unwrap();
+    assert_eq!(
+        store.load_allocations(id).unwrap(),
+        [queued.clone(), other.clone()]
+    );
+    let ended = Allocation {
+        state: AllocationState::Ended,
+        started_at: Some(Timestamp(20)),
+        ended_at: Some(Timestamp(30)),
+        note: "cancelled: workflow canceled".into(),
+        ..queued
+    };
+    let second = Changes {
+        allocations: vec![ended.clone()],
+        ..Changes::default()
+    };
+    store.apply(&[(id, &second)]).unwrap();
+    assert_eq!(store.load_allocations(id).unwrap(), [ended, other]);
+    // Gone with their workflow.
+    store.delete_workflow(id).unwrap();
+    assert!(store.load_allocations(id).unwrap().is_empty());
 }

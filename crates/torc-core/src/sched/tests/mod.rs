@@ -443,5 +443,6 @@ fn empty_workflow_is_complete_at_once() {
 }
 
 mod actions;
+mod allocations;
 mod leases;
 mod props;
