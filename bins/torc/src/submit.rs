@@ -84,6 +84,7 @@ pub fn slurm_script(global: &Global, args: &SlurmScriptArgs) -> Result<()> {
         &launch(global, &url, runner)?,
         args.one_worker_per_node,
         def.compute_node.wait_for_new_jobs_seconds,
+        def.execution.sigkill_headroom_seconds,
     )
     .with_context(|| {
         format!(

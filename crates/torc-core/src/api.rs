@@ -374,6 +374,14 @@ pub struct ClaimedAction {
     pub slurm_defaults: BTreeMap<String, String>,
     #[serde(default)]
     pub wait_for_new_jobs_seconds: u32,
+    /// The workflow's `execution_config.sigkill_headroom_seconds`: its allocations' runners stop
+    /// claiming, and stop what still runs, this long before the allocation's end.
+    #[serde(default = "default_headroom")]
+    pub sigkill_headroom_seconds: u32,
+}
+
+fn default_headroom() -> u32 {
+    60
 }
 
 /// The answer to an [`ActionClaimRequest`].

@@ -60,6 +60,7 @@ pub fn batch_script(
     launch: &LaunchSettings,
     one_per_node: bool,
     wait_for_new_jobs_seconds: u32,
+    headroom_seconds: u32,
 ) -> Result<BatchScript, ScriptError> {
     let l = RunnerLaunch {
         runner_bin: launch.runner_bin.clone(),
@@ -70,6 +71,8 @@ pub fn batch_script(
         extra_args: vec![
             "--idle-timeout".into(),
             wait_for_new_jobs_seconds.to_string(),
+            "--end-headroom-secs".into(),
+            headroom_seconds.to_string(),
         ],
     };
     BatchScript::new(&scheduler_params(scheduler), defaults, &l)
@@ -342,6 +345,7 @@ impl<C: Coordinator> Executor<C> {
             launch,
             one_per_node,
             action.wait_for_new_jobs_seconds,
+            action.sigkill_headroom_seconds,
         )
         .map_err(|e| format!("cannot write the batch script: {e}"))?;
         let path = script.slurm_output_dir().join(format!(

@@ -204,7 +204,15 @@ impl<C: Coordinator> EventLoop<C> {
                 self.running.insert(
                     key_of(&job),
                     Running {
-                        deadline: job.timeout.map(|t| now + t),
+                        // Its timeout, or the end of the allocation (less its headroom),
+                        // whichever comes first: either way it is stopped for time.
+                        deadline: match (
+                            job.timeout.map(|t| now + t),
+                            self.cfg.time_left.map(|t| self.started + t),
+                        ) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        },
                         job,
                         pgid,
                         phase: Phase::Job,

@@ -408,6 +408,9 @@ impl<C: Coordinator> EventLoop<C> {
         {
             earliest(&mut wake, now, Some(since + timeout));
         }
+        if let (Some(left), false) = (self.cfg.time_left, self.idle_expired) {
+            earliest(&mut wake, now, Some(self.started + left));
+        }
         wake
     }
 
@@ -427,6 +430,12 @@ impl<C: Coordinator> EventLoop<C> {
                 );
                 signal_group(r.pgid, libc::SIGKILL);
                 r.kill_at = None;
+            }
+        }
+        if let Some(left) = self.cfg.time_left {
+            if !self.idle_expired && self.running.is_empty() && now >= self.started + left {
+                info!("the allocation's end is near: stopping");
+                self.idle_expired = true;
             }
         }
         if let (Some(timeout), Some(since)) = (self.cfg.idle_timeout, self.idle_since) {
