@@ -96,8 +96,13 @@ pub enum AllocationUpdate {
 /// What the core asks an executor to do about allocations, beside the actions it hands out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationOrders {
-    /// Batch jobs to cancel: queued ones whose scheduler has no work left, and every live one
-    /// of a workflow that is no longer active.
+    /// Batch jobs to cancel: every live one of a workflow that is no longer active.
     #[serde(default)]
     pub cancel: Vec<u64>,
+    /// Batch jobs to cancel if they are still waiting in the queue: those recorded queued whose
+    /// scheduler has no job left to start. The record may be behind (the allocation may have
+    /// just started, and its runner taken the last job): the executor looks at the queue first,
+    /// cancels only what still waits, and reports what it saw.
+    #[serde(default)]
+    pub cancel_if_queued: Vec<u64>,
 }

@@ -200,6 +200,10 @@ impl<C: Coordinator> Executor<C> {
                 )),
             }
         }
+        if !answer.orders.cancel_if_queued.is_empty() {
+            self.cancel_if_queued(&answer.orders.cancel_if_queued, &mut lines)
+                .await;
+        }
         if self.elastic {
             self.watch_queue(&answer.allocations, &mut lines).await;
         }
@@ -208,6 +212,59 @@ impl<C: Coordinator> Executor<C> {
             lines,
             actions: answer.actions.len(),
         })
+    }
+
+    /// Cancels those of `ids` that still wait in the queue; reports what it saw of each.
+    async fn cancel_if_queued(&mut self, ids: &[u64], lines: &mut Vec<String>) {
+        let asked: Vec<SlurmJobId> = ids.iter().map(|&i| SlurmJobId(i)).collect();
+        let slurm = self.slurm.clone();
+        let statuses = match blocking(move || slurm.query(&asked)).await {
+            Ok(s) => s,
+            Err(e) => {
+                lines.push(format!("cannot read the batch queue: {e}"));
+                return;
+            }
+        };
+        let waiting: Vec<SlurmJobId> = statuses
+            .iter()
+            .filter(|s| s.state == SlurmState::Queued)
+            .map(|s| s.id)
+            .collect();
+        if !waiting.is_empty() {
+            let slurm = self.slurm.clone();
+            let cancel = waiting.clone();
+            match blocking(move || slurm.cancel(&cancel)).await {
+                Ok(()) => {
+                    let list: Vec<u64> = waiting.iter().map(|i| i.0).collect();
+                    lines.push(format!(
+                        "cancelled queued allocation(s) {}: no work left for them",
+                        join(&list)
+                    ));
+                    for id in list {
+                        self.seen.insert(id, AllocationState::Ended);
+                        self.updates.push(AllocationUpdate::Seen {
+                            batch_id: id,
+                            state: AllocationState::Ended,
+                            note: "cancelled: no work left for its scheduler".into(),
+                        });
+                    }
+                }
+                Err(e) => lines.push(format!("cannot cancel queued allocations: {e}")),
+            }
+        }
+        for st in statuses.iter().filter(|s| s.state != SlurmState::Queued) {
+            let (state, note) = match &st.state {
+                SlurmState::Running => (AllocationState::Running, String::new()),
+                SlurmState::Ended(why) => (AllocationState::Ended, format!("{why:?}")),
+                SlurmState::Queued => continue,
+            };
+            self.seen.insert(st.id.0, state);
+            self.updates.push(AllocationUpdate::Seen {
+                batch_id: st.id.0,
+                state,
+                note,
+            });
+        }
     }
 
     /// Reads the batch queue's state of the live allocations and queues what changed.

@@ -233,3 +233,4 @@ jobs:
     // The completion command ran after every job, once.
     assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "5");
 }
+mod elastic;

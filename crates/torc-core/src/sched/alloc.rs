@@ -9,7 +9,10 @@
 //!   new one, from the first `schedule_nodes` action of that scheduler that has fired in this
 //!   run: ready work never waits on an allocation that died;
 //! - an allocation requested but never reported submitted is given up after
-//!   [`REQUEST_EXPIRY_MS`], so a dead executor cannot block re-requests for ever.
+//!   [`REQUEST_EXPIRY_MS`], so a dead executor cannot block re-requests for ever;
+//! - re-requests for one scheduler are at least [`REREQUEST_SPACING_MS`] apart, and stop once it
+//!   has had [`MAX_ALLOCATIONS_PER_SCHEDULER`] allocations: allocations that die at once (a
+//!   runner that cannot start, a broken node) must not turn into a storm of submissions.
 
 use super::WorkflowSched;
 use crate::alloc::{Allocation, AllocationOrders, AllocationState, AllocationUpdate};
@@ -20,6 +23,10 @@ use crate::model::{ActionKind, JobStatus, SchedulerType, WorkflowDef};
 
 /// How long a requested allocation may wait for its executor to report it submitted.
 pub const REQUEST_EXPIRY_MS: i64 = 10 * 60 * 1000;
+/// The least time between two allocations requested for one scheduler by the elastic rules.
+pub const REREQUEST_SPACING_MS: i64 = 15 * 1000;
+/// No more re-requests for a scheduler that has had this many allocations.
+pub const MAX_ALLOCATIONS_PER_SCHEDULER: usize = 64;
 
 /// Job counts by status for each scheduler; index 0 is "no scheduler". Empty (and free) for a
 /// workflow none of whose jobs names a scheduler.
@@ -289,12 +296,17 @@ impl WorkflowSched {
         let mut orders = AllocationOrders::default();
         let mut ended: Vec<(Allocation, String)> = Vec::new();
         for a in self.allocations.iter().filter(|a| a.state.is_live()) {
-            let why = if self.state != WorkflowState::Active {
-                Some(format!("workflow {}", self.state.name()))
-            } else if a.state == AllocationState::Queued
+            if a.state == AllocationState::Queued
+                && self.state == WorkflowState::Active
                 && self.scheduler_count(Some(&a.scheduler), &WAITING) == 0
             {
-                Some(format!("no work left for scheduler {}", a.scheduler))
+                if let Some(id) = a.batch_id {
+                    orders.cancel_if_queued.push(id);
+                }
+                continue;
+            }
+            let why = if self.state != WorkflowState::Active {
+                Some(format!("workflow {}", self.state.name()))
             } else if a.state == AllocationState::Requested
                 && now.0.saturating_sub(a.requested_at.0) > REQUEST_EXPIRY_MS
             {
@@ -332,11 +344,16 @@ impl WorkflowSched {
                 continue;
             }
             served.push(name);
-            let live = self
-                .allocations
-                .iter()
-                .any(|a| a.scheduler == *name && a.state.is_live());
-            if live || self.scheduler_count(Some(name), &[JobStatus::Ready]) == 0 {
+            let mine = || self.allocations.iter().filter(|a| a.scheduler == *name);
+            let live = mine().any(|a| a.state.is_live());
+            let recent =
+                mine().any(|a| now.0.saturating_sub(a.requested_at.0) < REREQUEST_SPACING_MS);
+            let exhausted = mine().count() >= MAX_ALLOCATIONS_PER_SCHEDULER;
+            if live
+                || recent
+                || exhausted
+                || self.scheduler_count(Some(name), &[JobStatus::Ready]) == 0
+            {
                 continue;
             }
             let record = self

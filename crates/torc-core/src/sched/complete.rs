@@ -76,7 +76,12 @@ impl WorkflowSched {
         } else {
             JobStatus::Failed
         };
-        let retry_rule = (attempt_status == JobStatus::Failed)
+        // A job stopped for time (its timeout, or its allocation's end) is retried as a failure
+        // with `timeout_exit_code` would be: Torc's handlers match 152 for that. One stopped
+        // for any other reason (cancel, shutdown) is not.
+        let stopped_for_time = attempt_status == JobStatus::Terminated
+            && r.return_code == wdef.execution.timeout_exit_code;
+        let retry_rule = (attempt_status == JobStatus::Failed || stopped_for_time)
             .then(|| {
                 def.failure_handler
                     .and_then(|h| wdef.failure_handlers.get(h as usize))

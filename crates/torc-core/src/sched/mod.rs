@@ -21,7 +21,7 @@ mod lease;
 mod ready;
 
 pub use actions::ActionRecord;
-pub use alloc::REQUEST_EXPIRY_MS;
+pub use alloc::{MAX_ALLOCATIONS_PER_SCHEDULER, REQUEST_EXPIRY_MS, REREQUEST_SPACING_MS};
 pub use fair::{claim_fair, FairKey, FairPool};
 pub use lease::LeasePolicy;
 

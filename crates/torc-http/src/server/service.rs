@@ -747,4 +747,3 @@ mod tests {
         assert_eq!(e.kind, ApiErrorKind::BadRequest);
     }
 }
-

@@ -146,12 +146,16 @@ fn ready_work_without_a_live_allocation_gets_one_once() {
     assert_eq!(r.actions.len(), 1);
     let r = exchange(&mut s, vec![submitted(record, "a", 1)], true, 2_000);
     assert!(r.actions.is_empty(), "a queued allocation serves a");
-    // It dies without running anything: the ready jobs of a get a new one, once.
+    // It dies without running anything: not asked again at once (a storm of allocations that
+    // die is worse than a short wait)...
     let r = exchange(&mut s, vec![seen(1, AllocationState::Ended)], true, 3_000);
+    assert!(r.actions.is_empty(), "too soon after the last request");
+    // ...but once the spacing has passed, the ready jobs of a get a new one, once.
+    let r = exchange(&mut s, vec![], true, 1_000 + REREQUEST_SPACING_MS);
     assert_eq!(r.actions.len(), 1);
     assert_eq!(r.actions[0].scheduler.as_ref().unwrap().name, "a");
     assert_ne!(r.actions[0].record, record, "a new record");
-    let r = exchange(&mut s, vec![], true, 3_500);
+    let r = exchange(&mut s, vec![], true, 100_000);
     assert!(r.actions.is_empty(), "requested counts as live");
     // b's action has not fired (j3 is blocked): no allocation for b, though it has work.
     assert!(s.allocations().iter().all(|a| a.scheduler == "a"));
@@ -193,12 +197,23 @@ fn a_queued_allocation_whose_work_was_done_elsewhere_is_cancelled() {
         .0;
     assert_eq!(jobs.len(), 2);
     let r = exchange(&mut s, vec![], true, 2_000);
-    assert_eq!(r.orders.cancel, [11], "queued with nothing left to start");
+    assert_eq!(
+        r.orders.cancel_if_queued,
+        [11],
+        "queued with nothing left to start"
+    );
+    assert!(r.orders.cancel.is_empty());
     assert!(r.actions.is_empty(), "j3 is not ready yet");
+    // The executor found it still queued, cancelled it and says so.
+    let gone = AllocationUpdate::Seen {
+        batch_id: 11,
+        state: AllocationState::Ended,
+        note: "cancelled: no work left for its scheduler".into(),
+    };
     let reports: Vec<_> = jobs.iter().map(|j| report(j, 0)).collect();
     s.complete(&runner("alloc10"), &reports, T0);
-    let r = exchange(&mut s, vec![], true, 3_000);
-    assert!(r.orders.cancel.is_empty(), "once");
+    let r = exchange(&mut s, vec![gone], true, 3_000);
+    assert!(r.orders.cancel_if_queued.is_empty(), "once");
     let a11 = s
         .allocations()
         .iter()
@@ -264,8 +279,37 @@ fn a_failed_submission_ends_its_request() {
     let r = exchange(&mut s, vec![fail], true, 2_000);
     assert_eq!(s.allocations()[0].state, AllocationState::Ended);
     assert!(s.allocations()[0].note.contains("invalid account"));
-    // The work is still ready: the next elastic exchange asks again.
+    assert!(r.actions.is_empty(), "too soon");
+    // The work is still ready: a later elastic exchange asks again.
+    let r = exchange(&mut s, vec![], true, 2_000 + REREQUEST_SPACING_MS);
     assert_eq!(r.actions.len(), 1);
+}
+
+#[test]
+fn re_requests_stop_after_a_bound() {
+    let mut s = sched(two_stages());
+    let mut now = 1_000;
+    let mut batch = 100;
+    let mut asked = 0;
+    for _ in 0..(MAX_ALLOCATIONS_PER_SCHEDULER + 10) {
+        let r = exchange(&mut s, vec![], true, now);
+        for a in &r.actions {
+            asked += 1;
+            batch += 1;
+            // Submitted, then dies at once.
+            exchange(
+                &mut s,
+                vec![
+                    submitted(a.record, "a", batch),
+                    seen(batch, AllocationState::Ended),
+                ],
+                true,
+                now,
+            );
+        }
+        now += REREQUEST_SPACING_MS;
+    }
+    assert_eq!(asked, MAX_ALLOCATIONS_PER_SCHEDULER);
 }
 
 #[test]

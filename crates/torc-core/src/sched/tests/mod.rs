@@ -197,6 +197,53 @@ fn failure_handler_retries_matching_exit_codes_up_to_max_retries() {
 }
 
 #[test]
+fn a_job_stopped_for_time_is_retried_when_its_handler_matches_the_timeout_code() {
+    // Handlers match 152 (`timeout_exit_code`): a job stopped for time runs again; one stopped
+    // by a shutdown (another code) or matching no rule ends terminated.
+    let mut s = sched(with_handler(1, vec![152]));
+    let jobs = claim_all(&mut s);
+    let stopped = CompletionReport {
+        terminated: true,
+        ..report(&jobs[0], 152)
+    };
+    let (outcomes, changes) = s.complete(&runner("r"), &[stopped], T0);
+    assert_eq!(changes.results[0].status, JobStatus::Terminated);
+    assert_eq!(
+        outcomes,
+        [CompletionOutcome::Accepted {
+            status: JobStatus::Ready
+        }]
+    );
+    let jobs = claim_all(&mut s);
+    assert_eq!(jobs[0].attempt_id, 2);
+    let again = CompletionReport {
+        terminated: true,
+        ..report(&jobs[0], 152)
+    };
+    let (outcomes, _) = s.complete(&runner("r"), &[again], T0);
+    assert_eq!(
+        outcomes,
+        [CompletionOutcome::Accepted {
+            status: JobStatus::Terminated
+        }],
+        "max_retries reached"
+    );
+    let mut s = sched(with_handler(3, vec![152]));
+    let jobs = claim_all(&mut s);
+    let shut_down = CompletionReport {
+        terminated: true,
+        ..report(&jobs[0], -15)
+    };
+    let (outcomes, _) = s.complete(&runner("r"), &[shut_down], T0);
+    assert_eq!(
+        outcomes,
+        [CompletionOutcome::Accepted {
+            status: JobStatus::Terminated
+        }]
+    );
+}
+
+#[test]
 fn failure_handler_ignores_other_exit_codes_and_failed_recovery() {
     let mut s = sched(with_handler(5, vec![3]));
     let jobs = claim_all(&mut s);
