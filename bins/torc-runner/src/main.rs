@@ -59,9 +59,15 @@ struct Args {
     /// with nothing to run.
     #[arg(long)]
     scheduler: Option<String>,
-    /// Inside an allocation: stop claiming this many seconds before its end.
+    /// Inside an allocation: stop claiming this many seconds before its end, and stop what
+    /// still runs then (recorded as stopped for time, with the job's timeout exit code).
     #[arg(long, default_value_t = 60)]
     end_headroom_secs: u64,
+    /// Inside an allocation: run each job as a Slurm step (`srun --exact` with the job's CPUs,
+    /// memory and GPUs), so Slurm places it and enforces its limits
+    /// (`execution_config.mode: slurm` passes it).
+    #[arg(long)]
+    srun_jobs: bool,
     /// CPUs to offer [default: detected].
     #[arg(long)]
     num_cpus: Option<u32>,
@@ -136,6 +142,12 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
         .collect();
     if args.run_untagged && tags.is_empty() {
         bail!("--run-untagged needs --label (a runner without labels runs unlabelled jobs anyway)");
+    }
+    if args.srun_jobs {
+        if std::env::var_os("SLURM_JOB_ID").is_none() {
+            bail!("--srun-jobs runs jobs as steps of a Slurm allocation: there is none here (no SLURM_JOB_ID)");
+        }
+        config.srun_jobs = true;
     }
     if let Some(scheduler) = &args.scheduler {
         config.tags = Some(RunnerTags::for_scheduler(scheduler, &tags));

@@ -85,6 +85,7 @@ pub fn slurm_script(global: &Global, args: &SlurmScriptArgs) -> Result<()> {
         args.one_worker_per_node,
         def.compute_node.wait_for_new_jobs_seconds,
         def.execution.sigkill_headroom_seconds,
+        def.execution.mode == torc_core::model::ExecutionMode::Slurm,
     )
     .with_context(|| {
         format!(

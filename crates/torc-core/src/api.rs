@@ -378,6 +378,9 @@ pub struct ClaimedAction {
     /// claiming, and stop what still runs, this long before the allocation's end.
     #[serde(default = "default_headroom")]
     pub sigkill_headroom_seconds: u32,
+    /// `execution_config.mode: slurm`: its runners run each job as a Slurm step (`srun`).
+    #[serde(default)]
+    pub srun_jobs: bool,
 }
 
 fn default_headroom() -> u32 {

@@ -60,6 +60,9 @@ pub struct RunnerConfig {
     /// Time left in the runner's allocation, counted from the start of [`crate::run`]; sent
     /// with resource-based claims. `None`: unbounded.
     pub time_left: Option<Duration>,
+    /// Run each job as a step of the Slurm allocation the runner is in (`srun` with the job's
+    /// CPUs, memory and GPUs; `execution_config.mode: slurm`).
+    pub srun_jobs: bool,
     /// How often running jobs' memory and CPU are sampled; `None` disables the sampler.
     pub sample_interval: Option<Duration>,
     /// How often the runner renews its lease (shortened to a third of the coordinator's lease
@@ -98,6 +101,7 @@ impl RunnerConfig {
             idle_timeout: None,
             grace_period: Self::DEFAULT_GRACE_PERIOD,
             time_left: None,
+            srun_jobs: false,
             sample_interval: Some(Self::DEFAULT_SAMPLE_INTERVAL),
             heartbeat_interval: Some(Self::DEFAULT_HEARTBEAT_INTERVAL),
             shared: false,

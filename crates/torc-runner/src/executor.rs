@@ -61,19 +61,24 @@ pub fn batch_script(
     one_per_node: bool,
     wait_for_new_jobs_seconds: u32,
     headroom_seconds: u32,
+    srun_jobs: bool,
 ) -> Result<BatchScript, ScriptError> {
+    let mut extra_args = vec![
+        "--idle-timeout".into(),
+        wait_for_new_jobs_seconds.to_string(),
+        "--end-headroom-secs".into(),
+        headroom_seconds.to_string(),
+    ];
+    if srun_jobs {
+        extra_args.push("--srun-jobs".into());
+    }
     let l = RunnerLaunch {
         runner_bin: launch.runner_bin.clone(),
         api_url: launch.api_url.clone(),
         workflow_id: id,
         start_one_worker_per_node: one_per_node,
         output_dir: launch.output_dir.clone(),
-        extra_args: vec![
-            "--idle-timeout".into(),
-            wait_for_new_jobs_seconds.to_string(),
-            "--end-headroom-secs".into(),
-            headroom_seconds.to_string(),
-        ],
+        extra_args,
     };
     BatchScript::new(&scheduler_params(scheduler), defaults, &l)
 }
@@ -403,6 +408,7 @@ impl<C: Coordinator> Executor<C> {
             one_per_node,
             action.wait_for_new_jobs_seconds,
             action.sigkill_headroom_seconds,
+            action.srun_jobs,
         )
         .map_err(|e| format!("cannot write the batch script: {e}"))?;
         let path = script.slurm_output_dir().join(format!(

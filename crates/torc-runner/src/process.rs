@@ -21,6 +21,8 @@ pub(crate) struct JobContext {
     pub output_dir: PathBuf,
     pub stdio_dir: PathBuf,
     pub api_url: Option<String>,
+    /// Run each job as a Slurm step (`srun`) with its CPUs, memory and GPUs.
+    pub srun: bool,
 }
 
 /// The `.o` and `.e` paths of one attempt of a job.
@@ -116,10 +118,24 @@ fn spawn_shell(
         Output::OnlyStdout(out) => (open(&out)?, Stdio::null()),
         Output::None => (Stdio::null(), Stdio::null()),
     };
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
+    let mut cmd = if ctx.srun && !append {
+        // A job as a step of the allocation: Slurm places it and holds it to what it asked for.
+        // (Its recovery script runs directly: it repairs, it does not compute.)
+        let r = &job.resources;
+        let mut step = torc_slurm::SrunStep::new(r.num_cpus.max(1), r.memory_bytes);
+        step.gpus = r.num_gpus;
+        step.nodes = (r.num_nodes > 1).then_some(r.num_nodes);
+        step.job_name = Some(job.name.clone());
+        let argv = torc_slurm::srun_argv(&step, script).map_err(io::Error::other)?;
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        c
+    } else {
+        let mut c = Command::new("bash");
+        c.arg("-c").arg(script);
+        c
+    };
+    cmd.stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
         // Own group: a terminal's Ctrl-C does not reach the job, and the runner can signal the

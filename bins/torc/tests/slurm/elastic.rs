@@ -338,3 +338,55 @@ jobs:
         text(&out.stderr)
     );
 }
+
+#[test]
+fn mode_slurm_runs_each_job_as_a_step_of_its_allocation() {
+    if !slurm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_server(&dir.path().join("server.db"));
+    let out = dir.path().join("steps");
+    std::fs::create_dir_all(&out).unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "steps.yaml",
+        &format!(
+            r#"
+name: steps
+execution_config: {{mode: slurm}}
+resource_requirements:
+  - {{name: one, num_cpus: 1, memory: 100m, runtime: PT1M}}
+slurm_schedulers:
+  - {{name: s, account: torc, partition: debug, nodes: 1, walltime: "00:05:00", mem: 1G}}
+actions:
+  - {{trigger_type: on_workflow_start, action_type: schedule_nodes, scheduler: s, scheduler_type: slurm}}
+compute_node_wait_for_new_jobs_seconds: 5
+jobs:
+  - name: "step_{{i}}"
+    command: echo "${{SLURM_STEP_ID:-none}} ${{SLURM_JOB_ID}}" > {out}/step_{{i}}
+    resource_requirements: one
+    scheduler: s
+    parameters: {{i: "1:4"}}
+"#,
+            out = out.display()
+        ),
+    );
+    let child = watch(dir.path(), &url, &spec);
+    let said = finish(dir.path(), child);
+    assert!(said.contains("is complete"), "{said}");
+    let mut steps = Vec::new();
+    for i in 1..=4 {
+        let got = std::fs::read_to_string(out.join(format!("step_{i}"))).unwrap();
+        let mut parts = got.split_whitespace();
+        let step = parts.next().unwrap().to_string();
+        assert!(
+            step.parse::<u64>().is_ok(),
+            "step_{i} did not run as a Slurm step: {got:?}"
+        );
+        steps.push(step);
+    }
+    steps.sort();
+    steps.dedup();
+    assert_eq!(steps.len(), 4, "one step per job: {steps:?}");
+}

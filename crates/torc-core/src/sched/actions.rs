@@ -370,6 +370,7 @@ impl WorkflowSched {
             slurm_defaults: def.slurm_defaults.clone(),
             wait_for_new_jobs_seconds: def.compute_node.wait_for_new_jobs_seconds,
             sigkill_headroom_seconds: def.execution.sigkill_headroom_seconds,
+            srun_jobs: def.execution.mode == crate::model::ExecutionMode::Slurm,
         }
     }
 }

@@ -102,6 +102,7 @@ pub async fn run_with_progress<C: Coordinator>(
         output_dir,
         stdio_dir,
         api_url: config.api_url.clone(),
+        srun: config.srun_jobs,
     };
     let span = tracing::info_span!(
         "runner",
