@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use torc_core::api::{ActionCapabilities, Coordinator};
 use torc_core::WorkflowId;
-use torc_runner::executor::{batch_script, on_path, Executor, LaunchSettings};
+use torc_runner::executor::{batch_script, on_path, AllocationRunner, Executor, LaunchSettings};
 
 /// The `torc-runner` beside this `torc`, or the one given.
 fn runner_bin(given: Option<&Path>) -> Result<PathBuf> {
@@ -82,10 +82,12 @@ pub fn slurm_script(global: &Global, args: &SlurmScriptArgs) -> Result<()> {
         scheduler,
         &def.slurm_defaults,
         &launch(global, &url, runner)?,
-        args.one_worker_per_node,
-        def.compute_node.wait_for_new_jobs_seconds,
-        def.execution.sigkill_headroom_seconds,
-        def.execution.mode == torc_core::model::ExecutionMode::Slurm,
+        AllocationRunner {
+            one_per_node: args.one_worker_per_node,
+            wait_for_new_jobs_seconds: def.compute_node.wait_for_new_jobs_seconds,
+            headroom_seconds: def.execution.sigkill_headroom_seconds,
+            srun_jobs: def.execution.mode == torc_core::model::ExecutionMode::Slurm,
+        },
     )
     .with_context(|| {
         format!(

@@ -52,31 +52,53 @@ pub fn scheduler_params(s: &SlurmScheduler) -> SchedulerParams {
     p
 }
 
+/// How an allocation's runner behaves, from the action and the workflow's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocationRunner {
+    /// One runner per node (through `srun`) rather than one on the first node.
+    pub one_per_node: bool,
+    /// `compute_node_wait_for_new_jobs_seconds`.
+    pub wait_for_new_jobs_seconds: u32,
+    /// `execution_config.sigkill_headroom_seconds`.
+    pub headroom_seconds: u32,
+    /// `execution_config.mode: slurm`: each job as a Slurm step.
+    pub srun_jobs: bool,
+}
+
+impl AllocationRunner {
+    /// What a claimed `schedule_nodes` action asks of its allocations' runners.
+    pub fn of(action: &ClaimedAction, one_per_node: bool) -> AllocationRunner {
+        AllocationRunner {
+            one_per_node,
+            wait_for_new_jobs_seconds: action.wait_for_new_jobs_seconds,
+            headroom_seconds: action.sigkill_headroom_seconds,
+            srun_jobs: action.srun_jobs,
+        }
+    }
+}
+
 /// The batch script of one allocation of `scheduler` for workflow `id`.
 pub fn batch_script(
     id: WorkflowId,
     scheduler: &SlurmScheduler,
     defaults: &BTreeMap<String, String>,
     launch: &LaunchSettings,
-    one_per_node: bool,
-    wait_for_new_jobs_seconds: u32,
-    headroom_seconds: u32,
-    srun_jobs: bool,
+    runner: AllocationRunner,
 ) -> Result<BatchScript, ScriptError> {
     let mut extra_args = vec![
         "--idle-timeout".into(),
-        wait_for_new_jobs_seconds.to_string(),
+        runner.wait_for_new_jobs_seconds.to_string(),
         "--end-headroom-secs".into(),
-        headroom_seconds.to_string(),
+        runner.headroom_seconds.to_string(),
     ];
-    if srun_jobs {
+    if runner.srun_jobs {
         extra_args.push("--srun-jobs".into());
     }
     let l = RunnerLaunch {
         runner_bin: launch.runner_bin.clone(),
         api_url: launch.api_url.clone(),
         workflow_id: id,
-        start_one_worker_per_node: one_per_node,
+        start_one_worker_per_node: runner.one_per_node,
         output_dir: launch.output_dir.clone(),
         extra_args,
     };
@@ -405,10 +427,7 @@ impl<C: Coordinator> Executor<C> {
             scheduler,
             &action.slurm_defaults,
             launch,
-            one_per_node,
-            action.wait_for_new_jobs_seconds,
-            action.sigkill_headroom_seconds,
-            action.srun_jobs,
+            AllocationRunner::of(action, one_per_node),
         )
         .map_err(|e| format!("cannot write the batch script: {e}"))?;
         let path = script.slurm_output_dir().join(format!(
