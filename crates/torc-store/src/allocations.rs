@@ -1,15 +1,14 @@
-//! Allocation records, written with the batch that changed them, and read back when a workflow
-//! is loaded.
+//! Allocation records, written with the batch that changed them (`Store::load_allocations`, in
+//! `read`, reads them back).
 
 use crate::backend::AnyConnection;
 use crate::error::StoreError;
 use crate::rows::{to_i32, to_i64};
 use crate::schema::allocations;
-use crate::store::Store;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
-use torc_core::alloc::{Allocation, AllocationState};
-use torc_core::ids::{Timestamp, WorkflowId};
+use torc_core::alloc::Allocation;
+use torc_core::ids::WorkflowId;
 
 #[derive(Insertable)]
 #[diesel(table_name = allocations)]
@@ -68,66 +67,4 @@ pub(crate) fn write(
             .execute(conn)?;
     }
     Ok(())
-}
-
-type Loaded = (
-    i32,
-    i32,
-    String,
-    Option<i64>,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-);
-
-impl Store {
-    /// Every allocation recorded for workflow `id`, oldest first.
-    pub fn load_allocations(&self, id: WorkflowId) -> Result<Vec<Allocation>, StoreError> {
-        let mut conn = self.conn()?;
-        let rows: Vec<Loaded> = allocations::table
-            .filter(allocations::workflow_id.eq(id.0))
-            .order(allocations::id)
-            .select((
-                allocations::id,
-                allocations::record_id,
-                allocations::scheduler,
-                allocations::batch_id,
-                allocations::state,
-                allocations::executor,
-                allocations::requested_at,
-                allocations::started_at,
-                allocations::ended_at,
-                allocations::note,
-            ))
-            .load(&mut conn)?;
-        rows.into_iter()
-            .map(
-                |(aid, record, scheduler, batch, state, executor, req, start, end, note)| {
-                    let as_u32 = |what: &'static str, v: i32| {
-                        u32::try_from(v).map_err(|_| StoreError::corrupt(what, v))
-                    };
-                    Ok(Allocation {
-                        id: as_u32("allocation id", aid)?,
-                        record: as_u32("allocation record", record)?,
-                        scheduler,
-                        batch_id: batch
-                            .map(|b| {
-                                u64::try_from(b).map_err(|_| StoreError::corrupt("batch id", b))
-                            })
-                            .transpose()?,
-                        state: AllocationState::parse(&state)
-                            .ok_or_else(|| StoreError::corrupt("allocation state", &state))?,
-                        executor,
-                        requested_at: Timestamp(req),
-                        started_at: start.map(Timestamp),
-                        ended_at: end.map(Timestamp),
-                        note,
-                    })
-                },
-            )
-            .collect()
-    }
 }

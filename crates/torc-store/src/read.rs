@@ -9,13 +9,15 @@ use crate::rows::{
     WorkflowRow, WorkflowRows,
 };
 use crate::schema::{
-    action_claims, action_records, events, failure_handlers, files, job_dependencies, job_files,
-    job_user_data, jobs, resource_requirements, results, user_data, workflows,
+    action_claims, action_records, allocations, events, failure_handlers, files, job_dependencies,
+    job_files, job_user_data, jobs, resource_requirements, results, user_data, workflows,
 };
 use crate::store::Store;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
+use torc_core::alloc::{Allocation, AllocationState};
 use torc_core::changes::EventKind;
+use torc_core::ids::Timestamp;
 use torc_core::ids::{JobId, WorkflowId};
 use torc_core::model::JobStatus;
 use torc_core::sched::ActionRecord;
@@ -307,5 +309,67 @@ impl Store {
             }
             Ok((out, next))
         })
+    }
+}
+
+type Loaded = (
+    i32,
+    i32,
+    String,
+    Option<i64>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
+
+impl Store {
+    /// Every allocation recorded for workflow `id`, oldest first.
+    pub fn load_allocations(&self, id: WorkflowId) -> Result<Vec<Allocation>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<Loaded> = allocations::table
+            .filter(allocations::workflow_id.eq(id.0))
+            .order(allocations::id)
+            .select((
+                allocations::id,
+                allocations::record_id,
+                allocations::scheduler,
+                allocations::batch_id,
+                allocations::state,
+                allocations::executor,
+                allocations::requested_at,
+                allocations::started_at,
+                allocations::ended_at,
+                allocations::note,
+            ))
+            .load(&mut conn)?;
+        rows.into_iter()
+            .map(
+                |(aid, record, scheduler, batch, state, executor, req, start, end, note)| {
+                    let as_u32 = |what: &'static str, v: i32| {
+                        u32::try_from(v).map_err(|_| StoreError::corrupt(what, v))
+                    };
+                    Ok(Allocation {
+                        id: as_u32("allocation id", aid)?,
+                        record: as_u32("allocation record", record)?,
+                        scheduler,
+                        batch_id: batch
+                            .map(|b| {
+                                u64::try_from(b).map_err(|_| StoreError::corrupt("batch id", b))
+                            })
+                            .transpose()?,
+                        state: AllocationState::parse(&state)
+                            .ok_or_else(|| StoreError::corrupt("allocation state", &state))?,
+                        executor,
+                        requested_at: Timestamp(req),
+                        started_at: start.map(Timestamp),
+                        ended_at: end.map(Timestamp),
+                        note,
+                    })
+                },
+            )
+            .collect()
     }
 }
