@@ -70,6 +70,17 @@ pub enum Command {
     /// Inspect job results (one per attempt).
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Follow a workflow that runs elsewhere, as `torc run` shows its own.
+    ///
+    /// A progress bar (counts by state, jobs/s, ETA; plain lines when stderr is not a
+    /// terminal) and every failed attempt as it is recorded, with the last lines of its stderr
+    /// when the output files are reachable from here (--output-dir). Reads the server with
+    /// --url, else the local database. Exits when the workflow is over (at once if it already
+    /// is): 0 when every job completed, 1 when any failed, was canceled or terminated.
+    Watch(WatchArgs),
+    /// The event log of a workflow.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Draw pictures of a workflow's runs.
     #[command(subcommand)]
     Plot(PlotCommand),
@@ -83,6 +94,36 @@ pub enum Command {
     /// Slurm: the batch script an allocation gets.
     #[command(subcommand)]
     Slurm(SlurmCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub workflow_id: i64,
+    /// Plain lines even on a terminal.
+    #[arg(long)]
+    pub lines: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print a workflow's events, oldest first (with --follow, then each new one as it is
+    /// recorded, until the workflow is over or interrupted).
+    List(EventsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsListArgs {
+    pub workflow_id: i64,
+    /// Keep printing new events as they are recorded; stops when the workflow is no longer
+    /// active and nothing more came.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the last N events before following.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! library crates; see `run.rs` (runs) and `inspect.rs` (validation, listings, cancel, reset).
 
 mod cli;
+mod events;
 mod graph;
 mod inspect;
 mod jobinfo;
@@ -14,11 +15,12 @@ mod submit;
 mod table;
 mod tables;
 mod timeline;
+mod watch;
 
 use clap::Parser;
 use cli::{
-    Cli, Command, JobsCommand, PlotCommand, ResultsCommand, SlurmCommand, TokensCommand,
-    WorkflowsCommand,
+    Cli, Command, EventsCommand, JobsCommand, PlotCommand, ResultsCommand, SlurmCommand,
+    TokensCommand, WorkflowsCommand,
 };
 use inspect::Change;
 use out::errln;
@@ -99,6 +101,8 @@ fn main() -> ExitCode {
             limit,
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+        Command::Watch(args) => watch::watch(&cli.global, args),
+        Command::Events(EventsCommand::List(args)) => events::list(&cli.global, args),
         Command::Plot(PlotCommand::Timeline(args)) => timeline::timeline(&cli.global, args),
         Command::Tokens(TokensCommand::Create {
             user,

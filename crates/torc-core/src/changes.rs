@@ -127,6 +127,17 @@ pub struct Changes {
     /// Actions triggered and claimed (see `sched::actions`).
     #[serde(default)]
     pub actions: Vec<ActionChange>,
+    /// Time-series samples that came with reports, by the runner that took them: recorded,
+    /// never looked at by the scheduler.
+    #[serde(default)]
+    pub samples: Vec<RunnerSamples>,
+}
+
+/// Samples sent by one runner in one report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerSamples {
+    pub runner: RunnerId,
+    pub samples: Vec<crate::api::ResourceSample>,
 }
 
 /// A workflow action's record was created or claimed.
@@ -156,6 +167,7 @@ impl Changes {
             && self.events.is_empty()
             && self.workflow.is_none()
             && self.actions.is_empty()
+            && self.samples.is_empty()
     }
 
     /// Appends `other` after `self`, keeping order.
@@ -164,6 +176,7 @@ impl Changes {
         self.results.extend(other.results);
         self.events.extend(other.events);
         self.actions.extend(other.actions);
+        self.samples.extend(other.samples);
         if other.workflow.is_some() {
             self.workflow = other.workflow;
         }

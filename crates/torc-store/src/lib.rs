@@ -25,6 +25,7 @@ mod error;
 mod read;
 mod records;
 mod rows;
+mod samples;
 mod schema;
 mod store;
 mod tokens;
@@ -33,4 +34,5 @@ pub use error::StoreError;
 pub use records::{
     EventRecord, JobRecord, LoadedWorkflow, ResultRecord, TokenRecord, TokenScope, WorkflowSummary,
 };
+pub use samples::{SampleFilter, SampleRecord};
 pub use store::Store;
