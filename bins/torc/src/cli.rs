@@ -228,6 +228,28 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete a workflow and everything recorded about it (asks first, unless --yes).
+    Delete {
+        id: i64,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Write a workflow as one JSON document: definition, spec, every job's state and
+    /// attempt, every result and event (`torc workflows export 3 > wf.json`).
+    Export {
+        id: i64,
+        /// Write to FILE instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Create a new workflow from a document of `workflows export` (`-`: stdin), in the states
+    /// it was exported in; `torc run NEW_ID` then carries on where it was.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw a workflow's dependency graph (DOT, Mermaid or SVG).
     ///
     /// Of a spec file (no database needed) or of a stored workflow (nodes coloured by job

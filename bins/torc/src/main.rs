@@ -15,6 +15,7 @@ mod submit;
 mod table;
 mod tables;
 mod timeline;
+mod transfer;
 mod watch;
 
 use clap::Parser;
@@ -74,6 +75,15 @@ fn main() -> ExitCode {
         }) => {
             let failed_only = *failed_only;
             inspect::change(&cli.global, *id, Change::Reset { failed_only }, *json)
+        }
+        Command::Workflows(WorkflowsCommand::Delete { id, yes }) => {
+            transfer::delete(&cli.global, *id, *yes)
+        }
+        Command::Workflows(WorkflowsCommand::Export { id, output }) => {
+            transfer::export(&cli.global, *id, output.as_deref())
+        }
+        Command::Workflows(WorkflowsCommand::Import { file, json }) => {
+            transfer::import(&cli.global, file, *json)
         }
         Command::Workflows(WorkflowsCommand::Graph(args)) => graph::graph(&cli.global, args),
         Command::Workflows(WorkflowsCommand::SetMaxConcurrentJobs { id, max, json }) => {

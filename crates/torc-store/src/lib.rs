@@ -29,6 +29,7 @@ mod samples;
 mod schema;
 mod store;
 mod tokens;
+mod transfer;
 
 pub use error::StoreError;
 pub use records::{
@@ -36,3 +37,4 @@ pub use records::{
 };
 pub use samples::{SampleFilter, SampleRecord};
 pub use store::Store;
+pub use transfer::{ExportedWorkflow, ImportError, WorkflowExport, EXPORT_FORMAT, EXPORT_VERSION};
