@@ -382,6 +382,27 @@ pub enum PlotCommand {
     /// the lowest-numbered slot free when it started. Labels need a TrueType font: TORC_FONT,
     /// else a system one (DejaVu Sans, Liberation Sans, ...).
     Timeline(TimelineArgs),
+    /// Draw CPU and memory over time, per job attempt and per runner node (SVG or PNG).
+    ///
+    /// From the time-series samples runners take when the spec asks for them:
+    /// `resource_monitor: {sample_interval_seconds: N, jobs: {enabled: true, granularity:
+    /// time_series}, compute_node: {enabled: true, granularity: time_series}}`. CPU is in
+    /// percent of one CPU (200: two busy); a node's memory is what is in use on it.
+    Resources(ResourcesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResourcesArgs {
+    pub workflow_id: i64,
+    /// The picture to write: FILE.svg or FILE.png.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Only this job (an id or a name), with its node over the same time.
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+    /// Width in pixels (the height is two thirds of it).
+    #[arg(long, value_name = "PIXELS", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=20_000))]
+    pub width: u32,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod inspect;
 mod jobinfo;
 mod out;
 mod progress;
+mod resources;
 mod run;
 mod source;
 mod stdio;
@@ -114,6 +115,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::watch(&cli.global, args),
         Command::Events(EventsCommand::List(args)) => events::list(&cli.global, args),
         Command::Plot(PlotCommand::Timeline(args)) => timeline::timeline(&cli.global, args),
+        Command::Plot(PlotCommand::Resources(args)) => resources::resources(&cli.global, args),
         Command::Tokens(TokensCommand::Create {
             user,
             name,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use torc_core::model::WorkflowDef;
 use torc_core::{JobId, WorkflowId};
 use torc_http::HttpClient;
-use torc_store::{JobRecord, ResultRecord, Store, WorkflowSummary};
+use torc_store::{JobRecord, ResultRecord, SampleFilter, SampleRecord, Store, WorkflowSummary};
 
 /// Rows asked for per request (a server caps its pages; it answers at most what it allows).
 const PAGE: u64 = 10_000;
@@ -82,6 +82,33 @@ impl Source {
                     .into_iter()
                     .map(ResultRecord::from)
                     .collect(),
+            };
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every time-series sample of the workflow (or of one job, or of the nodes), in order.
+    pub fn samples(&self, id: WorkflowId, filter: SampleFilter) -> Result<Vec<SampleRecord>> {
+        let mut all = Vec::new();
+        loop {
+            let offset = all.len() as u64;
+            let page: Vec<SampleRecord> = match self {
+                Source::Local(store) => store.list_samples(id, filter, offset, PAGE)?,
+                Source::Remote(c, rt) => {
+                    let (job, nodes) = match filter {
+                        SampleFilter::All => (None, false),
+                        SampleFilter::Job(j) => (Some(j), false),
+                        SampleFilter::Nodes => (None, true),
+                    };
+                    rt.block_on(c.samples(id, job, nodes, offset, PAGE))?
+                        .items
+                        .into_iter()
+                        .map(SampleRecord::from)
+                        .collect()
+                }
             };
             if page.is_empty() {
                 return Ok(all);
