@@ -78,6 +78,14 @@ pub enum Command {
     /// --url, else the local database. Exits when the workflow is over (at once if it already
     /// is): 0 when every job completed, 1 when any failed, was canceled or terminated.
     Watch(WatchArgs),
+    /// A terminal UI: workflows, a workflow's jobs by state (with filters), a job's detail,
+    /// dependencies and the tail of its log; refreshed every second.
+    ///
+    /// Keys: arrows or j/k move, enter opens, esc goes back; f cycles a state filter, / types
+    /// a name filter; c cancels the workflow, r resets its failed jobs (R every job), s starts
+    /// a runner for it (`torc run ID` on this machine, in the background, its output in
+    /// OUTPUT_DIR/tui_runner_wfID.log); o shows a job's stdout instead of stderr; q quits.
+    Tui,
     /// The event log of a workflow.
     #[command(subcommand)]
     Events(EventsCommand),

@@ -17,6 +17,7 @@ mod table;
 mod tables;
 mod timeline;
 mod transfer;
+mod tui;
 mod watch;
 
 use clap::Parser;
@@ -113,6 +114,7 @@ fn main() -> ExitCode {
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
         Command::Watch(args) => watch::watch(&cli.global, args),
+        Command::Tui => tui::tui(&cli.global),
         Command::Events(EventsCommand::List(args)) => events::list(&cli.global, args),
         Command::Plot(PlotCommand::Timeline(args)) => timeline::timeline(&cli.global, args),
         Command::Plot(PlotCommand::Resources(args)) => resources::resources(&cli.global, args),

@@ -26,6 +26,30 @@ impl Source {
         }
     }
 
+    /// Every workflow, oldest first.
+    pub fn workflows(&self) -> Result<Vec<WorkflowSummary>> {
+        Ok(match self {
+            Source::Local(store) => store.list_workflows()?,
+            Source::Remote(c, rt) => rt
+                .block_on(c.list_workflows())?
+                .into_iter()
+                .map(WorkflowSummary::from)
+                .collect(),
+        })
+    }
+
+    /// Every job of the workflow, in id order.
+    pub fn all_jobs(&self, id: WorkflowId) -> Result<Vec<JobRecord>> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.jobs(id, all.len() as u64, PAGE)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
     /// The workflow's definition, where it can be read (not over `--url`).
     pub fn def(&self, id: WorkflowId) -> Result<Option<WorkflowDef>> {
         match self {
