@@ -175,6 +175,7 @@ async fn sim_runner(
                     avg_cpu_percent: None,
                 })
                 .collect(),
+            samples: Vec::new(),
         };
         let t = Instant::now();
         let answer = Coordinator::report(&client, batch).await?;

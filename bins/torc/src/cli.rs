@@ -70,6 +70,25 @@ pub enum Command {
     /// Inspect job results (one per attempt).
     #[command(subcommand)]
     Results(ResultsCommand),
+    /// Follow a workflow that runs elsewhere, as `torc run` shows its own.
+    ///
+    /// A progress bar (counts by state, jobs/s, ETA; plain lines when stderr is not a
+    /// terminal) and every failed attempt as it is recorded, with the last lines of its stderr
+    /// when the output files are reachable from here (--output-dir). Reads the server with
+    /// --url, else the local database. Exits when the workflow is over (at once if it already
+    /// is): 0 when every job completed, 1 when any failed, was canceled or terminated.
+    Watch(WatchArgs),
+    /// A terminal UI: workflows, a workflow's jobs by state (with filters), a job's detail,
+    /// dependencies and the tail of its log; refreshed every second.
+    ///
+    /// Keys: arrows or j/k move, enter opens, esc goes back; f cycles a state filter, / types
+    /// a name filter; c cancels the workflow, r resets its failed jobs (R every job), s starts
+    /// a runner for it (`torc run ID` on this machine, in the background, its output in
+    /// OUTPUT_DIR/tui_runner_wfID.log); o shows a job's stdout instead of stderr; q quits.
+    Tui,
+    /// The event log of a workflow.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Draw pictures of a workflow's runs.
     #[command(subcommand)]
     Plot(PlotCommand),
@@ -83,6 +102,36 @@ pub enum Command {
     /// Slurm: the batch script an allocation gets.
     #[command(subcommand)]
     Slurm(SlurmCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub workflow_id: i64,
+    /// Plain lines even on a terminal.
+    #[arg(long)]
+    pub lines: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print a workflow's events, oldest first (with --follow, then each new one as it is
+    /// recorded, until the workflow is over or interrupted).
+    List(EventsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsListArgs {
+    pub workflow_id: i64,
+    /// Keep printing new events as they are recorded; stops when the workflow is no longer
+    /// active and nothing more came.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the last N events before following.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +261,28 @@ pub enum WorkflowsCommand {
         id: i64,
         #[arg(long)]
         failed_only: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a workflow and everything recorded about it (asks first, unless --yes).
+    Delete {
+        id: i64,
+        /// Do not ask.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Write a workflow as one JSON document: definition, spec, every job's state and
+    /// attempt, every result and event (`torc workflows export 3 > wf.json`).
+    Export {
+        id: i64,
+        /// Write to FILE instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Create a new workflow from a document of `workflows export` (`-`: stdin), in the states
+    /// it was exported in; `torc run NEW_ID` then carries on where it was.
+    Import {
+        file: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -347,6 +418,27 @@ pub enum PlotCommand {
     /// the lowest-numbered slot free when it started. Labels need a TrueType font: TORC_FONT,
     /// else a system one (DejaVu Sans, Liberation Sans, ...).
     Timeline(TimelineArgs),
+    /// Draw CPU and memory over time, per job attempt and per runner node (SVG or PNG).
+    ///
+    /// From the time-series samples runners take when the spec asks for them:
+    /// `resource_monitor: {sample_interval_seconds: N, jobs: {enabled: true, granularity:
+    /// time_series}, compute_node: {enabled: true, granularity: time_series}}`. CPU is in
+    /// percent of one CPU (200: two busy); a node's memory is what is in use on it.
+    Resources(ResourcesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResourcesArgs {
+    pub workflow_id: i64,
+    /// The picture to write: FILE.svg or FILE.png.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Only this job (an id or a name), with its node over the same time.
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+    /// Width in pixels (the height is two thirds of it).
+    #[arg(long, value_name = "PIXELS", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=20_000))]
+    pub width: u32,
 }
 
 #[derive(Debug, Args)]

@@ -323,7 +323,7 @@ pub fn list_results(
 }
 
 /// A change to a workflow asked for on the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Cancel,
     Reset { failed_only: bool },
@@ -333,6 +333,13 @@ pub enum Change {
 /// `workflows cancel`, `reset` and `set-max-concurrent-jobs`: through the engine or the server.
 pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<ExitCode> {
     let id = WorkflowId(id);
+    apply(global, id, change)?;
+    let (summary, counts) = Source::open(global)?.summary(id)?;
+    print_status(&summary, &counts, json)
+}
+
+/// Makes `change` to workflow `id`, through the server or an engine over the local database.
+pub fn apply(global: &Global, id: WorkflowId, change: Change) -> Result<()> {
     let rt = runtime()?;
     // The change itself; what is printed is the workflow's state read back afterwards.
     match &global.url {
@@ -367,8 +374,7 @@ pub fn change(global: &Global, id: i64, change: Change, json: bool) -> Result<Ex
             }
         }
     }
-    let (summary, counts) = Source::open(global)?.summary(id)?;
-    print_status(&summary, &counts, json)
+    Ok(())
 }
 
 /// The server that `tokens` commands talk to.

@@ -2,11 +2,13 @@
 //! library crates; see `run.rs` (runs) and `inspect.rs` (validation, listings, cancel, reset).
 
 mod cli;
+mod events;
 mod graph;
 mod inspect;
 mod jobinfo;
 mod out;
 mod progress;
+mod resources;
 mod run;
 mod slurmcli;
 mod source;
@@ -15,11 +17,14 @@ mod submit;
 mod table;
 mod tables;
 mod timeline;
+mod transfer;
+mod tui;
+mod watch;
 
 use clap::Parser;
 use cli::{
-    Cli, Command, JobsCommand, PlotCommand, ResultsCommand, SlurmCommand, TokensCommand,
-    WorkflowsCommand,
+    Cli, Command, EventsCommand, JobsCommand, PlotCommand, ResultsCommand, SlurmCommand,
+    TokensCommand, WorkflowsCommand,
 };
 use inspect::Change;
 use out::errln;
@@ -74,6 +79,15 @@ fn main() -> ExitCode {
             let failed_only = *failed_only;
             inspect::change(&cli.global, *id, Change::Reset { failed_only }, *json)
         }
+        Command::Workflows(WorkflowsCommand::Delete { id, yes }) => {
+            transfer::delete(&cli.global, *id, *yes)
+        }
+        Command::Workflows(WorkflowsCommand::Export { id, output }) => {
+            transfer::export(&cli.global, *id, output.as_deref())
+        }
+        Command::Workflows(WorkflowsCommand::Import { file, json }) => {
+            transfer::import(&cli.global, file, *json)
+        }
         Command::Workflows(WorkflowsCommand::Graph(args)) => graph::graph(&cli.global, args),
         Command::Workflows(WorkflowsCommand::SetMaxConcurrentJobs { id, max, json }) => {
             inspect::change(&cli.global, *id, Change::MaxConcurrentJobs(max.0), *json)
@@ -100,7 +114,11 @@ fn main() -> ExitCode {
             limit,
             json,
         }) => inspect::list_results(&cli.global, *workflow_id, *job, (*offset, *limit), *json),
+        Command::Watch(args) => watch::watch(&cli.global, args),
+        Command::Tui => tui::tui(&cli.global),
+        Command::Events(EventsCommand::List(args)) => events::list(&cli.global, args),
         Command::Plot(PlotCommand::Timeline(args)) => timeline::timeline(&cli.global, args),
+        Command::Plot(PlotCommand::Resources(args)) => resources::resources(&cli.global, args),
         Command::Tokens(TokensCommand::Create {
             user,
             name,

@@ -75,6 +75,37 @@ impl Watched for Local {
     }
 }
 
+/// The database alone, written by a `torc run` in another process: counts come from the stored
+/// job states.
+#[derive(Clone)]
+pub struct Stored(pub Store);
+
+impl Watched for Stored {
+    async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
+        let store = self.0.clone();
+        let (summary, counts) =
+            blocking(move || Ok((store.workflow_summary(id)?, store.job_counts(id)?))).await?;
+        Ok(StatusSummary {
+            state: summary.state,
+            run_id: summary.run_id,
+            total: summary.num_jobs,
+            counts: counts.into_iter().collect(),
+        })
+    }
+
+    async fn results(&self, id: WorkflowId, offset: u64) -> Result<Vec<ResultRecord>> {
+        let store = self.0.clone();
+        blocking(move || store.list_results(id, None, offset, PAGE)).await
+    }
+
+    async fn job_name(&self, id: WorkflowId, job: JobId) -> Result<String> {
+        let store = self.0.clone();
+        let offset = u64::from(job.0.saturating_sub(1));
+        let jobs = blocking(move || store.list_jobs(id, None, offset, 1)).await?;
+        Ok(jobs.into_iter().next().map_or_else(String::new, |j| j.name))
+    }
+}
+
 impl Watched for HttpClient {
     async fn status(&self, id: WorkflowId) -> Result<StatusSummary> {
         Ok(HttpClient::status(self, id).await?.into_summary())
@@ -121,26 +152,8 @@ impl Display {
         stdio_dir: PathBuf,
         runner: watch::Receiver<Progress>,
     ) -> Result<Display> {
-        let mut seen = 0;
-        loop {
-            let page = source.results(id, seen).await?.len() as u64;
-            seen += page;
-            if page == 0 {
-                break;
-            }
-        }
+        let show = Show::new(source, id, mode, stdio_dir).await?;
         let (stop, stopped) = watch::channel(false);
-        let show = Show {
-            source,
-            id,
-            mode,
-            stdio_dir,
-            results_seen: seen,
-            failures_shown: 0,
-            started: Instant::now(),
-            bar: None,
-            done_at_start: None,
-        };
         let task = tokio::spawn(show.run(runner, stopped));
         Ok(Display { stop, task })
     }
@@ -164,6 +177,93 @@ struct Show<W> {
     bar: Option<ProgressBar>,
     /// Jobs already finished when the run began (they are not part of the rate).
     done_at_start: Option<u64>,
+    /// The last plain line printed, and when.
+    last_line: String,
+    last_line_at: Option<Instant>,
+}
+
+impl<W: Watched> Show<W> {
+    /// A display of workflow `id` that counts the results it already has, so that only those
+    /// recorded from now on are shown as failures.
+    async fn new(source: W, id: WorkflowId, mode: Mode, stdio_dir: PathBuf) -> Result<Show<W>> {
+        let mut seen = 0;
+        loop {
+            let page = source.results(id, seen).await?.len() as u64;
+            seen += page;
+            if page == 0 {
+                break;
+            }
+        }
+        Ok(Show {
+            source,
+            id,
+            mode,
+            stdio_dir,
+            results_seen: seen,
+            failures_shown: 0,
+            started: Instant::now(),
+            bar: None,
+            done_at_start: None,
+            last_line: String::new(),
+            last_line_at: None,
+        })
+    }
+
+    /// Shows `status`: redraws the bar, or prints a plain line when it changed and the last one
+    /// is at least [`LINE_EVERY`] old (always with `force`).
+    fn show(&mut self, status: &StatusSummary, force: bool) {
+        match self.mode {
+            Mode::Bar => self.draw(status),
+            Mode::Lines => {
+                let line = self.line(status);
+                let due = self.last_line_at.is_none_or(|t| t.elapsed() >= LINE_EVERY);
+                if line != self.last_line && (due || force) {
+                    errln!("{line}");
+                    self.last_line = line;
+                    self.last_line_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Follows workflow `id`, run by someone else, until it is no longer active: the same bar or
+/// lines as `torc run`, and every failed attempt recorded from now on as it is recorded.
+/// `on_tick` is given the workflow's state at every look (about four a second), the last one
+/// included; it is the place for whatever else a follower does (it must not block). Returns the
+/// last state (at once for a workflow that is already over).
+pub async fn follow<W: Watched>(
+    source: W,
+    id: WorkflowId,
+    mode: Mode,
+    stdio_dir: PathBuf,
+    mut on_tick: impl FnMut(&StatusSummary) + Send,
+) -> Result<StatusSummary> {
+    let mut show = Show::new(source, id, mode, stdio_dir).await?;
+    let mut tick = tokio::time::interval(BAR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // Results first: a failure committed with the workflow's end is then never missed.
+        show.show_failures().await;
+        let status = show.source.status(id).await?;
+        let over = status.state != torc_core::changes::WorkflowState::Active;
+        if over {
+            show.show_failures().await;
+        }
+        show.show(&status, over);
+        on_tick(&status);
+        if over {
+            show.clear();
+            return Ok(status);
+        }
+    }
 }
 
 impl<W: Watched> Show<W> {
@@ -175,7 +275,6 @@ impl<W: Watched> Show<W> {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is now: the first look below is the one before it
-        let mut last_line = String::new();
         let mut last = false;
         loop {
             let failed = {
@@ -189,25 +288,14 @@ impl<W: Watched> Show<W> {
                 break;
             }
             if let Ok(status) = self.source.status(self.id).await {
-                match self.mode {
-                    Mode::Bar => self.draw(&status),
-                    Mode::Lines => {
-                        let line = self.line(&status);
-                        if line != last_line {
-                            errln!("{line}");
-                            last_line = line;
-                        }
-                    }
-                }
+                self.show(&status, true);
             }
             last = tokio::select! {
                 _ = tick.tick() => false,
                 _ = stopped.changed() => true,
             };
         }
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
+        self.clear();
     }
 
     fn draw(&mut self, status: &StatusSummary) {

@@ -241,9 +241,10 @@ fn count(s: &StatusSummary, status: JobStatus) -> u64 {
         .map_or(0, |(_, n)| *n)
 }
 
-fn counts_line(s: &StatusSummary) -> String {
+pub(crate) fn counts_line(s: &StatusSummary) -> String {
     s.counts
         .iter()
+        .filter(|(_, n)| *n > 0)
         .map(|(st, n)| format!("{n} {st}"))
         .collect::<Vec<_>>()
         .join(", ")

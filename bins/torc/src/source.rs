@@ -8,7 +8,7 @@ use anyhow::Result;
 use torc_core::model::WorkflowDef;
 use torc_core::{JobId, WorkflowId};
 use torc_http::HttpClient;
-use torc_store::{JobRecord, ResultRecord, Store, WorkflowSummary};
+use torc_store::{JobRecord, ResultRecord, SampleFilter, SampleRecord, Store, WorkflowSummary};
 
 /// Rows asked for per request (a server caps its pages; it answers at most what it allows).
 const PAGE: u64 = 10_000;
@@ -23,6 +23,30 @@ impl Source {
         match &global.url {
             Some(url) => Ok(Source::Remote(global.client(url)?, runtime()?)),
             None => Ok(Source::Local(open_existing_store(global)?)),
+        }
+    }
+
+    /// Every workflow, oldest first.
+    pub fn workflows(&self) -> Result<Vec<WorkflowSummary>> {
+        Ok(match self {
+            Source::Local(store) => store.list_workflows()?,
+            Source::Remote(c, rt) => rt
+                .block_on(c.list_workflows())?
+                .into_iter()
+                .map(WorkflowSummary::from)
+                .collect(),
+        })
+    }
+
+    /// Every job of the workflow, in id order.
+    pub fn all_jobs(&self, id: WorkflowId) -> Result<Vec<JobRecord>> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.jobs(id, all.len() as u64, PAGE)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
         }
     }
 
@@ -82,6 +106,33 @@ impl Source {
                     .into_iter()
                     .map(ResultRecord::from)
                     .collect(),
+            };
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every time-series sample of the workflow (or of one job, or of the nodes), in order.
+    pub fn samples(&self, id: WorkflowId, filter: SampleFilter) -> Result<Vec<SampleRecord>> {
+        let mut all = Vec::new();
+        loop {
+            let offset = all.len() as u64;
+            let page: Vec<SampleRecord> = match self {
+                Source::Local(store) => store.list_samples(id, filter, offset, PAGE)?,
+                Source::Remote(c, rt) => {
+                    let (job, nodes) = match filter {
+                        SampleFilter::All => (None, false),
+                        SampleFilter::Job(j) => (Some(j), false),
+                        SampleFilter::Nodes => (None, true),
+                    };
+                    rt.block_on(c.samples(id, job, nodes, offset, PAGE))?
+                        .items
+                        .into_iter()
+                        .map(SampleRecord::from)
+                        .collect()
+                }
             };
             if page.is_empty() {
                 return Ok(all);

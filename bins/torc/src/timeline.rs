@@ -136,7 +136,7 @@ fn find_font() -> Option<PathBuf> {
 }
 
 /// Registers a font for plotters' "sans-serif" family.
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     let missing = || Exit {
         code: 1,
         message: "no TrueType font found to label the plot: set TORC_FONT to a .ttf file, or \
@@ -289,27 +289,26 @@ fn short_runner(r: &str) -> String {
     }
 }
 
-/// `torc plot timeline`.
-pub fn timeline(global: &Global, args: &TimelineArgs) -> Result<ExitCode> {
-    let ext = args
-        .output
+/// Whether a picture goes to PNG (else SVG), from the file's extension; any other is bad input.
+pub(crate) fn is_png(output: &Path) -> Result<bool> {
+    let ext = output
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let png = match ext.as_deref() {
-        Some("png") => true,
-        Some("svg") => false,
-        _ => {
-            return Err(Exit {
-                code: 2,
-                message: format!(
-                    "-o {}: the file must end in .svg or .png",
-                    args.output.display()
-                ),
-            }
-            .into())
+    match ext.as_deref() {
+        Some("png") => Ok(true),
+        Some("svg") => Ok(false),
+        _ => Err(Exit {
+            code: 2,
+            message: format!("-o {}: the file must end in .svg or .png", output.display()),
         }
-    };
+        .into()),
+    }
+}
+
+/// `torc plot timeline`.
+pub fn timeline(global: &Global, args: &TimelineArgs) -> Result<ExitCode> {
+    let png = is_png(&args.output)?;
     let id = WorkflowId(args.workflow_id);
     let source = Source::open(global)?;
     let summary = source.summary(id)?;

@@ -107,6 +107,40 @@ pub struct ClaimedJob {
     pub timeout_exit_code: i32,
     /// The job's failure handler, so that the runner can run a recovery script before a retry.
     pub failure_handler: Option<FailureHandler>,
+    /// What the runner samples over time while the job runs (`resource_monitor` with
+    /// `granularity: time_series`); `None`: summaries only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_series: Option<TimeSeries>,
+}
+
+/// Time-series sampling asked for by a workflow's `resource_monitor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeSeries {
+    /// Seconds between samples (at least 1).
+    pub interval_seconds: u32,
+    /// Sample each job's process tree.
+    pub jobs: bool,
+    /// Sample the runner's whole node.
+    pub node: bool,
+}
+
+/// One time-series sample: CPU, resident memory and processes at one moment, of one job's
+/// process tree (its attempt named) or of the runner's whole node (no job).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSample {
+    /// The job measured; `None`: the runner's node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<JobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<u32>,
+    pub time: Timestamp,
+    /// Percent of one CPU (200: two CPUs busy); for a node, of all its CPUs together.
+    pub cpu_percent: f64,
+    /// Resident memory (of a node: memory in use, total less available).
+    pub memory_bytes: u64,
+    pub num_processes: u32,
 }
 
 fn default_timeout_exit_code() -> i32 {
@@ -174,6 +208,10 @@ pub struct ReportBatch {
     pub starts: Vec<StartReport>,
     #[serde(default)]
     pub completions: Vec<CompletionReport>,
+    /// Time-series samples taken since the last report (of the jobs completed here, and of the
+    /// node); stored in the same commit as the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<ResourceSample>,
 }
 
 /// What became of one completion report.

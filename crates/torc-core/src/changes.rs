@@ -130,6 +130,17 @@ pub struct Changes {
     /// Allocations recorded or changed, whole; a later entry for the same id wins.
     #[serde(default)]
     pub allocations: Vec<crate::alloc::Allocation>,
+    /// Time-series samples that came with reports, by the runner that took them: recorded,
+    /// never looked at by the scheduler.
+    #[serde(default)]
+    pub samples: Vec<RunnerSamples>,
+}
+
+/// Samples sent by one runner in one report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerSamples {
+    pub runner: RunnerId,
+    pub samples: Vec<crate::api::ResourceSample>,
 }
 
 /// A workflow action's record was created or claimed.
@@ -160,6 +171,7 @@ impl Changes {
             && self.workflow.is_none()
             && self.actions.is_empty()
             && self.allocations.is_empty()
+            && self.samples.is_empty()
     }
 
     /// Appends `other` after `self`, keeping order.
@@ -169,6 +181,7 @@ impl Changes {
         self.events.extend(other.events);
         self.actions.extend(other.actions);
         self.allocations.extend(other.allocations);
+        self.samples.extend(other.samples);
         if other.workflow.is_some() {
             self.workflow = other.workflow;
         }

@@ -343,6 +343,20 @@ impl WorkflowDef {
     pub fn job(&self, id: JobId) -> Option<&JobDef> {
         self.jobs.get(id.index())
     }
+
+    /// The time-series sampling `resource_monitor` asks runners for: of jobs and of nodes whose
+    /// monitor is enabled with `granularity: time_series`; `None` when neither is.
+    pub fn time_series(&self) -> Option<crate::api::TimeSeries> {
+        use config::MonitorGranularity::TimeSeries;
+        let m = self.resource_monitor?;
+        let jobs = m.jobs.enabled && m.jobs.granularity == TimeSeries;
+        let node = m.compute_node.enabled && m.compute_node.granularity == TimeSeries;
+        (jobs || node).then_some(crate::api::TimeSeries {
+            interval_seconds: m.sample_interval_seconds.max(1),
+            jobs,
+            node,
+        })
+    }
 }
 
 /// Serialises a `Duration` as (fractional) seconds.

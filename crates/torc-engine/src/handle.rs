@@ -25,6 +25,8 @@ use torc_store::Store;
 pub struct EngineHandle {
     tx: Sender<Request>,
     stats: Arc<Stats>,
+    /// Counts the commits that wrote something (see [`EngineHandle::commits`]).
+    commits: tokio::sync::watch::Receiver<u64>,
     /// Held for its `Drop`: the last handle joins the writer thread.
     _thread: Arc<ThreadGuard>,
 }
@@ -51,7 +53,8 @@ impl EngineHandle {
     pub fn start_with(store: Store, config: EngineConfig) -> EngineHandle {
         let (tx, rx) = channel();
         let stats = Arc::new(Stats::default());
-        let writer = Writer::new(store, config, Arc::clone(&stats));
+        let (committed, commits) = tokio::sync::watch::channel(0);
+        let writer = Writer::new(store, config, Arc::clone(&stats), committed);
         let thread = std::thread::Builder::new()
             .name("torc-writer".into())
             .spawn(move || writer.run(rx))
@@ -59,12 +62,22 @@ impl EngineHandle {
         EngineHandle {
             tx,
             stats,
+            commits,
             _thread: Arc::new(ThreadGuard(Some(thread))),
         }
     }
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// A receiver that changes after every commit that wrote something (states, results,
+    /// events): a reader of the database waits on it instead of polling. Take it before the
+    /// read whose staleness it guards against.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut rx = self.commits.clone();
+        rx.mark_unchanged();
+        rx
     }
 
     async fn call<T>(

@@ -76,6 +76,7 @@ fn batch(id: WorkflowId, runner: &str, jobs: &[ClaimedJob]) -> ReportBatch {
             })
             .collect(),
         completions: jobs.iter().map(|j| done(j, 0)).collect(),
+        samples: Vec::new(),
     }
 }
 

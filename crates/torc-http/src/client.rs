@@ -2,8 +2,9 @@
 //! over HTTP, so that a runner talks to a server exactly as it talks to the in-process engine.
 
 use crate::wire::{
-    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, ResetRequest,
-    ResultPage, SpecProblem, TokenInfo, TokenRequest, Workflow, WorkflowStatus,
+    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, JobPage,
+    ResetRequest, ResultPage, SamplePage, SpecProblem, TokenInfo, TokenRequest, Workflow,
+    WorkflowStatus,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -387,6 +388,49 @@ impl HttpClient {
     ) -> Result<EventPage, ClientError> {
         let url = self.workflow_url(id, "/events");
         let query = [("offset", offset), ("limit", limit)];
+        self.send(self.request(Method::GET, &url).query(&query), &url)
+            .await
+    }
+
+    /// The events after `after` (an event id, 0 for all); when none, the server waits up to
+    /// `wait` for some (long poll). The request's own timeout is stretched to cover the wait.
+    pub async fn wait_events(
+        &self,
+        id: WorkflowId,
+        after: i64,
+        wait: Duration,
+        limit: u64,
+    ) -> Result<EventBatch, ClientError> {
+        let url = self.workflow_url(id, "/events/wait");
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let query = [
+            ("after", after.to_string()),
+            ("wait_ms", wait_ms.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        let rb = self
+            .request_with_timeout(Method::GET, &url, self.timeout + wait)
+            .query(&query);
+        self.send(rb, &url).await
+    }
+
+    /// A page of time-series samples: of one job, of the nodes only, or (neither) all.
+    pub async fn samples(
+        &self,
+        id: WorkflowId,
+        job: Option<JobId>,
+        nodes_only: bool,
+        offset: u64,
+        limit: u64,
+    ) -> Result<SamplePage, ClientError> {
+        let url = self.workflow_url(id, "/samples");
+        let mut query = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
+        if let Some(j) = job {
+            query.push(("job", j.0.to_string()));
+        }
+        if nodes_only {
+            query.push(("nodes", "true".to_string()));
+        }
         self.send(self.request(Method::GET, &url).query(&query), &url)
             .await
     }

@@ -41,7 +41,7 @@ pub use server::metrics::parse_sample;
 pub use server::service::Limits;
 pub use server::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};
 pub use wire::{
-    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, Job, JobPage, JobResult,
-    ResultPage, SpecProblem, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowEvent,
-    WorkflowStatus,
+    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, Job, JobPage,
+    JobResult, ResultPage, Sample, SamplePage, SpecProblem, TokenInfo, TokenRequest,
+    TokenScopeSpec, Workflow, WorkflowEvent, WorkflowStatus,
 };

@@ -164,6 +164,7 @@ fn done(id: WorkflowId, runner: &str, jobs: &ClaimResponse) -> ReportBatch {
                 avg_cpu_percent: None,
             })
             .collect(),
+        samples: Vec::new(),
     }
 }
 

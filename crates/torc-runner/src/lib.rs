@@ -24,6 +24,7 @@ mod monitor;
 mod process;
 mod resources;
 mod runner;
+mod samples;
 mod shutdown;
 
 pub use config::{Capacity, RunnerConfig};

@@ -141,7 +141,7 @@ impl Monitor {
     }
 }
 
-fn sysconf(name: libc::c_int) -> Option<u64> {
+pub(crate) fn sysconf(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let v = unsafe { libc::sysconf(name) };
     u64::try_from(v).ok().filter(|&v| v > 0)
@@ -185,17 +185,17 @@ fn scan_proc(wanted: &HashSet<i32>, page_size: u64) -> HashMap<i32, GroupSample>
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Stat {
-    pgrp: i32,
+pub(crate) struct Stat {
+    pub(crate) pgrp: i32,
     /// utime + stime + cutime + cstime: the process and its reaped children, so that the
     /// time of short-lived children inside the group is not lost.
-    ticks: u64,
-    rss_pages: u64,
+    pub(crate) ticks: u64,
+    pub(crate) rss_pages: u64,
 }
 
 /// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and parentheses, so
 /// fields are counted from the last `)`.
-fn parse_stat(raw: &[u8]) -> Option<Stat> {
+pub(crate) fn parse_stat(raw: &[u8]) -> Option<Stat> {
     let close = raw.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&raw[close + 1..]).ok()?;
     // rest[0] is field 3 (state); field N is at index N - 3.

@@ -228,6 +228,7 @@ mod tests {
             stdio: Default::default(),
             timeout_exit_code: 152,
             failure_handler: None,
+            time_series: None,
         }
     }
 

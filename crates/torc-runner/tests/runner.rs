@@ -368,6 +368,7 @@ fn job(idx: usize, name: &str, command: &str) -> ClaimedJob {
         stdio: Default::default(),
         timeout_exit_code: 152,
         failure_handler: None,
+        time_series: None,
     }
 }
 

@@ -26,12 +26,16 @@ mod error;
 mod read;
 mod records;
 mod rows;
+mod samples;
 mod schema;
 mod store;
 mod tokens;
+mod transfer;
 
 pub use error::StoreError;
 pub use records::{
     EventRecord, JobRecord, LoadedWorkflow, ResultRecord, TokenRecord, TokenScope, WorkflowSummary,
 };
+pub use samples::{SampleFilter, SampleRecord};
 pub use store::Store;
+pub use transfer::{ExportedWorkflow, ImportError, WorkflowExport, EXPORT_FORMAT, EXPORT_VERSION};

@@ -245,6 +245,39 @@ impl Store {
         })?;
         rows.into_iter().map(EventRow::into_record).collect()
     }
+
+    /// Up to `limit` events of a workflow recorded after the event `after` (0: from the first),
+    /// oldest first: how a follower reads what is new since its last look.
+    pub fn events_after(
+        &self,
+        id: WorkflowId,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self.read(|conn| {
+            ensure_exists(conn, id)?;
+            Ok(events::table
+                .filter(events::workflow_id.eq(id.0))
+                .filter(events::id.gt(after))
+                .order(events::id)
+                .limit(sql_count(limit))
+                .select(EventRow::as_select())
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(EventRow::into_record).collect()
+    }
+
+    /// How many events a workflow has.
+    pub fn count_events(&self, id: WorkflowId) -> Result<u64, StoreError> {
+        let n: i64 = self.read(|conn| {
+            ensure_exists(conn, id)?;
+            Ok(events::table
+                .filter(events::workflow_id.eq(id.0))
+                .count()
+                .get_result(conn)?)
+        })?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
 }
 
 /// How often each job was lost with its runner since the workflow's last reset, counted from the

@@ -192,6 +192,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    resource_samples (id) {
+        id -> BigInt,
+        workflow_id -> BigInt,
+        job_id -> Nullable<Integer>,
+        run_id -> Nullable<Integer>,
+        attempt_id -> Nullable<Integer>,
+        runner -> Text,
+        time -> BigInt,
+        cpu_percent -> Double,
+        memory_bytes -> BigInt,
+        num_processes -> Integer,
+    }
+}
+
 diesel::joinable!(jobs -> workflows (workflow_id));
 diesel::joinable!(results -> workflows (workflow_id));
 diesel::joinable!(events -> workflows (workflow_id));
@@ -212,4 +227,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     action_records,
     action_claims,
     allocations,
+    resource_samples,
 );

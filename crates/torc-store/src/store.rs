@@ -131,6 +131,7 @@ impl Store {
         let mut per_workflow: BTreeMap<WorkflowId, WorkflowBatch> = BTreeMap::new();
         let mut new_results = Vec::new();
         let mut new_events = Vec::new();
+        let mut new_samples = Vec::new();
         for (wf, changes) in batch {
             if changes.is_empty() {
                 continue;
@@ -148,6 +149,7 @@ impl Store {
             for e in &changes.events {
                 new_events.push(NewEvent::new(*wf, e)?);
             }
+            crate::samples::rows(*wf, &changes.samples, &mut new_samples)?;
         }
         if per_workflow.is_empty() {
             return Ok(());
@@ -214,6 +216,7 @@ impl Store {
             }
             new_results.insert_all(conn)?;
             new_events.insert_all(conn)?;
+            crate::samples::write(conn, &new_samples)?;
             for (wf, b) in &per_workflow {
                 if !b.actions.is_empty() {
                     crate::actions::write(conn, *wf, &b.actions)?;
@@ -229,6 +232,7 @@ impl Store {
             job_rows,
             results = new_results.len(),
             events = new_events.len(),
+            samples = new_samples.len(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "applied batch"
         );

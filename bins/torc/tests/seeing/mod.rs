@@ -1,6 +1,9 @@
 //! Issue 15, "see what is happening": closed pipes, progress and failures of `torc run`, the
 //! dependency graph, job details and logs, the timeline plot.
 
+mod follow;
+mod tui;
+
 use super::{example, start_server, text, torc, torc_in, wait_for, write_spec};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -112,6 +112,7 @@ impl WorkflowSched {
                 .failure_handler
                 .and_then(|h| self.def.failure_handlers.get(h as usize))
                 .cloned(),
+            time_series: self.def.time_series(),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 use torc_core::api::{ActionClaimRequest, ActionClaimResponse, ReportBatch, ReportResponse};
-use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
+use torc_core::changes::{Changes, Event, EventKind, RunnerSamples, WorkflowState};
 use torc_core::sched::{FairPool, SchedError, StatusSummary, WorkflowSched};
 use torc_core::{WorkflowDef, WorkflowId};
 use torc_store::{Store, StoreError};
@@ -47,10 +47,17 @@ pub(crate) struct Writer {
     changes: HashMap<WorkflowId, Changes>,
     answers: Vec<Pending>,
     stats: Arc<Stats>,
+    /// Bumped after each commit that wrote something.
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
-    pub(crate) fn new(store: Store, config: EngineConfig, stats: Arc<Stats>) -> Writer {
+    pub(crate) fn new(
+        store: Store,
+        config: EngineConfig,
+        stats: Arc<Stats>,
+        committed: tokio::sync::watch::Sender<u64>,
+    ) -> Writer {
         Writer {
             store,
             workflows: HashMap::new(),
@@ -69,6 +76,7 @@ impl Writer {
             changes: HashMap::new(),
             answers: Vec::new(),
             stats,
+            committed,
         }
     }
 
@@ -317,6 +325,14 @@ impl Writer {
         let mut changes = sched.start(&batch.starts);
         let (outcomes, done) = sched.complete(&batch.runner_id, &batch.completions, t);
         changes.extend(done);
+        // Samples are kept when their report changed something: a report sent again (its
+        // answer lost) changes nothing, and its samples are already stored.
+        if !batch.samples.is_empty() && !changes.is_empty() {
+            changes.samples.push(RunnerSamples {
+                runner: batch.runner_id,
+                samples: batch.samples,
+            });
+        }
         let state = sched.state();
         self.stats.completed(batch.completions.len());
         self.record(id, changes);
@@ -363,7 +379,10 @@ impl Writer {
             let result = self.store.apply(&batch);
             self.stalled(started.elapsed());
             match result {
-                Ok(()) => self.stats.committed(answers.len(), started.elapsed()),
+                Ok(()) => {
+                    self.stats.committed(answers.len(), started.elapsed());
+                    self.committed.send_modify(|n| *n += 1);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed; reloading affected workflows");
                     for id in changes.keys() {

@@ -8,9 +8,9 @@ use crate::server::error::ApiError;
 use crate::server::service::{spec_format, Service};
 use crate::wire::schema;
 use crate::wire::{
-    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, JobPage, JobsQuery, PageQuery,
-    ResetRequest, ResultPage, ResultsQuery, SpecQuery, TokenInfo, TokenRequest, Workflow,
-    WorkflowStatus,
+    CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, EventsWaitQuery,
+    JobPage, JobsQuery, PageQuery, ResetRequest, ResultPage, ResultsQuery, SamplePage,
+    SamplesQuery, SpecQuery, TokenInfo, TokenRequest, Workflow, WorkflowStatus,
 };
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -190,6 +190,49 @@ pub async fn list_events(
     q: web::Query<PageQuery>,
 ) -> Answer {
     ok(svc.events(&who, WorkflowId(*id), q.into_inner()).await?)
+}
+
+/// The event log as it grows (long poll): the events after `after`; when there are none yet,
+/// waits up to `wait_ms` for the next ones. Answered at once when the workflow is no longer
+/// active. Follow it by asking again with `after=next_after`.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/events/wait", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id"), EventsWaitQuery),
+    responses(
+        (status = 200, body = EventBatch),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn wait_events(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<EventsWaitQuery>,
+) -> Answer {
+    ok(svc
+        .events_after(&who, WorkflowId(*id), q.into_inner())
+        .await?)
+}
+
+/// A page of the time-series samples of resource use (`resource_monitor` with `granularity:
+/// time_series`), of every job and node, one job's, or (`nodes=true`) the nodes' only.
+#[utoipa::path(
+    get, path = "/torc-service/v1/workflows/{id}/samples", tag = "workflows",
+    params(("id" = i64, Path, description = "Workflow id"), SamplesQuery),
+    responses(
+        (status = 200, body = SamplePage),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn list_samples(
+    who: Principal,
+    svc: Svc,
+    id: web::Path<i64>,
+    q: web::Query<SamplesQuery>,
+) -> Answer {
+    ok(svc.samples(&who, WorkflowId(*id), q.into_inner()).await?)
 }
 
 /// Claim ready jobs; when none fits, wait up to `wait_ms` (long poll).
@@ -435,6 +478,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
         "/workflows/{id}/allocations",
         web::get().to(list_allocations),
     )
+    .route("/workflows/{id}/events/wait", web::get().to(wait_events))
+    .route("/workflows/{id}/samples", web::get().to(list_samples))
     .route("/workflows/{id}/claim", web::post().to(claim))
     .route(
         "/workflows/{id}/max_concurrent_jobs",

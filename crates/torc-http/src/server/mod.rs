@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 pub(crate) mod metrics;
+mod observe;
 mod openapi;
 pub mod service;
 

@@ -26,6 +26,8 @@ use utoipa::OpenApi;
         handlers::list_jobs,
         handlers::list_results,
         handlers::list_events,
+        handlers::wait_events,
+        handlers::list_samples,
         handlers::claim,
         handlers::claim_shared,
         handlers::set_max_concurrent_jobs,
@@ -45,6 +47,8 @@ use utoipa::OpenApi;
         dto::TokenScopeSpec,
         schema::JobStatus,
         schema::WorkflowState,
+        schema::TimeSeries,
+        schema::ResourceSample,
     )),
     tags(
         (name = "workflows", description = "Create, inspect and steer workflows"),
@@ -102,6 +106,8 @@ mod tests {
             "/torc-service/v1/workflows/{id}/report",
             "/torc-service/v1/workflows/{id}/heartbeat",
             "/torc-service/v1/tokens",
+            "/torc-service/v1/workflows/{id}/events/wait",
+            "/torc-service/v1/workflows/{id}/samples",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
         }

@@ -73,7 +73,7 @@ type OwnerName = Option<Arc<str>>;
 /// authentication and the owners of the workflows asked about.
 pub struct Service {
     pub(crate) engine: EngineHandle,
-    store: Store,
+    pub(crate) store: Store,
     pub(crate) limits: Limits,
     runners: Mutex<HashMap<RunnerId, (Option<WorkflowId>, Instant)>>,
     pub(crate) metrics: RequestMetrics,
@@ -84,7 +84,7 @@ pub struct Service {
 }
 
 /// Runs a blocking store call off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     Ok(tokio::task::spawn_blocking(f).await??)
@@ -182,7 +182,7 @@ impl Service {
         self.auth.authorize(who, id, access, owner)
     }
 
-    fn page(&self, offset: Option<u64>, limit: Option<u64>) -> (u64, u64) {
+    pub(crate) fn page(&self, offset: Option<u64>, limit: Option<u64>) -> (u64, u64) {
         let limit = limit
             .unwrap_or(self.limits.default_page)
             .min(self.limits.max_page);
@@ -454,7 +454,7 @@ impl Service {
         Ok(())
     }
 
-    fn max_wait_ms(&self) -> u64 {
+    pub(crate) fn max_wait_ms(&self) -> u64 {
         u64::try_from(self.limits.max_wait.as_millis()).unwrap_or(u64::MAX)
     }
 

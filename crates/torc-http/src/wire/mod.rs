@@ -15,7 +15,10 @@ use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_store::{EventRecord, JobRecord, ResultRecord, TokenScope, WorkflowSummary};
 use utoipa::{IntoParams, ToSchema};
 
+mod observe;
 pub mod schema;
+
+pub use observe::{EventBatch, EventsWaitQuery, Sample, SamplePage, SamplesQuery};
 
 /// One problem of an invalid spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -259,6 +262,18 @@ pub struct WorkflowEvent {
     #[schema(value_type = Option<u32>)]
     pub job_id: Option<JobId>,
     pub message: String,
+}
+
+impl From<WorkflowEvent> for EventRecord {
+    fn from(e: WorkflowEvent) -> EventRecord {
+        EventRecord {
+            id: e.id,
+            time: e.time,
+            kind: e.kind,
+            job_id: e.job_id,
+            message: e.message,
+        }
+    }
 }
 
 impl From<EventRecord> for WorkflowEvent {

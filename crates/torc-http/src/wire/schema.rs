@@ -146,6 +146,40 @@ pub struct ClaimedJob {
     #[serde(default)]
     pub timeout_exit_code: i32,
     pub failure_handler: Option<FailureHandler>,
+    /// Time-series sampling the workflow's `resource_monitor` asks for; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_series: Option<TimeSeries>,
+}
+
+/// Time-series sampling of a job (and of the runner's node).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSeries {
+    /// Seconds between samples.
+    pub interval_seconds: u32,
+    /// Sample the job's process tree.
+    pub jobs: bool,
+    /// Sample the runner's node.
+    pub node: bool,
+}
+
+/// One time-series sample, of a job's attempt or (without `job_id`) of the runner's node.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSample {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<u32>,
+    /// Milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Percent of one CPU (200: two CPUs busy).
+    pub cpu_percent: f64,
+    /// Resident memory; of a node, memory in use (total less available).
+    pub memory_bytes: u64,
+    pub num_processes: u32,
 }
 
 /// The answer to a claim.
@@ -203,6 +237,9 @@ pub struct ReportBatch {
     pub starts: Vec<StartReport>,
     #[serde(default)]
     pub completions: Vec<CompletionReport>,
+    /// Time-series samples (`resource_monitor` with `granularity: time_series`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<ResourceSample>,
 }
 
 /// What became of one completion report.
@@ -331,6 +368,11 @@ mod tests {
                     max_retries: 2,
                 }],
             }),
+            time_series: Some(torc_core::api::TimeSeries {
+                interval_seconds: 2,
+                jobs: true,
+                node: false,
+            }),
         };
         same_json::<_, schema::ClaimResponse>(&ClaimResponse {
             jobs: vec![job.clone()],
@@ -364,6 +406,26 @@ mod tests {
                 peak_cpu_percent: Some(1.5),
                 avg_cpu_percent: None,
             }],
+            samples: vec![
+                torc_core::api::ResourceSample {
+                    job_id: Some(JobId(1)),
+                    run_id: Some(1),
+                    attempt_id: Some(1),
+                    time: Timestamp(5),
+                    cpu_percent: 99.5,
+                    memory_bytes: 1 << 20,
+                    num_processes: 2,
+                },
+                torc_core::api::ResourceSample {
+                    job_id: None,
+                    run_id: None,
+                    attempt_id: None,
+                    time: Timestamp(6),
+                    cpu_percent: 150.0,
+                    memory_bytes: 1 << 30,
+                    num_processes: 300,
+                },
+            ],
         });
         for state in [
             WorkflowState::Active,

@@ -198,6 +198,7 @@ impl<C: Coordinator> EventLoop<C> {
                 let pgid = pgid_of(&child);
                 let now = Instant::now();
                 self.monitor.track(pgid);
+                self.samples.track(pgid, &job);
                 self.exits
                     .push(wait_for(child, key_of(&job), job.attempt_id, false));
                 debug!(job = job.job_id.0, name = %job.name, attempt = job.attempt_id, pgid, "job started");
@@ -300,6 +301,7 @@ impl<C: Coordinator> EventLoop<C> {
         match r.phase {
             Phase::Job => {
                 let usage = self.monitor.untrack(r.pgid);
+                self.samples.untrack(r.pgid);
                 let recovery = if !r.terminated && rc != 0 && self.stopping.is_none() {
                     process::recovery_script_for(&r.job, rc)
                 } else {

@@ -18,6 +18,7 @@ use crate::config::RunnerConfig;
 use crate::error::{Progress, RunEnd, RunSummary, RunnerError};
 use crate::monitor::Monitor;
 use crate::process::{signal_group, JobContext};
+use crate::samples::Samples;
 use crate::shutdown::Shutdown;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -113,7 +114,9 @@ pub async fn run_with_progress<C: Coordinator>(
     let _sampler = config
         .sample_interval
         .map(|every| AbortOnDrop(tokio::spawn(monitor.clone().sample_forever(every))));
-    let event_loop = EventLoop::new(coord, config, ctx, monitor, progress);
+    let samples = Samples::default();
+    let _series = AbortOnDrop(tokio::spawn(samples.clone().sample_forever()));
+    let event_loop = EventLoop::new(coord, config, ctx, (monitor, samples), progress);
     event_loop.run(shutdown).instrument(span).await
 }
 
@@ -164,6 +167,8 @@ struct EventLoop<C: Coordinator> {
     cfg: RunnerConfig,
     ctx: JobContext,
     monitor: Monitor,
+    /// Time series the workflow's `resource_monitor` asks for.
+    samples: Samples,
     started: Instant,
 
     running: HashMap<JobKey, Running>,
@@ -232,7 +237,7 @@ impl<C: Coordinator> EventLoop<C> {
         coord: Arc<C>,
         cfg: RunnerConfig,
         ctx: JobContext,
-        monitor: Monitor,
+        (monitor, samples): (Monitor, Samples),
         progress: watch::Sender<Progress>,
     ) -> Self {
         let now = Instant::now();
@@ -241,6 +246,7 @@ impl<C: Coordinator> EventLoop<C> {
             cfg,
             ctx,
             monitor,
+            samples,
             started: now,
             running: HashMap::new(),
             queued: VecDeque::new(),

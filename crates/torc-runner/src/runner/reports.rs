@@ -70,6 +70,7 @@ impl<C: Coordinator> EventLoop<C> {
                         runner_id: runner.clone(),
                         starts: Vec::new(),
                         completions: Vec::new(),
+                        samples: Vec::new(),
                     });
                     batches.len() - 1
                 }
@@ -82,6 +83,11 @@ impl<C: Coordinator> EventLoop<C> {
         for (id, completion) in std::mem::take(&mut self.completions) {
             let i = batch_of(&mut batches, id);
             batches[i].completions.push(completion);
+        }
+        // Samples ride along with the reports that go anyway; they never start one.
+        for (id, sample) in self.samples.take() {
+            let i = batch_of(&mut batches, id);
+            batches[i].samples.push(sample);
         }
         batches
     }

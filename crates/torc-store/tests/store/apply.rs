@@ -38,6 +38,7 @@ pub(super) fn applied_changes_are_loaded_back(db: &TestDb) {
         }),
         actions: Vec::new(),
         allocations: Vec::new(),
+        samples: Vec::new(),
     };
     store.apply(&[(id, &first), (id, &second)]).unwrap();
 

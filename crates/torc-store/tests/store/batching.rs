@@ -61,6 +61,7 @@ pub(super) fn any_changes() -> impl Strategy<Value = Changes> {
             workflow: workflow.map(|(state, run_id)| WorkflowChange { state, run_id }),
             actions: Vec::new(),
             allocations: Vec::new(),
+            samples: Vec::new(),
         })
 }
 
