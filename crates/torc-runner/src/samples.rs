@@ -40,7 +40,7 @@ impl Bounded {
         let stride = self.stride.max(1);
         let tick = self.ticks;
         self.ticks = self.ticks.wrapping_add(1);
-        if tick % stride != 0 {
+        if !tick.is_multiple_of(stride) {
             return;
         }
         self.samples.push(s);

@@ -144,6 +144,7 @@ fn bench(store: &Store, jobs: u32, batches: u32) -> Result<Figures, Box<dyn std:
             }],
             workflow: None,
             actions: Vec::new(),
+            samples: Vec::new(),
         };
         let started = Instant::now();
         store.apply(&[(id, &changes)])?;

@@ -37,6 +37,7 @@ pub(super) fn applied_changes_are_loaded_back(db: &TestDb) {
             run_id: 2,
         }),
         actions: Vec::new(),
+        samples: Vec::new(),
     };
     store.apply(&[(id, &first), (id, &second)]).unwrap();
 

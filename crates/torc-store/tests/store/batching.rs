@@ -60,6 +60,7 @@ pub(super) fn any_changes() -> impl Strategy<Value = Changes> {
                 .collect(),
             workflow: workflow.map(|(state, run_id)| WorkflowChange { state, run_id }),
             actions: Vec::new(),
+            samples: Vec::new(),
         })
 }
 
