@@ -431,10 +431,13 @@ mod batching;
 mod create;
 #[path = "store/listings.rs"]
 mod listings;
+#[path = "store/seeing.rs"]
+mod seeing;
 use apply::*;
 use batching::*;
 use create::*;
 use listings::*;
+use seeing::*;
 
 on_both_backends!(
     losses_are_counted_from_the_events_since_the_last_reset,
@@ -454,4 +457,6 @@ on_both_backends!(
     batching_does_not_change_the_outcome,
     tokens_round_trip_refuse_duplicates_and_go,
     allocations_are_replaced_whole_and_loaded_back,
+    samples_are_stored_with_their_batch_and_listed_by_job_or_node,
+    an_exported_workflow_imports_in_the_same_states,
 );
