@@ -367,6 +367,8 @@ async fn openapi_document_lists_the_paths() {
     t.stop().await;
 }
 
+#[path = "http/hostile.rs"]
+mod hostile;
 #[path = "http/requests.rs"]
 mod requests;
 #[path = "http/runners.rs"]

@@ -4,12 +4,14 @@
 //! (`openapi`).
 //!
 //! Imports among them run one way: `app` → `handlers` → `service` → `auth` → `error`, with
-//! `openapi` over `handlers` and `metrics` under `service`; every one may use `crate::wire`.
+//! `input` (values that cannot be stored) between `service` and `error`, `openapi` over
+//! `handlers` and `metrics` under `service`; every one may use `crate::wire`.
 
 mod app;
 pub mod auth;
 pub mod error;
 mod handlers;
+mod input;
 pub(crate) mod metrics;
 mod openapi;
 pub mod service;

@@ -5,6 +5,7 @@
 
 use crate::server::auth::{self, Access, Auth, Owner, Principal};
 use crate::server::error::{ApiError, ApiErrorKind};
+use crate::server::input;
 use crate::server::metrics::RequestMetrics;
 use crate::wire::{
     CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage,
@@ -190,14 +191,7 @@ impl Service {
     }
 
     fn check_runner(&self, runner: &RunnerId) -> Result<(), ApiError> {
-        let n = runner.0.len();
-        if n == 0 || n > self.limits.max_runner_id {
-            return Err(ApiError::unprocessable(format!(
-                "runner_id must have 1 to {} bytes, it has {n}",
-                self.limits.max_runner_id
-            )));
-        }
-        Ok(())
+        input::identifier("runner_id", &runner.0, self.limits.max_runner_id)
     }
 
     fn check_path_id(path: WorkflowId, body: WorkflowId) -> Result<(), ApiError> {
@@ -227,6 +221,7 @@ impl Service {
         })
         .await?;
         let mut expanded = expanded?;
+        input::spec(&text, &expanded.def)?;
         let owner = self
             .auth
             .owner_for_new_workflow(who, expanded.def.user.take())?;
@@ -440,6 +435,7 @@ impl Service {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, batch.workflow_id)?;
         self.check_runner(&batch.runner_id)?;
+        input::report(&batch)?;
         Ok(self.engine.report(batch).await?)
     }
 
@@ -482,7 +478,7 @@ impl Service {
     ) -> Result<ActionClaimResponse, ApiError> {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
-        self.check_runner(&RunnerId(req.executor.clone()))?;
+        input::identifier("executor", &req.executor, self.limits.max_runner_id)?;
         Ok(self.engine.claim_actions(req).await?)
     }
 
