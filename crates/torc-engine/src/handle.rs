@@ -5,11 +5,12 @@ use crate::request::Request;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::writer::Writer;
 use crate::{EngineConfig, EngineError};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
     CoordinatorError, HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
@@ -25,6 +26,8 @@ use torc_store::Store;
 pub struct EngineHandle {
     tx: Sender<Request>,
     stats: Arc<Stats>,
+    /// Why the writer thread died (it panicked), once it has.
+    died: watch::Receiver<Option<String>>,
     /// Held for its `Drop`: the last handle joins the writer thread.
     _thread: Arc<ThreadGuard>,
 }
@@ -41,6 +44,17 @@ impl Drop for ThreadGuard {
     }
 }
 
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
 impl EngineHandle {
     /// Starts the writer thread over `store`, without leases (in-process use).
     pub fn start(store: Store) -> EngineHandle {
@@ -52,15 +66,49 @@ impl EngineHandle {
         let (tx, rx) = channel();
         let stats = Arc::new(Stats::default());
         let writer = Writer::new(store, config, Arc::clone(&stats));
+        let (died_tx, died) = watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("torc-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                let run = std::panic::catch_unwind(AssertUnwindSafe(|| writer.run(rx)));
+                if let Err(panic) = run {
+                    let reason = panic_message(panic.as_ref());
+                    tracing::error!(%reason, "the engine's writer thread panicked");
+                    // Unwinding dropped every parked caller's reply: they are told the engine
+                    // stopped. Whoever watches `died` stops the process.
+                    died_tx.send_replace(Some(reason));
+                }
+            })
             .expect("failed to spawn the writer thread");
         EngineHandle {
             tx,
             stats,
+            died,
             _thread: Arc::new(ThreadGuard(Some(thread))),
         }
+    }
+
+    /// Resolves when the writer thread has died (it panicked), with why: the engine then
+    /// answers nothing but [`EngineError::Stopped`], so its owner should end (a server exits,
+    /// for its supervisor to restart it). Never resolves while the writer runs.
+    pub async fn died(&self) -> String {
+        let mut died = self.died.clone();
+        let reason = died
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // The writer ended without panicking: only after the last handle, so not while
+            // `self` lives.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Tests only: hands the writer a request as it is.
+    #[cfg(test)]
+    pub(crate) fn send(&self, req: Request) {
+        self.tx.send(req).expect("the writer runs");
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -440,3 +440,5 @@ async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
         "applied once"
     );
 }
+
+mod hostile;

@@ -2,10 +2,13 @@
 //! changes in one transaction, then answers. Long polls live in `park`, the lease clock in
 //! `lease`.
 
+#[cfg(debug_assertions)]
+mod fault;
 mod lease;
 mod park;
+mod replay;
 
-use crate::request::{Pending, Request};
+use crate::request::{Pending, Redo, Request};
 use crate::stats::Stats;
 use crate::{now, EngineConfig, EngineError};
 use lease::lease_tick;
@@ -47,6 +50,9 @@ pub(crate) struct Writer {
     changes: HashMap<WorkflowId, Changes>,
     answers: Vec<Pending>,
     stats: Arc<Stats>,
+    /// Debug builds: a fault to inject, for tests of what happens when the writer dies.
+    #[cfg(debug_assertions)]
+    fault: fault::Fault,
 }
 
 impl Writer {
@@ -69,6 +75,8 @@ impl Writer {
             changes: HashMap::new(),
             answers: Vec::new(),
             stats,
+            #[cfg(debug_assertions)]
+            fault: fault::Fault::from_env(),
         }
     }
 
@@ -97,6 +105,7 @@ impl Writer {
                 },
             };
             let mut n = 0;
+            let busy = Instant::now();
             if let Some(req) = first {
                 self.handle(req);
                 n += 1;
@@ -110,6 +119,10 @@ impl Writer {
                     }
                 }
             }
+            // Time spent on the batch (a big creation or load, a stalled disk) is time nobody
+            // was heard: the heartbeats that queued meanwhile come in the next batch, so
+            // leases grow by as much before any of them is checked.
+            self.stalled(busy.elapsed());
             self.expire_leases();
             self.retry_parked();
             self.retry_parked_shared();
@@ -212,6 +225,8 @@ impl Writer {
     }
 
     fn handle(&mut self, req: Request) {
+        #[cfg(debug_assertions)]
+        self.fault.count_request();
         match req {
             Request::Create { def, spec, reply } => {
                 let r = self.create(*def, spec);
@@ -219,7 +234,8 @@ impl Writer {
             }
             Request::Resume { id, reply } => {
                 let r = self.change_workflow(id, |s| Ok(s.resume(now())));
-                self.answers.push(Pending::Status(reply, r));
+                self.answers
+                    .push(Pending::Status(reply, r, Redo::Resume(id)));
             }
             Request::Claim {
                 req,
@@ -244,11 +260,12 @@ impl Writer {
             }
             Request::SetMaxConcurrentJobs { id, cap, reply } => {
                 let r = self.set_max_concurrent_jobs(id, cap);
-                self.answers.push(Pending::Status(reply, r));
+                self.answers.push(Pending::Status(reply, r, Redo::Keep));
             }
             Request::Report { batch, reply } => {
-                let r = self.report(batch);
-                self.answers.push(Pending::Report(reply, r));
+                let r = self.report(&batch);
+                self.answers
+                    .push(Pending::Report(reply, r, Redo::Report(batch)));
             }
             Request::Heartbeat {
                 req,
@@ -257,7 +274,8 @@ impl Writer {
             } => self.heartbeat(req, deadline, reply),
             Request::Cancel { id, reply } => {
                 let r = self.change_workflow(id, |s| Ok(s.cancel(now())));
-                self.answers.push(Pending::Status(reply, r));
+                self.answers
+                    .push(Pending::Status(reply, r, Redo::Cancel(id)));
             }
             Request::Reset {
                 id,
@@ -265,15 +283,23 @@ impl Writer {
                 reply,
             } => {
                 let r = self.change_workflow(id, |s| s.reset(failed_only, now()));
-                self.answers.push(Pending::Status(reply, r));
+                let redo = Redo::Reset(id, failed_only);
+                self.answers.push(Pending::Status(reply, r, redo));
             }
             Request::Status { id, reply } => {
                 let r = self.workflow(id).map(|s| s.summary());
-                self.answers.push(Pending::Status(reply, r));
+                self.answers
+                    .push(Pending::Status(reply, r, Redo::Status(id)));
             }
             Request::ClaimActions { req, reply } => {
-                let r = self.claim_actions(req);
-                self.answers.push(Pending::Actions(reply, r));
+                let r = self.claim_actions(&req);
+                self.answers
+                    .push(Pending::Actions(reply, r, Redo::Actions(req)));
+            }
+            #[cfg(test)]
+            Request::Stall { started, release } => {
+                let _ = started.send(());
+                let _ = release.recv();
             }
             Request::Unload { id, reply } => {
                 self.workflows.remove(&id);
@@ -305,7 +331,7 @@ impl Writer {
         Ok(id)
     }
 
-    fn report(&mut self, batch: ReportBatch) -> Result<ReportResponse, EngineError> {
+    fn report(&mut self, batch: &ReportBatch) -> Result<ReportResponse, EngineError> {
         let id = batch.workflow_id;
         let sched = self.workflow(id)?;
         let t = now();
@@ -337,7 +363,7 @@ impl Writer {
 
     fn claim_actions(
         &mut self,
-        req: ActionClaimRequest,
+        req: &ActionClaimRequest,
     ) -> Result<ActionClaimResponse, EngineError> {
         let id = req.workflow_id;
         let sched = self.workflow(id)?;
@@ -348,34 +374,5 @@ impl Writer {
         };
         self.record(id, changes);
         Ok(response)
-    }
-
-    /// Writes the batch in one transaction, then answers its callers.
-    fn commit(&mut self) {
-        let changes = std::mem::take(&mut self.changes);
-        let answers = std::mem::take(&mut self.answers);
-        let mut failure = None;
-        if !changes.is_empty() {
-            let batch: Vec<(WorkflowId, &Changes)> =
-                changes.iter().map(|(id, c)| (*id, c)).collect();
-            let started = Instant::now();
-            let result = self.store.apply(&batch);
-            self.stalled(started.elapsed());
-            match result {
-                Ok(()) => self.stats.committed(answers.len(), started.elapsed()),
-                Err(e) => {
-                    tracing::error!(error = %e, "commit failed; reloading affected workflows");
-                    for id in changes.keys() {
-                        self.workflows.remove(id);
-                        self.touched.insert(*id);
-                    }
-                    self.all_loaded = false;
-                    failure = Some(e.to_string());
-                }
-            }
-        }
-        for a in answers {
-            a.send(failure.as_deref());
-        }
     }
 }

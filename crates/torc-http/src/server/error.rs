@@ -220,6 +220,9 @@ impl From<EngineError> for ApiError {
                 ApiError::new(ApiErrorKind::Internal, e.to_string())
             }
             EngineError::Store(inner) => inner.into(),
+            EngineError::Unstorable { .. } => {
+                ApiError::new(ApiErrorKind::Unprocessable, e.to_string())
+            }
             EngineError::Stopped | EngineError::CommitFailed { .. } => {
                 ApiError::new(ApiErrorKind::Unavailable, e.to_string())
             }
