@@ -83,6 +83,9 @@ pub enum ServerError {
          `torc-server hash-token` prints), or listen on 127.0.0.1"
     )]
     AuthRequired { host: String },
+    /// The engine's writer thread died (it panicked): the server stopped serving.
+    #[error("the engine's writer thread died ({reason}); the server stopped")]
+    EngineDied { reason: String },
 }
 
 /// Counts a request in flight from its start until it is answered or dropped, then records it.
@@ -257,10 +260,30 @@ impl Server {
         StopHandle(self.handle.clone())
     }
 
-    /// Waits until the server stops, then until the engine has committed its last batch.
+    /// Waits until the server stops, then until the engine has committed its last batch. If
+    /// the engine's writer thread dies first, stops at once and says so
+    /// ([`ServerError::EngineDied`]): a server whose engine is gone could only answer 503, so
+    /// it ends for its supervisor to start it again.
     pub async fn wait(self) -> Result<(), ServerError> {
-        let Server { task, engine, .. } = self;
-        let served = task.await?;
+        let Server {
+            mut task,
+            engine,
+            handle,
+            ..
+        } = self;
+        let served = tokio::select! {
+            served = &mut task => served?,
+            reason = engine.died() => {
+                tracing::error!(
+                    %reason,
+                    "the engine's writer thread died: the server stops (restart it; \
+                     everything acknowledged is in the database)"
+                );
+                handle.stop(false).await;
+                let _ = task.await;
+                return Err(ServerError::EngineDied { reason });
+            }
+        };
         // The workers are gone with their handles; this is the last one, and dropping it joins
         // the writer thread after its last commit. Joining blocks, so not on a runtime worker.
         tokio::task::spawn_blocking(move || drop(engine)).await?;
