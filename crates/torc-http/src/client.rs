@@ -103,6 +103,7 @@ fn code_of_status(status: StatusCode) -> ErrorCode {
         413 => ErrorCode::PayloadTooLarge,
         401 => ErrorCode::Unauthorized,
         403 => ErrorCode::Forbidden,
+        429 => ErrorCode::TooManyRequests,
         s if s >= 500 => ErrorCode::Internal,
         _ => ErrorCode::InvalidInput,
     }

@@ -3,6 +3,7 @@
 use crate::server::auth::{Auth, AuthConfig};
 use crate::server::error::{json_config, json_fallback, path_error, query_error};
 use crate::server::handlers::{self, OpenApiText};
+use crate::server::origin::BrowserGuard;
 use crate::server::service::{Limits, Service};
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::ErrorHandlers;
@@ -29,8 +30,12 @@ pub struct ServerConfig {
     /// Runner leases: how long a silent runner keeps its jobs, how often a job may be lost.
     pub leases: LeasePolicy,
     /// Users and tokens. `None`: no authentication, every caller is trusted as a local admin,
-    /// and `host` must be a loopback address.
+    /// `host` must be a loopback address, and requests a browser could send from another site
+    /// are refused (see `server::origin`).
     pub auth: Option<AuthConfig>,
+    /// Without authentication: names besides the loopback ones that a request's `Host` (and
+    /// `Origin`) may give, `NAME` (any port) or `NAME:PORT` (a reverse proxy's name, say).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServerConfig {
@@ -45,6 +50,7 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(35),
             leases: LeasePolicy::default(),
             auth: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -185,11 +191,17 @@ impl Server {
             }
         };
         let limits = config.limits;
+        let guard = config
+            .auth
+            .is_none()
+            .then(|| BrowserGuard::new(&config.allowed_hosts));
+        let guard_for_app = guard.clone();
         let auth_data = web::Data::new(auth.clone());
         let service = web::Data::new(Service::new(engine.clone(), store, limits, auth));
         let doc = web::Data::new(OpenApiText(crate::server::openapi::document()));
         let app = move || {
             let metrics = service.clone();
+            let guard = guard_for_app.clone();
             App::new()
                 .app_data(service.clone())
                 .app_data(auth_data.clone())
@@ -198,6 +210,22 @@ impl Server {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(ErrorHandlers::new().default_handler(json_fallback))
+                .wrap_fn(move |req, srv| {
+                    use actix_web::dev::Service as _;
+                    let refused = guard
+                        .as_ref()
+                        .and_then(|g| g.check(req.method(), req.headers()).err());
+                    let call = match refused {
+                        Some(e) => Err(req.error_response(e)),
+                        None => Ok(srv.call(req)),
+                    };
+                    async move {
+                        match call {
+                            Err(refused) => Ok(refused),
+                            Ok(served) => served.await.map(|r| r.map_into_boxed_body()),
+                        }
+                    }
+                })
                 .wrap_fn(move |req, srv| {
                     use actix_web::dev::Service as _;
                     let guard =
@@ -229,6 +257,9 @@ impl Server {
             .bind(addr.as_str())
             .map_err(|source| ServerError::Bind { addr, source })?;
         let addrs = http.addrs();
+        if let Some(g) = &guard {
+            g.listening_on(addrs.iter().map(SocketAddr::port).collect());
+        }
         let running = http.run();
         let handle = running.handle();
         let task = tokio::spawn(running);

@@ -4,7 +4,8 @@
 //! (`openapi`).
 //!
 //! Imports among them run one way: `app` → `handlers` → `service` → `auth` → `error`, with
-//! `input` (values that cannot be stored) between `service` and `error`, `openapi` over
+//! `input` (values that cannot be stored) between `service` and `error`, `origin` (cross-site
+//! requests refused without authentication) between `app` and `error`, `openapi` over
 //! `handlers` and `metrics` under `service`; every one may use `crate::wire`.
 
 mod app;
@@ -14,6 +15,7 @@ mod handlers;
 mod input;
 pub(crate) mod metrics;
 mod openapi;
+mod origin;
 pub mod service;
 
 pub use app::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};

@@ -113,3 +113,74 @@ async fn values_the_database_cannot_hold_are_refused_at_the_boundary() {
     assert_eq!(t.client.list_workflows().await.unwrap().len(), 2);
     t.stop().await;
 }
+
+/// What a web page can make a browser send to a server without authentication: a `text/plain`
+/// POST (no preflight), a request from a foreign origin, a request to a name rebound to
+/// 127.0.0.1. Each is refused and creates nothing; the client, which declares its bodies,
+/// keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_browser_could_send_cross_site_are_refused_without_authentication() {
+    let t = TestServer::start_with(|c| c.allowed_hosts = vec!["torc.example".into()]).await;
+    let port = t.server.local_addr().port();
+    let create = || t.raw.post(t.url("/workflows")).body(FLAT5);
+
+    let body = t
+        .expect_error(
+            create()
+                .header("content-type", "text/plain;charset=UTF-8")
+                .header("origin", "http://evil.example"),
+            403,
+            "forbidden",
+        )
+        .await;
+    assert!(body["message"].as_str().unwrap().contains("evil.example"));
+    t.expect_error(
+        create().header("content-type", "text/plain"),
+        415,
+        "invalid_input",
+    )
+    .await;
+    t.expect_error(create(), 415, "invalid_input").await;
+    t.expect_error(
+        create().header(YAML.0, YAML.1).header("origin", "null"),
+        403,
+        "forbidden",
+    )
+    .await;
+    // A page at a name pointed at 127.0.0.1 (DNS rebinding) sends its own name as Host.
+    for host in ["evil.example", "127.0.0.1:1"] {
+        t.expect_error(
+            t.raw.get(t.url("/workflows")).header("host", host),
+            403,
+            "forbidden",
+        )
+        .await;
+    }
+    assert!(
+        t.client.list_workflows().await.unwrap().is_empty(),
+        "nothing was created"
+    );
+
+    // Loopback names with the port, the names allowed, and a same-origin request pass.
+    for host in [
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "torc.example".to_string(),
+    ] {
+        let (status, _) = t
+            .send(
+                create()
+                    .header(YAML.0, YAML.1)
+                    .header("host", host.as_str())
+                    .header("origin", format!("http://{host}")),
+            )
+            .await;
+        assert_eq!(status, 201, "{host}");
+    }
+    let id = t.create(FLAT5).await;
+    t.client.cancel(id).await.unwrap();
+    t.client.reset(id, false).await.unwrap();
+    t.client.delete_workflow(id).await.unwrap();
+    assert_eq!(t.client.list_workflows().await.unwrap().len(), 3);
+    t.stop().await;
+}
