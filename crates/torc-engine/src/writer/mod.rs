@@ -128,6 +128,8 @@ impl Writer {
             self.retry_parked_shared();
             self.answer_beats();
             self.commit();
+            self.stats
+                .set_waiting(self.parked.len() + self.parked_shared.len() + self.beats.len());
         }
         // Handles are gone: answer parked calls so no task waits forever.
         for p in self.parked.drain(..) {

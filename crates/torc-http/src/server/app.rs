@@ -248,6 +248,7 @@ impl Server {
         };
         let addr = format!("{}:{}", config.host, config.port);
         let mut http = HttpServer::new(app)
+            .on_connect(crate::server::peer::on_connect)
             .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs());
         if let Some(n) = config.workers {

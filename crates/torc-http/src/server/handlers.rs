@@ -5,6 +5,7 @@
 
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
+use crate::server::peer::{unless_gone, Peer};
 use crate::server::service::{spec_format, Service};
 use crate::wire::schema;
 use crate::wire::{
@@ -24,6 +25,18 @@ type Answer = Result<HttpResponse, ApiError>;
 
 fn ok<T: serde::Serialize>(value: T) -> Answer {
     Ok(HttpResponse::Ok().json(value))
+}
+
+/// The connection of a request that may wait, to notice when its caller goes away.
+fn watch(http: &HttpRequest, wait_ms: u64) -> Option<Peer> {
+    (wait_ms > 0)
+        .then(|| http.conn_data::<Peer>().cloned())
+        .flatten()
+}
+
+/// A long poll's answer, or (its caller gone, nobody to read it) an error.
+fn gone<T>(answer: Option<Result<T, ApiError>>) -> Result<T, ApiError> {
+    answer.unwrap_or_else(|| Err(ApiError::bad_request("the caller closed its connection")))
 }
 
 /// Create a workflow from a spec (YAML, JSON or JSON5 text).
@@ -207,10 +220,15 @@ pub async fn list_events(
 pub async fn claim(
     who: Principal,
     svc: Svc,
+    http: HttpRequest,
     id: web::Path<i64>,
     req: web::Json<ClaimRequest>,
 ) -> Answer {
-    ok(svc.claim(&who, WorkflowId(*id), req.into_inner()).await?)
+    let req = req.into_inner();
+    let peer = watch(&http, req.wait_ms);
+    ok(gone(
+        unless_gone(peer.as_ref(), svc.claim(&who, WorkflowId(*id), req)).await,
+    )?)
 }
 
 /// A shared runner claims jobs of any workflow it may serve, picked fairly: the workflow with
@@ -225,8 +243,17 @@ pub async fn claim(
         (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
     )
 )]
-pub async fn claim_shared(who: Principal, svc: Svc, req: web::Json<SharedClaimRequest>) -> Answer {
-    ok(svc.claim_shared(&who, req.into_inner()).await?)
+pub async fn claim_shared(
+    who: Principal,
+    svc: Svc,
+    http: HttpRequest,
+    req: web::Json<SharedClaimRequest>,
+) -> Answer {
+    let req = req.into_inner();
+    let peer = watch(&http, req.wait_ms);
+    ok(gone(
+        unless_gone(peer.as_ref(), svc.claim_shared(&who, req)).await,
+    )?)
 }
 
 /// Change the workflow's cap on jobs in flight (null: no cap).
@@ -291,12 +318,14 @@ pub async fn report(
 pub async fn heartbeat(
     who: Principal,
     svc: Svc,
+    http: HttpRequest,
     id: web::Path<i64>,
     req: web::Json<HeartbeatRequest>,
 ) -> Answer {
-    ok(svc
-        .heartbeat(&who, WorkflowId(*id), req.into_inner())
-        .await?)
+    let req = req.into_inner();
+    let peer = watch(&http, req.wait_ms);
+    let answer = unless_gone(peer.as_ref(), svc.heartbeat(&who, WorkflowId(*id), req)).await;
+    ok(gone(answer)?)
 }
 
 /// An executor of workflow actions (`torc submit`, a runner, a server with `--execute-actions`)

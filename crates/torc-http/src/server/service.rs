@@ -5,6 +5,7 @@
 
 use crate::server::auth::{self, Access, Auth, Owner, Principal};
 use crate::server::error::{ApiError, ApiErrorKind};
+use crate::server::flood::{FloodLimits, Floods, Waiting};
 use crate::server::input;
 use crate::server::metrics::RequestMetrics;
 use crate::wire::{
@@ -12,8 +13,8 @@ use crate::wire::{
     ResultsQuery, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
     HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
@@ -42,6 +43,8 @@ pub struct Limits {
     pub max_page: u64,
     /// Longest runner id accepted.
     pub max_runner_id: usize,
+    /// Runners and long polls one token, and everyone, may hold.
+    pub floods: FloodLimits,
 }
 
 impl Default for Limits {
@@ -55,14 +58,10 @@ impl Default for Limits {
             default_page: 1_000,
             max_page: 10_000,
             max_runner_id: 256,
+            floods: FloodLimits::default(),
         }
     }
 }
-
-/// Most runners whose last heartbeat is kept.
-const MAX_RUNNERS_TRACKED: usize = 100_000;
-/// A runner silent this long may be forgotten when the table is full.
-const RUNNER_FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// Most workflow owners remembered; past it the memory starts over (owners are re-read).
 const MAX_OWNERS_CACHED: usize = 1_000_000;
@@ -76,12 +75,22 @@ pub struct Service {
     pub(crate) engine: EngineHandle,
     store: Store,
     pub(crate) limits: Limits,
-    runners: Mutex<HashMap<RunnerId, (Option<WorkflowId>, Instant)>>,
+    /// Runners named and long polls in flight, per token.
+    floods: Floods,
     pub(crate) metrics: RequestMetrics,
     pub(crate) auth: Auth,
     /// Workflow → owner. An owner never changes and ids are never reused, so an entry is never
     /// stale; a deleted workflow's is dropped.
     owners: RwLock<HashMap<WorkflowId, OwnerName>>,
+}
+
+/// The token a caller's runners and long polls are counted against (every local caller is
+/// one).
+fn token_of(who: &Principal) -> &str {
+    match who {
+        Principal::Local => "",
+        Principal::Token(holder) => &holder.token,
+    }
 }
 
 /// Runs a blocking store call off the async workers.
@@ -126,7 +135,7 @@ impl Service {
             engine,
             store,
             limits,
-            runners: Mutex::new(HashMap::new()),
+            floods: Floods::new(limits.floods),
             metrics: RequestMetrics::default(),
             auth,
             owners: RwLock::new(HashMap::new()),
@@ -407,7 +416,10 @@ impl Service {
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
         self.check_limit(req.limit)?;
+        self.floods
+            .note_runner(token_of(who), &req.runner_id, false)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        let _waiting = self.waiting(who, req.wait_ms)?;
         Ok(self.engine.claim(req).await?)
     }
 
@@ -421,7 +433,10 @@ impl Service {
         let owners = who.claimable_owners(&self.auth)?;
         self.check_runner(&req.runner_id)?;
         self.check_limit(req.limit)?;
+        self.floods
+            .note_runner(token_of(who), &req.runner_id, false)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        let _waiting = self.waiting(who, req.wait_ms)?;
         Ok(self.engine.claim_shared_for(req, owners).await?)
     }
 
@@ -436,6 +451,8 @@ impl Service {
         Self::check_path_id(path_id, batch.workflow_id)?;
         self.check_runner(&batch.runner_id)?;
         input::report(&batch)?;
+        self.floods
+            .note_runner(token_of(who), &batch.runner_id, false)?;
         Ok(self.engine.report(batch).await?)
     }
 
@@ -464,8 +481,10 @@ impl Service {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
-        self.note_runner(&req.runner_id, path_id)?;
+        self.floods
+            .note_runner(token_of(who), &req.runner_id, true)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        let _waiting = self.waiting(who, req.wait_ms)?;
         Ok(self.engine.heartbeat(req).await?)
     }
 
@@ -604,35 +623,17 @@ impl Service {
         Ok(())
     }
 
-    /// Records when a runner was last heard from, for the live-runner gauge.
-    fn note_runner(&self, runner: &RunnerId, workflow: WorkflowId) -> Result<(), ApiError> {
-        let mut runners = self
-            .runners
-            .lock()
-            .map_err(|_| ApiError::new(ApiErrorKind::Internal, "runner table poisoned"))?;
-        let now = Instant::now();
-        if runners.len() >= MAX_RUNNERS_TRACKED && !runners.contains_key(runner) {
-            // Forget runners silent for a while, so that made-up ids cannot grow the table.
-            runners.retain(|_, (_, seen)| now.duration_since(*seen) < RUNNER_FORGET_AFTER);
-            if runners.len() >= MAX_RUNNERS_TRACKED {
-                return Err(ApiError::new(
-                    ApiErrorKind::Unavailable,
-                    "too many runners tracked; retry later",
-                ));
-            }
-        }
-        runners.insert(runner.clone(), (Some(workflow), now));
-        Ok(())
+    /// Runners heard from (claim, report or heartbeat) within `within`.
+    pub fn live_runners(&self, within: Duration) -> usize {
+        self.floods.live_runners(within)
     }
 
-    /// Runners heard from within `within`.
-    pub fn live_runners(&self, within: Duration) -> usize {
-        let now = Instant::now();
-        self.runners.lock().map_or(0, |r| {
-            r.values()
-                .filter(|(_, seen)| now.duration_since(*seen) <= within)
-                .count()
-        })
+    /// Counts a long poll of `who` while it waits (none for a call that does not wait).
+    fn waiting(&self, who: &Principal, wait_ms: u64) -> Result<Option<Waiting>, ApiError> {
+        if wait_ms == 0 {
+            return Ok(None);
+        }
+        self.floods.wait(token_of(who)).map(Some)
     }
 
     /// The Prometheus text exposition: engine counters, then request counters.
@@ -652,6 +653,12 @@ impl Service {
             "torc_runners_live",
             "Runners that sent a heartbeat in the last 5 minutes.",
             self.live_runners(Duration::from_secs(300)) as f64,
+        );
+        crate::server::metrics::render_gauge(
+            &mut out,
+            "torc_long_polls_waiting",
+            "Claims and heartbeats parked in the engine, waiting for work or their deadline.",
+            s.waiting as f64,
         );
         self.metrics.render(&mut out);
         out

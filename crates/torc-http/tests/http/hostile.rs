@@ -184,3 +184,160 @@ async fn requests_a_browser_could_send_cross_site_are_refused_without_authentica
     assert_eq!(t.client.list_workflows().await.unwrap().len(), 3);
     t.stop().await;
 }
+
+/// Polls the engine until `n` long polls are parked in it.
+async fn until_parked(t: &TestServer, n: u64) {
+    let deadline = tokio::time::Instant::now() + SAFETY;
+    while t.server.engine().stats().waiting != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} long polls never parked"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One token naming runners without end, or holding long polls without end, is answered 429
+/// past its bound; another token's runners are served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_runners_and_long_polls_is_bounded_per_token() {
+    let t = TestServer::start_with(|c| {
+        c.auth = Some(auth::config());
+        c.limits.floods = torc_http::FloodLimits {
+            runners_per_token: 3,
+            runners_total: 1000,
+            waits_per_token: 2,
+            waits_total: 1000,
+        };
+    })
+    .await;
+    let ana = auth::client(&t, auth::ANA);
+    let bo = auth::client(&t, auth::BO);
+    let one = "name: one\njobs:\n  - name: a\n    command: \"true\"\n";
+    let id = ana.create_workflow(one, SpecFormat::Yaml).await.unwrap().id;
+    let claim_url = t.url(&format!("/workflows/{id}/claim"));
+    let as_ana = |body: &ClaimRequest| t.raw.post(&claim_url).bearer_auth(auth::ANA).json(body);
+
+    // Runners: ana's token may name three.
+    let got = Coordinator::claim(&ana, claim_req(id, "a1", 1, 0))
+        .await
+        .unwrap();
+    assert_eq!(got.jobs.len(), 1, "the one job is a1's: later claims wait");
+    for r in ["a2", "a3", "a1"] {
+        Coordinator::claim(&ana, claim_req(id, r, 1, 0))
+            .await
+            .unwrap();
+    }
+    let body = t
+        .expect_error(as_ana(&claim_req(id, "a4", 1, 0)), 429, "too_many_requests")
+        .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("3 runners"),
+        "{body}"
+    );
+    let err = Coordinator::claim(&ana, claim_req(id, "a4", 1, 0))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_transient(),
+        "a runner backs off and retries: {err:?}"
+    );
+    Coordinator::claim(&bo, claim_req(id, "b1", 1, 0))
+        .await
+        .unwrap();
+
+    // Long polls: ana's token may hold two.
+    let parked: Vec<_> = ["a1", "a2"]
+        .into_iter()
+        .map(|r| {
+            let ana = ana.clone();
+            tokio::spawn(async move { Coordinator::claim(&ana, claim_req(id, r, 1, 30_000)).await })
+        })
+        .collect();
+    until_parked(&t, 2).await;
+    t.expect_error(
+        as_ana(&claim_req(id, "a3", 1, 30_000)),
+        429,
+        "too_many_requests",
+    )
+    .await;
+    let beat = HeartbeatRequest {
+        workflow_id: id,
+        runner_id: RunnerId("a3".into()),
+        held: Vec::new(),
+        wait_ms: 30_000,
+    };
+    t.expect_error(
+        t.raw
+            .post(t.url(&format!("/workflows/{id}/heartbeat")))
+            .bearer_auth(auth::ANA)
+            .json(&beat),
+        429,
+        "too_many_requests",
+    )
+    .await;
+    // ana's heartbeats that do not wait, and bo's long polls, are served.
+    ana.heartbeat(HeartbeatRequest { wait_ms: 0, ..beat })
+        .await
+        .unwrap();
+    let bo_waits = Coordinator::claim(&bo, claim_req(id, "b1", 1, 100))
+        .await
+        .unwrap();
+    assert!(bo_waits.jobs.is_empty());
+
+    // Answered, the long polls give their room back.
+    ana.cancel(id).await.unwrap();
+    for p in parked {
+        let answer = tokio::time::timeout(SAFETY, p)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.workflow_state, WorkflowState::Canceled);
+    }
+    Coordinator::claim(&ana, claim_req(id, "a3", 1, 30_000))
+        .await
+        .unwrap();
+    t.stop().await;
+}
+
+/// A runner's long-poll claim whose connection closes (the runner died, or gave up) takes no
+/// job: the job that becomes ready is there for the next runner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_claim_whose_client_went_away_takes_no_job() {
+    let t = TestServer::start().await;
+    let pair = "name: pair\njobs:\n  - name: a\n    command: \"true\"\n  - name: b\n    command: \"true\"\n    depends_on: [a]\n";
+    let id = t.create(pair).await;
+    let first = take(&t, id, "ra", 1).await;
+    let gone = {
+        let client = t.client.clone();
+        tokio::spawn(
+            async move { Coordinator::claim(&client, claim_req(id, "rb", 1, 30_000)).await },
+        )
+    };
+    until_parked(&t, 1).await;
+    gone.abort();
+    // The server notices the closed connection: the claim is no longer in flight, long before
+    // its 30 s deadline would have ended it.
+    let route = "torc_http_requests_in_flight{method=\"POST\",route=\"/torc-service/v1/workflows/{id}/claim\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = t.client.metrics().await.unwrap();
+        if torc_http::parse_sample(&metrics, route).unwrap_or(0.0) == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed claim stayed in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(accepted(
+        &Coordinator::report(&t.client, done(id, "ra", &first))
+            .await
+            .unwrap()
+    ));
+    let next = take(&t, id, "rc", 1).await;
+    assert_eq!(next.jobs[0].name, "b");
+    t.stop().await;
+}
