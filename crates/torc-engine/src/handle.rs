@@ -18,7 +18,7 @@ use torc_core::api::{
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
-use torc_store::Store;
+use torc_store::{IdempotencyKey, Store};
 
 /// A handle to a running engine. Cloning is cheap; the writer thread stops when the last
 /// handle is dropped (after answering what it holds).
@@ -133,6 +133,25 @@ impl EngineHandle {
         self.call(|reply| Request::Create {
             def: Box::new(def),
             spec,
+            key: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Creates a workflow once per `key`: a creation sent again with the key its user used
+    /// before gets the workflow the first one made ([`EngineError::KeyReused`] when the request
+    /// differs). The key is stored with the workflow, in the same transaction.
+    pub async fn create_workflow_once(
+        &self,
+        def: WorkflowDef,
+        spec: Option<String>,
+        key: IdempotencyKey,
+    ) -> Result<WorkflowId, EngineError> {
+        self.call(|reply| Request::Create {
+            def: Box::new(def),
+            spec,
+            key: Some(key),
             reply,
         })
         .await

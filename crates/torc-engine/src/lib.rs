@@ -58,6 +58,9 @@ pub enum EngineError {
     /// nothing of it took effect, and the same request would fail the same way.
     #[error("the request holds a value the database cannot store: {detail}")]
     Unstorable { detail: String },
+    /// A creation's idempotency key was used before for a different request.
+    #[error("idempotency key {key:?} was used before for a different request")]
+    KeyReused { key: String },
 }
 
 impl EngineError {
@@ -72,10 +75,12 @@ impl EngineError {
                 code: ErrorCode::Conflict,
                 message: self.to_string(),
             },
-            EngineError::Unstorable { .. } => CoordinatorError::Rejected {
-                code: ErrorCode::InvalidInput,
-                message: self.to_string(),
-            },
+            EngineError::Unstorable { .. } | EngineError::KeyReused { .. } => {
+                CoordinatorError::Rejected {
+                    code: ErrorCode::InvalidInput,
+                    message: self.to_string(),
+                }
+            }
             EngineError::Sched(SchedError::Inconsistent { .. }) => CoordinatorError::Rejected {
                 code: ErrorCode::Internal,
                 message: self.to_string(),

@@ -9,6 +9,7 @@ use torc_core::api::{
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
+use torc_store::IdempotencyKey;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
@@ -17,6 +18,7 @@ pub(crate) enum Request {
     Create {
         def: Box<WorkflowDef>,
         spec: Option<String>,
+        key: Option<IdempotencyKey>,
         reply: Reply<WorkflowId>,
     },
     Resume {

@@ -22,6 +22,7 @@ mod actions;
 mod backend;
 
 mod error;
+mod idempotency;
 mod read;
 mod records;
 mod rows;
@@ -30,6 +31,7 @@ mod store;
 mod tokens;
 
 pub use error::StoreError;
+pub use idempotency::IdempotencyKey;
 pub use records::{
     EventRecord, JobRecord, LoadedWorkflow, ResultRecord, TokenRecord, TokenScope, WorkflowSummary,
 };

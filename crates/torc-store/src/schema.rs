@@ -158,6 +158,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (user, key) {
+        user -> Text,
+        key -> Text,
+        request_sha256 -> Text,
+        workflow_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     action_records (workflow_id, id) {
         workflow_id -> BigInt,
         id -> Integer,
@@ -193,6 +203,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     results,
     events,
     tokens,
+    idempotency_keys,
     action_records,
     action_claims,
 );

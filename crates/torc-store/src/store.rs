@@ -88,6 +88,18 @@ impl Store {
         spec_text: Option<&str>,
         now: Timestamp,
     ) -> Result<WorkflowId, StoreError> {
+        self.create_workflow_keyed(def, spec_text, now, None)
+    }
+
+    /// [`Store::create_workflow`], recording in the same transaction that `key` created it
+    /// (see [`Store::find_idempotency_key`]).
+    pub fn create_workflow_keyed(
+        &self,
+        def: &WorkflowDef,
+        spec_text: Option<&str>,
+        now: Timestamp,
+        key: Option<&crate::IdempotencyKey>,
+    ) -> Result<WorkflowId, StoreError> {
         let started = Instant::now();
         let new = NewWorkflow::new(def, spec_text, now)?;
         let mut conn = self.conn()?;
@@ -107,6 +119,9 @@ impl Store {
             rows.dependencies.insert_all(conn)?;
             rows.job_files.insert_all(conn)?;
             rows.job_user_data.insert_all(conn)?;
+            if let Some(key) = key {
+                crate::idempotency::insert(conn, key, id, now)?;
+            }
             Ok(id)
         })?;
         conn.refresh_statistics()?;

@@ -21,7 +21,7 @@ use torc_core::api::{ActionClaimRequest, ActionClaimResponse, ReportBatch, Repor
 use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
 use torc_core::sched::{FairPool, SchedError, StatusSummary, WorkflowSched};
 use torc_core::{WorkflowDef, WorkflowId};
-use torc_store::{Store, StoreError};
+use torc_store::{IdempotencyKey, Store, StoreError};
 
 /// Most requests taken into one batch (one transaction).
 const MAX_BATCH: usize = 4096;
@@ -230,8 +230,13 @@ impl Writer {
         #[cfg(debug_assertions)]
         self.fault.count_request();
         match req {
-            Request::Create { def, spec, reply } => {
-                let r = self.create(*def, spec);
+            Request::Create {
+                def,
+                spec,
+                key,
+                reply,
+            } => {
+                let r = self.create(*def, spec, key);
                 self.answers.push(Pending::Id(reply, r));
             }
             Request::Resume { id, reply } => {
@@ -315,10 +320,26 @@ impl Writer {
         &mut self,
         def: WorkflowDef,
         spec: Option<String>,
+        key: Option<IdempotencyKey>,
     ) -> Result<WorkflowId, EngineError> {
+        if let Some(key) = &key {
+            // Only the writer creates workflows, so nothing can slip in between this look-up
+            // and the creation that records the key.
+            match self.store.find_idempotency_key(&key.user, &key.key)? {
+                Some((sha, id)) if sha == key.request_sha256 => return Ok(id),
+                Some(_) => {
+                    return Err(EngineError::KeyReused {
+                        key: key.key.clone(),
+                    })
+                }
+                None => {}
+            }
+        }
         let t = now();
         // Creation is its own transaction (bulk inserts); initial states follow in the batch.
-        let id = self.store.create_workflow(&def, spec.as_deref(), t)?;
+        let id = self
+            .store
+            .create_workflow_keyed(&def, spec.as_deref(), t, key.as_ref())?;
         let mut sched = WorkflowSched::new(id, Arc::new(def));
         let mut changes = Changes::default();
         changes.events.push(Event {

@@ -230,7 +230,7 @@ impl From<EngineError> for ApiError {
                 ApiError::new(ApiErrorKind::Internal, e.to_string())
             }
             EngineError::Store(inner) => inner.into(),
-            EngineError::Unstorable { .. } => {
+            EngineError::Unstorable { .. } | EngineError::KeyReused { .. } => {
                 ApiError::new(ApiErrorKind::Unprocessable, e.to_string())
             }
             EngineError::Stopped | EngineError::CommitFailed { .. } => {

@@ -41,7 +41,13 @@ fn gone<T>(answer: Option<Result<T, ApiError>>) -> Result<T, ApiError> {
 
 /// Create a workflow from a spec (YAML, JSON or JSON5 text).
 #[utoipa::path(
-    post, path = "/torc-service/v1/workflows", tag = "workflows", params(SpecQuery),
+    post, path = "/torc-service/v1/workflows", tag = "workflows",
+    params(
+        SpecQuery,
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Makes a retry safe: a creation sent again by the same user with the same \
+                        key gets the first one's answer; the key reused for another spec is 422"),
+    ),
     request_body(content = String, content_type = "application/yaml",
                  description = "The spec; the format comes from `?format=`, else Content-Type"),
     responses(
@@ -63,7 +69,15 @@ pub async fn create_workflow(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = spec_format(q.format.as_deref(), content_type)?;
-    let created = svc.create_workflow(&who, body.into(), format).await?;
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?
+                .to_string(),
+        ),
+    };
+    let created = svc.create_workflow(&who, body.into(), format, key).await?;
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -5,9 +5,12 @@
 //! where it would fail the batch of every other caller with it.
 
 use crate::server::error::ApiError;
+use sha2::{Digest, Sha256};
 use std::cell::Cell;
 use torc_core::api::{CompletionReport, ReportBatch};
+use torc_core::spec::SpecFormat;
 use torc_core::WorkflowDef;
+use torc_store::IdempotencyKey;
 
 /// An identifier that is stored (runner id, executor): 1 to `max` bytes, no control character.
 pub(crate) fn identifier(what: &str, value: &str, max: usize) -> Result<(), ApiError> {
@@ -77,6 +80,32 @@ pub(crate) fn report(batch: &ReportBatch) -> Result<(), ApiError> {
         completion(i, c)?;
     }
     Ok(())
+}
+
+/// Longest idempotency key accepted.
+const MAX_KEY_BYTES: usize = 255;
+
+/// A creation's `Idempotency-Key` of `user`, with the SHA-256 of what it was sent with.
+pub(crate) fn idempotency_key(
+    user: &str,
+    key: String,
+    format: SpecFormat,
+    body: &[u8],
+) -> Result<IdempotencyKey, ApiError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::unprocessable(format!(
+            "Idempotency-Key must have 1 to {MAX_KEY_BYTES} printable ASCII characters"
+        )));
+    }
+    let mut sha = Sha256::new();
+    sha.update(format!("{format:?}\n").as_bytes());
+    sha.update(body);
+    let request_sha256 = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(IdempotencyKey {
+        user: user.to_string(),
+        key,
+        request_sha256,
+    })
 }
 
 /// The spec text and every string of the workflow it expands to are free of NUL.

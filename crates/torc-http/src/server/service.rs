@@ -219,9 +219,13 @@ impl Service {
         who: &Principal,
         body: Vec<u8>,
         format: SpecFormat,
+        key: Option<String>,
     ) -> Result<CreatedWorkflow, ApiError> {
         // A runner token is refused before the spec is read.
         self.auth.owner_for_new_workflow(who, None)?;
+        let key = key
+            .map(|key| input::idempotency_key(who.user().unwrap_or(""), key, format, &body))
+            .transpose()?;
         let text = String::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?;
         let (expanded, text) = tokio::task::spawn_blocking(move || {
@@ -237,10 +241,18 @@ impl Service {
         expanded.def.user = owner.clone();
         let name = expanded.def.name.clone();
         let num_jobs = expanded.def.jobs.len() as u64;
-        let id = self
-            .engine
-            .create_workflow(expanded.def, Some(text))
-            .await?;
+        let id = match key {
+            Some(key) => {
+                self.engine
+                    .create_workflow_once(expanded.def, Some(text), key)
+                    .await?
+            }
+            None => {
+                self.engine
+                    .create_workflow(expanded.def, Some(text))
+                    .await?
+            }
+        };
         self.remember_owner(id, owner.as_deref().map(Arc::from));
         tracing::info!(workflow = %id, %name, num_jobs, owner = owner.as_deref().unwrap_or("-"), "workflow created");
         Ok(CreatedWorkflow {

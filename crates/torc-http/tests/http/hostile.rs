@@ -341,3 +341,57 @@ async fn a_parked_claim_whose_client_went_away_takes_no_job() {
     assert_eq!(next.jobs[0].name, "b");
     t.stop().await;
 }
+
+/// A creation sent again with its `Idempotency-Key` (its answer was lost, the client retried)
+/// gets the first answer, not a second workflow, even after a restart; the key reused for
+/// another spec is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_creation_with_its_key_gets_the_first_answer() {
+    let t = TestServer::start().await;
+    fn create(t: &TestServer, key: &str, spec: &str) -> reqwest::RequestBuilder {
+        t.raw
+            .post(t.url("/workflows"))
+            .header(YAML.0, YAML.1)
+            .header("idempotency-key", key)
+            .body(spec.to_string())
+    }
+    let (status, first) = t.send(create(&t, "k-1", FLAT5)).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = t.send(create(&t, "k-1", FLAT5)).await;
+    assert_eq!((status, &again), (201, &first));
+    assert_eq!(t.client.list_workflows().await.unwrap().len(), 1);
+
+    let other = FLAT5.replace("flat5", "other");
+    let body = t
+        .expect_error(create(&t, "k-1", &other), 422, "invalid_input")
+        .await;
+    assert!(body["message"].as_str().unwrap().contains("k-1"), "{body}");
+    t.expect_error(create(&t, "bad key", FLAT5), 422, "invalid_input")
+        .await;
+
+    // The client sends a key of its own, or the one it is given.
+    let c1 = t
+        .client
+        .create_workflow_with_key(&other, SpecFormat::Yaml, "k-2");
+    let one = c1.await.unwrap();
+    let two = t
+        .client
+        .create_workflow_with_key(&other, SpecFormat::Yaml, "k-2")
+        .await
+        .unwrap();
+    assert_eq!(one.id, two.id);
+    assert_eq!(t.client.list_workflows().await.unwrap().len(), 2);
+
+    // Keys are kept in the database.
+    let t = t.restart().await;
+    let (status, after) = t.send(create(&t, "k-1", FLAT5)).await;
+    assert_eq!((status, &after), (201, &first));
+    assert_eq!(t.client.list_workflows().await.unwrap().len(), 2);
+    // Deleting the workflow frees its key.
+    let id = WorkflowId(first["id"].as_i64().unwrap());
+    t.client.delete_workflow(id).await.unwrap();
+    let (status, fresh) = t.send(create(&t, "k-1", FLAT5)).await;
+    assert_eq!(status, 201);
+    assert_ne!(fresh["id"], first["id"]);
+    t.stop().await;
+}
