@@ -219,6 +219,13 @@ impl EngineHandle {
             .await
     }
 
+    /// Deletes a workflow and everything stored of it. It is gone from every read at once;
+    /// its rows are deleted a chunk at a time between group commits (other workflows' requests
+    /// wait at most for one chunk), and this answers when the last one is gone.
+    pub async fn delete(&self, id: WorkflowId) -> Result<(), EngineError> {
+        self.call(|reply| Request::Delete { id, reply }).await
+    }
+
     /// Drops a workflow's live state (it stays in the database).
     pub async fn unload(&self, id: WorkflowId) -> Result<(), EngineError> {
         self.call(|reply| Request::Unload { id, reply }).await

@@ -67,6 +67,10 @@ pub(crate) enum Request {
         id: WorkflowId,
         reply: Reply<()>,
     },
+    Delete {
+        id: WorkflowId,
+        reply: Reply<()>,
+    },
     ClaimActions {
         req: ActionClaimRequest,
         reply: Reply<ActionClaimResponse>,

@@ -23,6 +23,7 @@ mod backend;
 
 mod error;
 mod idempotency;
+mod purge;
 mod read;
 mod records;
 mod rows;

@@ -28,6 +28,7 @@ fn sql_count(n: u64) -> i64 {
 fn ensure_exists(conn: &mut Conn, id: WorkflowId) -> Result<(), StoreError> {
     let found = workflows::table
         .find(id.0)
+        .filter(workflows::deleting.eq(false))
         .select(workflows::id)
         .first::<i64>(conn)
         .optional()?;
@@ -50,6 +51,7 @@ impl Store {
         let rows = self.read(|conn| {
             let workflow = workflows::table
                 .find(w)
+                .filter(workflows::deleting.eq(false))
                 .select(WorkflowRow::as_select())
                 .first(conn)
                 .optional()?
@@ -120,6 +122,7 @@ impl Store {
         self.read(|conn| {
             workflows::table
                 .find(id.0)
+                .filter(workflows::deleting.eq(false))
                 .select(workflows::spec)
                 .first::<Option<String>>(conn)
                 .optional()?
@@ -131,6 +134,7 @@ impl Store {
     pub fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
         let rows = self.read(|conn| {
             Ok(workflows::table
+                .filter(workflows::deleting.eq(false))
                 .order(workflows::id)
                 .select(SummaryRow::as_select())
                 .load(conn)?)
@@ -143,6 +147,7 @@ impl Store {
         self.read(|conn| {
             workflows::table
                 .find(id.0)
+                .filter(workflows::deleting.eq(false))
                 .select(SummaryRow::as_select())
                 .first(conn)
                 .optional()?

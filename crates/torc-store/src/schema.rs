@@ -19,6 +19,7 @@ diesel::table! {
         spec -> Nullable<Text>,
         max_concurrent_jobs -> Nullable<Integer>,
         config -> Nullable<Text>,
+        deleting -> Bool,
     }
 }
 

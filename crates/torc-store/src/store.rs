@@ -186,6 +186,7 @@ impl Store {
             let found: Vec<i64> = workflows::table
                 .select(workflows::id)
                 .filter(workflows::id.eq_any(&wanted))
+                .filter(workflows::deleting.eq(false))
                 .load(conn)?;
             if found.len() != wanted.len() {
                 let missing = wanted

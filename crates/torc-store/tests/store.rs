@@ -431,10 +431,13 @@ mod batching;
 mod create;
 #[path = "store/listings.rs"]
 mod listings;
+#[path = "store/purge.rs"]
+mod purge;
 use apply::*;
 use batching::*;
 use create::*;
 use listings::*;
+use purge::*;
 
 on_both_backends!(
     losses_are_counted_from_the_events_since_the_last_reset,
@@ -453,4 +456,5 @@ on_both_backends!(
     readers_run_while_the_writer_applies,
     batching_does_not_change_the_outcome,
     tokens_round_trip_refuse_duplicates_and_go,
+    a_workflow_is_hidden_at_once_then_purged_a_chunk_at_a_time,
 );

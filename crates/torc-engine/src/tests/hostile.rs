@@ -170,3 +170,27 @@ async fn a_parked_claim_whose_caller_went_away_takes_no_job() {
         ["j2"]
     );
 }
+
+#[tokio::test]
+async fn a_delete_cut_short_by_a_crash_goes_on_at_the_next_start() {
+    let (_dir, store) = temp_store();
+    let gone = store.create_workflow(&flat(20_000), None, now()).unwrap();
+    let kept = store.create_workflow(&flat(1), None, now()).unwrap();
+    // The crash came after the mark and one chunk.
+    store.mark_deleting(gone).unwrap();
+    assert!(!store.purge_step(gone, 100).unwrap());
+    let engine = EngineHandle::start(store.clone());
+    // The engine serves while it deletes, and finishes the job.
+    let got = engine.claim(claim_req(kept, "r", 1, 0)).await.unwrap();
+    assert_eq!(got.jobs.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !store.deleting_workflows().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the delete never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(engine.status(gone).await.is_err());
+    assert!(matches!(
+        engine.delete(gone).await,
+        Err(EngineError::WorkflowNotFound(_))
+    ));
+}

@@ -6,6 +6,7 @@
 mod fault;
 mod lease;
 mod park;
+mod purge;
 mod replay;
 
 use crate::request::{Pending, Redo, Request};
@@ -13,7 +14,7 @@ use crate::stats::Stats;
 use crate::{now, EngineConfig, EngineError};
 use lease::lease_tick;
 use park::{Parked, ParkedBeat, ParkedShared};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,8 @@ pub(crate) struct Writer {
     changes: HashMap<WorkflowId, Changes>,
     answers: Vec<Pending>,
     stats: Arc<Stats>,
+    /// Workflows being deleted, a chunk of rows between batches.
+    purging: VecDeque<purge::Purge>,
     /// Debug builds: a fault to inject, for tests of what happens when the writer dies.
     #[cfg(debug_assertions)]
     fault: fault::Fault,
@@ -75,6 +78,7 @@ impl Writer {
             changes: HashMap::new(),
             answers: Vec::new(),
             stats,
+            purging: VecDeque::new(),
             #[cfg(debug_assertions)]
             fault: fault::Fault::from_env(),
         }
@@ -82,11 +86,16 @@ impl Writer {
 
     /// Runs until every handle is dropped.
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
+        self.resume_purges();
         loop {
+            // With a deletion under way the writer never sleeps: it deletes a chunk whenever
+            // no request is waiting.
+            let now = (!self.purging.is_empty()).then(Instant::now);
             let wake = (self.parked.iter().map(|p| p.deadline))
                 .chain(self.parked_shared.iter().map(|p| p.deadline))
                 .chain(self.beats.iter().map(|b| b.deadline))
                 .chain(self.next_lease_check)
+                .chain(now)
                 .min();
             let first = match wake {
                 Some(deadline) => {
@@ -130,6 +139,7 @@ impl Writer {
             self.commit();
             self.stats
                 .set_waiting(self.parked.len() + self.parked_shared.len() + self.beats.len());
+            self.purge_step();
         }
         // Handles are gone: answer parked calls so no task waits forever.
         for p in self.parked.drain(..) {
@@ -308,6 +318,7 @@ impl Writer {
                 let _ = started.send(());
                 let _ = release.recv();
             }
+            Request::Delete { id, reply } => self.delete(id, reply),
             Request::Unload { id, reply } => {
                 self.workflows.remove(&id);
                 self.touched.insert(id);

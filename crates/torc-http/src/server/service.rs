@@ -281,12 +281,11 @@ impl Service {
         Ok(blocking(move || store.workflow_summary(id)).await?.into())
     }
 
-    /// Drops the live state, then the stored workflow.
+    /// Deletes the workflow through the engine, a chunk of rows at a time between its
+    /// commits; answered once it is all gone.
     pub async fn delete_workflow(&self, who: &Principal, id: WorkflowId) -> Result<(), ApiError> {
         self.allow(who, id, Access::Manage).await?;
-        self.engine.unload(id).await?;
-        let store = self.store.clone();
-        blocking(move || store.delete_workflow(id)).await?;
+        self.engine.delete(id).await?;
         if let Ok(mut owners) = self.owners.write() {
             owners.remove(&id);
         }

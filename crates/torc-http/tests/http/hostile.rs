@@ -395,3 +395,64 @@ async fn a_retried_creation_with_its_key_gets_the_first_answer() {
     assert_ne!(fresh["id"], first["id"]);
     t.stop().await;
 }
+
+/// Deleting a workflow of 200,000 jobs goes a chunk of rows per transaction between the
+/// engine's group commits: another workflow's claims and reports are all answered while the
+/// delete is still under way, and the deleted workflow is gone from every read at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_huge_workflow_does_not_hold_back_the_others() {
+    let t = TestServer::start().await;
+    let big = "name: big\njobs:\n  - name: j{i}\n    command: \"true\"\n    parameters:\n      i: \"1:200000\"\n";
+    let created = std::time::Instant::now();
+    let big = t.create(big).await;
+    eprintln!("created 200,000 jobs in {:?}", created.elapsed());
+    let small = t.create(FLAT5).await;
+
+    let started = std::time::Instant::now();
+    let deleting = {
+        let client = t.client.clone();
+        tokio::spawn(async move {
+            client.delete_workflow(big).await.unwrap();
+            started.elapsed()
+        })
+    };
+    // Hidden as soon as the delete is under way.
+    let deadline = tokio::time::Instant::now() + SAFETY;
+    while t.client.workflow(big).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "never hidden");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!t
+        .client
+        .list_workflows()
+        .await
+        .unwrap()
+        .iter()
+        .any(|w| w.id == big));
+    for i in 0..5 {
+        let got = take(&t, small, &format!("r{i}"), 1).await;
+        let answer = Coordinator::report(&t.client, done(small, &format!("r{i}"), &got))
+            .await
+            .unwrap();
+        assert!(accepted(&answer));
+    }
+    let served = started.elapsed();
+    assert!(
+        !deleting.is_finished(),
+        "the other workflow's 10 requests waited for the whole delete"
+    );
+    let took = tokio::time::timeout(SAFETY, deleting)
+        .await
+        .unwrap()
+        .unwrap();
+    eprintln!("the other workflow was served in {served:?}; the delete took {took:?}");
+    assert_eq!(
+        t.client.status(small).await.unwrap().state,
+        WorkflowState::Complete
+    );
+    assert_eq!(
+        t.client.workflow(big).await.unwrap_err().status(),
+        Some(404)
+    );
+    t.stop().await;
+}
