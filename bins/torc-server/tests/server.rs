@@ -479,3 +479,30 @@ async fn a_writer_that_dies_ends_the_server_with_a_clear_line() {
         "{log}"
     );
 }
+
+/// A second server on the database of a running one refuses to start, naming the first.
+#[test]
+fn a_second_server_on_one_database_refuses_to_start_and_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let first = ServerProcess::start(&db, 0, "60");
+    let second = Command::new(env!("CARGO_BIN_EXE_torc-server"))
+        .arg("--database")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another engine runs over")
+            && err.contains(&format!("pid={}", first.child.id())),
+        "{err}"
+    );
+    // The first is unaffected and stops cleanly; once it is gone, the database is free again.
+    assert!(first.terminate().success());
+    let again = ServerProcess::start(&db, 0, "60");
+    again.kill();
+}

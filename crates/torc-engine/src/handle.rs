@@ -57,15 +57,18 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 impl EngineHandle {
     /// Starts the writer thread over `store`, without leases (in-process use).
-    pub fn start(store: Store) -> EngineHandle {
+    pub fn start(store: Store) -> Result<EngineHandle, EngineError> {
         Self::start_with(store, EngineConfig::default())
     }
 
-    /// Starts the writer thread over `store` with `config`.
-    pub fn start_with(store: Store, config: EngineConfig) -> EngineHandle {
+    /// Starts the writer thread over `store` with `config`, after taking the database's engine
+    /// lock (held until the writer ends): another engine over the same database is refused
+    /// with [`torc_store::StoreError::Locked`], which names it.
+    pub fn start_with(store: Store, config: EngineConfig) -> Result<EngineHandle, EngineError> {
+        let lock = store.lock_engine()?;
         let (tx, rx) = channel();
         let stats = Arc::new(Stats::default());
-        let writer = Writer::new(store, config, Arc::clone(&stats));
+        let writer = Writer::new(store, lock, config, Arc::clone(&stats));
         let (died_tx, died) = watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("torc-writer".into())
@@ -79,13 +82,13 @@ impl EngineHandle {
                     died_tx.send_replace(Some(reason));
                 }
             })
-            .expect("failed to spawn the writer thread");
-        EngineHandle {
+            .map_err(EngineError::Spawn)?;
+        Ok(EngineHandle {
             tx,
             stats,
             died,
             _thread: Arc::new(ThreadGuard(Some(thread))),
-        }
+        })
     }
 
     /// Resolves when the writer thread has died (it panicked), with why: the engine then

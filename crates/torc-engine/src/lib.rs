@@ -58,6 +58,9 @@ pub enum EngineError {
     /// nothing of it took effect, and the same request would fail the same way.
     #[error("the request holds a value the database cannot store: {detail}")]
     Unstorable { detail: String },
+    /// The writer thread could not be started.
+    #[error("cannot start the engine's writer thread: {0}")]
+    Spawn(std::io::Error),
     /// A creation's idempotency key was used before for a different request.
     #[error("idempotency key {key:?} was used before for a different request")]
     KeyReused { key: String },
@@ -85,11 +88,12 @@ impl EngineError {
                 code: ErrorCode::Internal,
                 message: self.to_string(),
             },
-            EngineError::Store(_) | EngineError::Stopped | EngineError::CommitFailed { .. } => {
-                CoordinatorError::Unavailable {
-                    message: self.to_string(),
-                }
-            }
+            EngineError::Store(_)
+            | EngineError::Stopped
+            | EngineError::Spawn(_)
+            | EngineError::CommitFailed { .. } => CoordinatorError::Unavailable {
+                message: self.to_string(),
+            },
         }
     }
 }

@@ -1,10 +1,9 @@
 //! Keys of retried workflow creations: the row is written in the creation's own transaction, so
-//! a key names a workflow exactly when that workflow exists.
+//! a key names a workflow exactly when that workflow exists (looked up in `read`).
 
 use crate::backend::AnyConnection;
 use crate::error::StoreError;
 use crate::schema::idempotency_keys;
-use crate::store::Store;
 use diesel::prelude::*;
 use torc_core::ids::{Timestamp, WorkflowId};
 
@@ -45,25 +44,4 @@ pub(crate) fn insert(
         })
         .execute(conn)?;
     Ok(())
-}
-
-impl Store {
-    /// The workflow a user's key created, with the SHA-256 of the request that created it.
-    pub fn find_idempotency_key(
-        &self,
-        user: &str,
-        key: &str,
-    ) -> Result<Option<(String, WorkflowId)>, StoreError> {
-        let found = self.conn()?.read_transaction(|conn| {
-            Ok(idempotency_keys::table
-                .find((user, key))
-                .select((
-                    idempotency_keys::request_sha256,
-                    idempotency_keys::workflow_id,
-                ))
-                .first::<(String, i64)>(conn)
-                .optional()?)
-        })?;
-        Ok(found.map(|(sha, id)| (sha, WorkflowId(id))))
-    }
 }

@@ -23,6 +23,7 @@ mod backend;
 
 mod error;
 mod idempotency;
+mod lock;
 mod purge;
 mod read;
 mod records;
@@ -33,6 +34,7 @@ mod tokens;
 
 pub use error::StoreError;
 pub use idempotency::IdempotencyKey;
+pub use lock::EngineLock;
 pub use records::{
     EventRecord, JobRecord, LoadedWorkflow, ResultRecord, TokenRecord, TokenScope, WorkflowSummary,
 };

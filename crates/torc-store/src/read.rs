@@ -9,8 +9,9 @@ use crate::rows::{
     WorkflowRow, WorkflowRows,
 };
 use crate::schema::{
-    action_claims, action_records, events, failure_handlers, files, job_dependencies, job_files,
-    job_user_data, jobs, resource_requirements, results, user_data, workflows,
+    action_claims, action_records, events, failure_handlers, files, idempotency_keys,
+    job_dependencies, job_files, job_user_data, jobs, resource_requirements, results, user_data,
+    workflows,
 };
 use crate::store::Store;
 use diesel::prelude::*;
@@ -312,5 +313,24 @@ impl Store {
             }
             Ok((out, next))
         })
+    }
+
+    /// The workflow a user's key created, with the SHA-256 of the request that created it.
+    pub fn find_idempotency_key(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<(String, WorkflowId)>, StoreError> {
+        let found = self.read(|conn| {
+            Ok(idempotency_keys::table
+                .find((user, key))
+                .select((
+                    idempotency_keys::request_sha256,
+                    idempotency_keys::workflow_id,
+                ))
+                .first::<(String, i64)>(conn)
+                .optional()?)
+        })?;
+        Ok(found.map(|(sha, id)| (sha, WorkflowId(id))))
     }
 }

@@ -26,6 +26,8 @@ const UPDATE_OTHER_BINDS: usize = 16;
 pub struct Store {
     pub(crate) pool: Pool,
     target: Arc<str>,
+    /// What the store was opened on (for the engine lock).
+    pub(crate) kind: Arc<Target>,
 }
 
 impl fmt::Debug for Store {
@@ -68,6 +70,7 @@ impl Store {
         Ok(Store {
             pool,
             target: target.to_string().into(),
+            kind: Arc::new(target),
         })
     }
 

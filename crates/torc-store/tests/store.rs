@@ -457,4 +457,5 @@ on_both_backends!(
     batching_does_not_change_the_outcome,
     tokens_round_trip_refuse_duplicates_and_go,
     a_workflow_is_hidden_at_once_then_purged_a_chunk_at_a_time,
+    one_engine_lock_per_database_naming_its_holder,
 );

@@ -43,7 +43,7 @@ fn held(job: &ClaimedJob) -> HeldJob {
 #[tokio::test]
 async fn a_report_the_store_refuses_fails_alone_and_the_rest_of_its_batch_commits() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let a = engine.create_workflow(flat(3), None).await.unwrap();
     let b = engine.create_workflow(flat(1), None).await.unwrap();
     let ja = engine.claim(claim_req(a, "ra", 3, 0)).await.unwrap().jobs;
@@ -111,7 +111,8 @@ async fn a_slow_batch_counts_as_a_stall_and_costs_no_runner_its_jobs() {
                 max_losses: 3,
             }),
         },
-    );
+    )
+    .unwrap();
     let id = engine.create_workflow(flat(1), None).await.unwrap();
     let job = engine.claim(claim_req(id, "r1", 1, 0)).await.unwrap().jobs;
     let beat = |wait_ms| HeartbeatRequest {
@@ -150,7 +151,7 @@ async fn a_slow_batch_counts_as_a_stall_and_costs_no_runner_its_jobs() {
 #[tokio::test]
 async fn a_parked_claim_whose_caller_went_away_takes_no_job() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let id = engine.create_workflow(chain(2), None).await.unwrap();
     let first = engine.claim(claim_req(id, "a", 1, 0)).await.unwrap().jobs;
     // Runner b parks a long claim, then goes away (its connection closed).
@@ -179,7 +180,7 @@ async fn a_delete_cut_short_by_a_crash_goes_on_at_the_next_start() {
     // The crash came after the mark and one chunk.
     store.mark_deleting(gone).unwrap();
     assert!(!store.purge_step(gone, 100).unwrap());
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     // The engine serves while it deletes, and finishes the job.
     let got = engine.claim(claim_req(kept, "r", 1, 0)).await.unwrap();
     assert_eq!(got.jobs.len(), 1);

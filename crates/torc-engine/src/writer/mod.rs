@@ -22,7 +22,7 @@ use torc_core::api::{ActionClaimRequest, ActionClaimResponse, ReportBatch, Repor
 use torc_core::changes::{Changes, Event, EventKind, WorkflowState};
 use torc_core::sched::{FairPool, SchedError, StatusSummary, WorkflowSched};
 use torc_core::{WorkflowDef, WorkflowId};
-use torc_store::{IdempotencyKey, Store, StoreError};
+use torc_store::{EngineLock, IdempotencyKey, Store, StoreError};
 
 /// Most requests taken into one batch (one transaction).
 const MAX_BATCH: usize = 4096;
@@ -30,6 +30,8 @@ const MAX_BATCH: usize = 4096;
 /// The state owned by the writer thread.
 pub(crate) struct Writer {
     store: Store,
+    /// The database's engine lock, released when the writer ends.
+    _lock: EngineLock,
     workflows: HashMap<WorkflowId, WorkflowSched>,
     parked: Vec<Parked>,
     parked_shared: Vec<ParkedShared>,
@@ -59,9 +61,15 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(store: Store, config: EngineConfig, stats: Arc<Stats>) -> Writer {
+    pub(crate) fn new(
+        store: Store,
+        lock: EngineLock,
+        config: EngineConfig,
+        stats: Arc<Stats>,
+    ) -> Writer {
         Writer {
             store,
+            _lock: lock,
             workflows: HashMap::new(),
             parked: Vec::new(),
             parked_shared: Vec::new(),

@@ -71,6 +71,9 @@ pub fn is_loopback_host(host: &str) -> bool {
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine could not start (another engine holds the database, say).
+    #[error("cannot start the engine: {0}")]
+    Engine(#[from] torc_engine::EngineError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -165,7 +168,7 @@ impl Server {
             EngineConfig {
                 leases: Some(config.leases),
             },
-        );
+        )?;
         Server::start_with(engine, store, &config).await
     }
 

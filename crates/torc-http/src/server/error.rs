@@ -207,6 +207,8 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { .. } => ApiErrorKind::Conflict,
             StoreError::Pool(_) | StoreError::Query(_) => ApiErrorKind::Unavailable,
             StoreError::Open { .. }
+            | StoreError::Locked { .. }
+            | StoreError::LockFile { .. }
             | StoreError::UnsupportedUrl { .. }
             | StoreError::Migration { .. }
             | StoreError::UnknownJobs { .. }
@@ -233,7 +235,7 @@ impl From<EngineError> for ApiError {
             EngineError::Unstorable { .. } | EngineError::KeyReused { .. } => {
                 ApiError::new(ApiErrorKind::Unprocessable, e.to_string())
             }
-            EngineError::Stopped | EngineError::CommitFailed { .. } => {
+            EngineError::Stopped | EngineError::Spawn(_) | EngineError::CommitFailed { .. } => {
                 ApiError::new(ApiErrorKind::Unavailable, e.to_string())
             }
         }

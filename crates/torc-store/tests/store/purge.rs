@@ -75,3 +75,21 @@ pub(super) fn a_workflow_is_hidden_at_once_then_purged_a_chunk_at_a_time(db: &Te
     assert!(store.deleting_workflows().unwrap().is_empty());
     assert_eq!(store.load_workflow(keep).unwrap().def, rich_def());
 }
+
+pub(super) fn one_engine_lock_per_database_naming_its_holder(db: &TestDb) {
+    let store = db.store();
+    let held = store.lock_engine().unwrap();
+    // A second store over the same database, as a second server would open it.
+    let other = Store::open(&db.url).unwrap();
+    let err = other.lock_engine().unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(
+        text.contains(&format!("pid={}", std::process::id())) && text.contains("host="),
+        "{text}"
+    );
+    drop(held);
+    let again = other.lock_engine().expect("free once its holder let go");
+    assert!(store.lock_engine().is_err());
+    drop(again);
+}
