@@ -41,6 +41,12 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Without --auth-config: a further name that requests may give in Host (and Origin)
+    /// besides 127.0.0.1, localhost and [::1] with the port listened on, as NAME (any port) or
+    /// NAME:PORT; repeat for more. Other requests a browser could send from another web site
+    /// (a foreign Host or Origin, a POST whose body is not declared JSON or YAML) are refused.
+    #[arg(long = "allowed-host", value_name = "NAME[:PORT]")]
+    allowed_hosts: Vec<String>,
     /// Port to listen on (0 picks a free one, printed at start).
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -134,6 +140,7 @@ async fn main() -> Result<()> {
         config.auth = Some(AuthConfig::load(path)?);
     }
     config.host = args.host;
+    config.allowed_hosts = args.allowed_hosts;
     config.port = args.port;
     config.workers = args.workers;
     config.leases = torc_engine::LeasePolicy {

@@ -422,3 +422,87 @@ async fn a_paused_server_does_not_take_jobs_from_runners_it_could_not_hear() {
     );
     server.kill();
 }
+
+/// A writer thread that dies (made to panic through a variable only debug builds read) ends the
+/// process with a line that says so, instead of leaving a server that answers 503 forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_dies_ends_the_server_with_a_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_torc-server"))
+        .arg("--database")
+        .arg(format!("sqlite:{}", dir.path().join("t.db").display()))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .env("TORC_DEBUG_WRITER_PANIC_AT", "2")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("torc-server listening on ")
+        .unwrap_or_else(|| panic!("the server did not start: {line:?}"))
+        .to_string();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+
+    let client = HttpClient::new(&url).unwrap();
+    let spec = "name: w\njobs:\n  - name: a\n    command: \"true\"\n";
+    let id = client
+        .create_workflow(spec, SpecFormat::Yaml)
+        .await
+        .expect("the first request is served")
+        .id;
+    // The second request makes the writer panic: the caller gets an error, not an answer.
+    assert!(client.status(id).await.is_err());
+
+    let pid = i32::try_from(child.id()).unwrap();
+    let exited = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await;
+    let Ok(status) = exited else {
+        // SAFETY: a plain signal to our own child, not reaped (its wait has not returned).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("the server outlived its writer thread");
+    };
+    let status = status.unwrap();
+    assert!(!status.success(), "exit status {status}");
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("writer thread died") && log.contains("panics on purpose"),
+        "{log}"
+    );
+}
+
+/// A second server on the database of a running one refuses to start, naming the first.
+#[test]
+fn a_second_server_on_one_database_refuses_to_start_and_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let first = ServerProcess::start(&db, 0, "60");
+    let second = Command::new(env!("CARGO_BIN_EXE_torc-server"))
+        .arg("--database")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another engine runs over")
+            && err.contains(&format!("pid={}", first.child.id())),
+        "{err}"
+    );
+    // The first is unaffected and stops cleanly; once it is gone, the database is free again.
+    assert!(first.terminate().success());
+    let again = ServerProcess::start(&db, 0, "60");
+    again.kill();
+}

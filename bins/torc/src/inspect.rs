@@ -122,7 +122,7 @@ pub fn create(global: &Global, spec: &Path, dry_run: bool, json: bool) -> Result
         }
         (None, false) => {
             // Through the engine, so that the jobs are evaluated (ready or blocked) at once.
-            let engine = EngineHandle::start(open_store(global)?);
+            let engine = EngineHandle::start(open_store(global)?)?;
             Some(runtime()?.block_on(engine.create_workflow(def.clone(), Some(text)))?)
         }
     };
@@ -359,7 +359,7 @@ pub fn apply(global: &Global, id: WorkflowId, change: Change) -> Result<()> {
             }
         }
         None => {
-            let engine = EngineHandle::start(open_existing_store(global)?);
+            let engine = EngineHandle::start(open_existing_store(global)?)?;
             match change {
                 Change::Reset { failed_only } => rt.block_on(engine.reset(id, failed_only))?,
                 Change::Cancel => rt.block_on(engine.cancel(id))?,

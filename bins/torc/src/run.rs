@@ -122,7 +122,7 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         .await;
     }
     let store = open_store(global)?;
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone())?;
     let id = match target {
         Err(id) => {
             engine.resume(id).await?;

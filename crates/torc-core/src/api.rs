@@ -278,6 +278,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     Forbidden,
+    /// The caller holds as much of the coordinator as one caller may; retry later.
+    TooManyRequests,
     Internal,
 }
 
@@ -290,6 +292,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Internal => "internal",
         }
     }

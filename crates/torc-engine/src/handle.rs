@@ -5,11 +5,12 @@ use crate::request::Request;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::writer::Writer;
 use crate::{EngineConfig, EngineError};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
     CoordinatorError, HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
@@ -17,7 +18,7 @@ use torc_core::api::{
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
-use torc_store::Store;
+use torc_store::{IdempotencyKey, Store};
 
 /// A handle to a running engine. Cloning is cheap; the writer thread stops when the last
 /// handle is dropped (after answering what it holds).
@@ -27,6 +28,8 @@ pub struct EngineHandle {
     stats: Arc<Stats>,
     /// Counts the commits that wrote something (see [`EngineHandle::commits`]).
     commits: tokio::sync::watch::Receiver<u64>,
+    /// Why the writer thread died (it panicked), once it has.
+    died: watch::Receiver<Option<String>>,
     /// Held for its `Drop`: the last handle joins the writer thread.
     _thread: Arc<ThreadGuard>,
 }
@@ -43,28 +46,76 @@ impl Drop for ThreadGuard {
     }
 }
 
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
 impl EngineHandle {
     /// Starts the writer thread over `store`, without leases (in-process use).
-    pub fn start(store: Store) -> EngineHandle {
+    pub fn start(store: Store) -> Result<EngineHandle, EngineError> {
         Self::start_with(store, EngineConfig::default())
     }
 
-    /// Starts the writer thread over `store` with `config`.
-    pub fn start_with(store: Store, config: EngineConfig) -> EngineHandle {
+    /// Starts the writer thread over `store` with `config`, after taking the database's engine
+    /// lock (held until the writer ends): another engine over the same database is refused
+    /// with [`torc_store::StoreError::Locked`], which names it.
+    pub fn start_with(store: Store, config: EngineConfig) -> Result<EngineHandle, EngineError> {
+        let lock = store.lock_engine()?;
         let (tx, rx) = channel();
         let stats = Arc::new(Stats::default());
         let (committed, commits) = tokio::sync::watch::channel(0);
-        let writer = Writer::new(store, config, Arc::clone(&stats), committed);
+        let writer = Writer::new(store, lock, config, Arc::clone(&stats), committed);
+        let (died_tx, died) = watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("torc-writer".into())
-            .spawn(move || writer.run(rx))
-            .expect("failed to spawn the writer thread");
-        EngineHandle {
+            .spawn(move || {
+                let run = std::panic::catch_unwind(AssertUnwindSafe(|| writer.run(rx)));
+                if let Err(panic) = run {
+                    let reason = panic_message(panic.as_ref());
+                    tracing::error!(%reason, "the engine's writer thread panicked");
+                    // Unwinding dropped every parked caller's reply: they are told the engine
+                    // stopped. Whoever watches `died` stops the process.
+                    died_tx.send_replace(Some(reason));
+                }
+            })
+            .map_err(EngineError::Spawn)?;
+        Ok(EngineHandle {
             tx,
             stats,
             commits,
+            died,
             _thread: Arc::new(ThreadGuard(Some(thread))),
+        })
+    }
+
+    /// Resolves when the writer thread has died (it panicked), with why: the engine then
+    /// answers nothing but [`EngineError::Stopped`], so its owner should end (a server exits,
+    /// for its supervisor to restart it). Never resolves while the writer runs.
+    pub async fn died(&self) -> String {
+        let mut died = self.died.clone();
+        let reason = died
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // The writer ended without panicking: only after the last handle, so not while
+            // `self` lives.
+            Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Tests only: hands the writer a request as it is.
+    #[cfg(test)]
+    pub(crate) fn send(&self, req: Request) {
+        self.tx.send(req).expect("the writer runs");
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -98,6 +149,25 @@ impl EngineHandle {
         self.call(|reply| Request::Create {
             def: Box::new(def),
             spec,
+            key: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Creates a workflow once per `key`: a creation sent again with the key its user used
+    /// before gets the workflow the first one made ([`EngineError::KeyReused`] when the request
+    /// differs). The key is stored with the workflow, in the same transaction.
+    pub async fn create_workflow_once(
+        &self,
+        def: WorkflowDef,
+        spec: Option<String>,
+        key: IdempotencyKey,
+    ) -> Result<WorkflowId, EngineError> {
+        self.call(|reply| Request::Create {
+            def: Box::new(def),
+            spec,
+            key: Some(key),
             reply,
         })
         .await
@@ -172,6 +242,13 @@ impl EngineHandle {
         id: WorkflowId,
     ) -> Result<Vec<torc_core::alloc::Allocation>, EngineError> {
         self.call(|reply| Request::Allocations { id, reply }).await
+    }
+
+    /// Deletes a workflow and everything stored of it. It is gone from every read at once;
+    /// its rows are deleted a chunk at a time between group commits (other workflows' requests
+    /// wait at most for one chunk), and this answers when the last one is gone.
+    pub async fn delete(&self, id: WorkflowId) -> Result<(), EngineError> {
+        self.call(|reply| Request::Delete { id, reply }).await
     }
 
     /// Drops a workflow's live state (it stays in the database).

@@ -4,8 +4,9 @@
 //! send it requests. The writer thread takes every request waiting, applies each to the core
 //! ([`torc_core::sched::WorkflowSched`]), writes all their [`Changes`] in ONE transaction, and
 //! only after the commit answers each caller. A failed commit drops the affected workflows from
-//! memory (they are reloaded from the database on next use) and answers every caller of the
-//! batch with an error: nothing is acknowledged that is not durable.
+//! memory (they are reloaded from the database on next use), then commits the batch's requests
+//! again one by one, so that only a request whose own changes cannot be written gets an error:
+//! nothing is acknowledged that is not durable, and one bad request never fails its batch.
 //!
 //! Claims that find nothing may park until their deadline (long poll): after every batch that
 //! made a job ready in their workflow, parked claims are tried again. Heartbeats park the same
@@ -53,6 +54,16 @@ pub enum EngineError {
     /// The batch holding this request could not be committed; nothing of it took effect.
     #[error("commit failed, nothing was changed: {detail}")]
     CommitFailed { detail: String },
+    /// The store cannot hold a value of this request (committed alone, it failed again):
+    /// nothing of it took effect, and the same request would fail the same way.
+    #[error("the request holds a value the database cannot store: {detail}")]
+    Unstorable { detail: String },
+    /// The writer thread could not be started.
+    #[error("cannot start the engine's writer thread: {0}")]
+    Spawn(std::io::Error),
+    /// A creation's idempotency key was used before for a different request.
+    #[error("idempotency key {key:?} was used before for a different request")]
+    KeyReused { key: String },
 }
 
 impl EngineError {
@@ -67,15 +78,22 @@ impl EngineError {
                 code: ErrorCode::Conflict,
                 message: self.to_string(),
             },
+            EngineError::Unstorable { .. } | EngineError::KeyReused { .. } => {
+                CoordinatorError::Rejected {
+                    code: ErrorCode::InvalidInput,
+                    message: self.to_string(),
+                }
+            }
             EngineError::Sched(SchedError::Inconsistent { .. }) => CoordinatorError::Rejected {
                 code: ErrorCode::Internal,
                 message: self.to_string(),
             },
-            EngineError::Store(_) | EngineError::Stopped | EngineError::CommitFailed { .. } => {
-                CoordinatorError::Unavailable {
-                    message: self.to_string(),
-                }
-            }
+            EngineError::Store(_)
+            | EngineError::Stopped
+            | EngineError::Spawn(_)
+            | EngineError::CommitFailed { .. } => CoordinatorError::Unavailable {
+                message: self.to_string(),
+            },
         }
     }
 }

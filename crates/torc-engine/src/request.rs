@@ -10,6 +10,7 @@ use torc_core::api::{
 };
 use torc_core::sched::StatusSummary;
 use torc_core::{WorkflowDef, WorkflowId};
+use torc_store::IdempotencyKey;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
@@ -18,6 +19,7 @@ pub(crate) enum Request {
     Create {
         def: Box<WorkflowDef>,
         spec: Option<String>,
+        key: Option<IdempotencyKey>,
         reply: Reply<WorkflowId>,
     },
     Resume {
@@ -66,6 +68,10 @@ pub(crate) enum Request {
         id: WorkflowId,
         reply: Reply<()>,
     },
+    Delete {
+        id: WorkflowId,
+        reply: Reply<()>,
+    },
     ClaimActions {
         req: ActionClaimRequest,
         reply: Reply<ActionClaimResponse>,
@@ -74,48 +80,118 @@ pub(crate) enum Request {
         id: WorkflowId,
         reply: Reply<Vec<Allocation>>,
     },
+    /// Tests only: the writer says it `started`, then stays inside its batch until `release`,
+    /// as it would on a stalled disk or a huge creation.
+    #[cfg(test)]
+    Stall {
+        started: oneshot::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    },
 }
 
-/// An answer held back until the batch that produced it is committed.
+/// What a caller's request does again, alone, when the batch that held its answer could not
+/// be committed (see `writer::replay`).
+pub(crate) enum Redo {
+    /// Nothing: what it changed was durable before the batch (a creation, a cap, an unload).
+    Keep,
+    Resume(WorkflowId),
+    Cancel(WorkflowId),
+    Reset(WorkflowId, bool),
+    Status(WorkflowId),
+    Claim {
+        req: ClaimRequest,
+        deadline: Instant,
+    },
+    ClaimShared {
+        req: SharedClaimRequest,
+        owners: Option<Vec<String>>,
+        deadline: Instant,
+    },
+    Report(ReportBatch),
+    Heartbeat {
+        req: HeartbeatRequest,
+        deadline: Instant,
+    },
+    /// A parked heartbeat's answer: given again from the state as reloaded.
+    Beat(WorkflowId),
+    Actions(ActionClaimRequest),
+}
+
+/// An answer held back until the batch that produced it is committed, with how to redo it.
 pub(crate) enum Pending {
     Id(Reply<WorkflowId>, Result<WorkflowId, EngineError>),
-    Status(Reply<StatusSummary>, Result<StatusSummary, EngineError>),
-    Claim(Reply<ClaimResponse>, Result<ClaimResponse, EngineError>),
-    Report(Reply<ReportResponse>, Result<ReportResponse, EngineError>),
+    Status(
+        Reply<StatusSummary>,
+        Result<StatusSummary, EngineError>,
+        Redo,
+    ),
+    Claim(
+        Reply<ClaimResponse>,
+        Result<ClaimResponse, EngineError>,
+        Redo,
+    ),
+    Report(
+        Reply<ReportResponse>,
+        Result<ReportResponse, EngineError>,
+        Redo,
+    ),
     Heartbeat(
         Reply<HeartbeatResponse>,
         Result<HeartbeatResponse, EngineError>,
+        Redo,
     ),
     Unit(Reply<()>, Result<(), EngineError>),
     Actions(
         Reply<ActionClaimResponse>,
         Result<ActionClaimResponse, EngineError>,
+        Redo,
     ),
     Allocations(Reply<Vec<Allocation>>, Result<Vec<Allocation>, EngineError>),
 }
 
+/// Why the commit of an answer's batch failed, as its caller is told.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitFailure {
+    pub(crate) detail: String,
+    /// The store refused a value of this request itself (out of range, unencodable): the same
+    /// request would fail again, so it is refused rather than called unavailable.
+    pub(crate) refused: bool,
+}
+
+impl CommitFailure {
+    fn error(&self) -> EngineError {
+        let detail = self.detail.clone();
+        if self.refused {
+            EngineError::Unstorable { detail }
+        } else {
+            EngineError::CommitFailed { detail }
+        }
+    }
+}
+
 impl Pending {
-    pub(crate) fn send(self, commit_failed: Option<&str>) {
+    /// Answers the caller: its result, or the failure of its batch's commit (unless what it
+    /// changed was durable before the batch).
+    pub(crate) fn send(self, failed: Option<&CommitFailure>) {
         match self {
-            Pending::Id(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Status(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Claim(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Report(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Heartbeat(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Unit(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Actions(tx, r) => deliver(tx, r, commit_failed),
-            Pending::Allocations(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Id(tx, r) => deliver(tx, r, None),
+            Pending::Unit(tx, r) => deliver(tx, r, None),
+            Pending::Status(tx, r, Redo::Keep) => deliver(tx, r, None),
+            Pending::Status(tx, r, _) => deliver(tx, r, failed),
+            Pending::Claim(tx, r, _) => deliver(tx, r, failed),
+            Pending::Report(tx, r, _) => deliver(tx, r, failed),
+            Pending::Heartbeat(tx, r, _) => deliver(tx, r, failed),
+            Pending::Actions(tx, r, _) => deliver(tx, r, failed),
+            Pending::Allocations(tx, r) => deliver(tx, r, None),
         }
     }
 }
 
 /// Answers a caller: its result, or the commit's failure when the batch was not committed.
-fn deliver<T>(tx: Reply<T>, result: Result<T, EngineError>, commit_failed: Option<&str>) {
-    let answer = match commit_failed {
+fn deliver<T>(tx: Reply<T>, result: Result<T, EngineError>, failed: Option<&CommitFailure>) {
+    let answer = match failed {
         None => result,
-        Some(detail) => Err(EngineError::CommitFailed {
-            detail: detail.to_string(),
-        }),
+        Some(f) => Err(f.error()),
     };
     // A send error means the caller went away; nothing to do about it.
     drop(tx.send(answer));

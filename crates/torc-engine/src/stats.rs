@@ -12,6 +12,7 @@ pub struct Stats {
     commits: AtomicU64,
     committed_requests: AtomicU64,
     commit_micros: AtomicU64,
+    waiting: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -23,6 +24,8 @@ pub struct StatsSnapshot {
     /// Requests answered by those commits (their ratio is the mean group-commit size).
     pub committed_requests: u64,
     pub commit_micros: u64,
+    /// Claims and heartbeats parked (long polls waiting) after the writer's last batch.
+    pub waiting: u64,
 }
 
 impl Stats {
@@ -42,6 +45,10 @@ impl Stats {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn set_waiting(&self, n: usize) {
+        self.waiting.store(n as u64, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             claimed_jobs: self.claimed_jobs.load(Ordering::Relaxed),
@@ -49,6 +56,7 @@ impl Stats {
             commits: self.commits.load(Ordering::Relaxed),
             committed_requests: self.committed_requests.load(Ordering::Relaxed),
             commit_micros: self.commit_micros.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 }

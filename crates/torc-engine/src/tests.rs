@@ -89,7 +89,7 @@ fn temp_store() -> (tempfile::TempDir, Store) {
 #[tokio::test]
 async fn runs_a_chain_and_persists_every_step() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let id = engine.create_workflow(chain(3), None).await.unwrap();
     for _ in 0..3 {
         let got = engine.claim(claim_req(id, "r", 10, 0)).await.unwrap();
@@ -117,7 +117,7 @@ async fn runs_a_chain_and_persists_every_step() {
 #[tokio::test]
 async fn parked_claim_is_answered_when_a_completion_unblocks_a_job() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let id = engine.create_workflow(chain(2), None).await.unwrap();
     let first = engine.claim(claim_req(id, "a", 1, 0)).await.unwrap().jobs;
     // A second runner parks a claim for a minute; the report must wake it, not the deadline.
@@ -141,7 +141,7 @@ async fn parked_claim_is_answered_when_a_completion_unblocks_a_job() {
 #[tokio::test]
 async fn parked_claim_expires_empty_at_its_deadline() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let id = engine.create_workflow(chain(2), None).await.unwrap();
     engine.claim(claim_req(id, "a", 1, 0)).await.unwrap();
     let got = engine.claim(claim_req(id, "b", 1, 20)).await.unwrap();
@@ -152,7 +152,7 @@ async fn parked_claim_expires_empty_at_its_deadline() {
 #[tokio::test]
 async fn concurrent_claimers_never_share_a_job() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let id = engine.create_workflow(flat(2000), None).await.unwrap();
     let mut tasks = Vec::new();
     for r in 0..8 {
@@ -190,7 +190,7 @@ async fn concurrent_claimers_never_share_a_job() {
 async fn a_new_engine_resumes_from_the_database() {
     let (_dir, store) = temp_store();
     let id = {
-        let engine = EngineHandle::start(store.clone());
+        let engine = EngineHandle::start(store.clone()).unwrap();
         let id = engine.create_workflow(chain(3), None).await.unwrap();
         let got = engine.claim(claim_req(id, "r", 1, 0)).await.unwrap().jobs;
         engine.report(batch(id, "r", &got)).await.unwrap();
@@ -198,7 +198,7 @@ async fn a_new_engine_resumes_from_the_database() {
         engine.claim(claim_req(id, "r", 1, 0)).await.unwrap();
         id
     };
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let summary = engine.resume(id).await.unwrap();
     assert_eq!(summary.state, WorkflowState::Active);
     let got = engine.claim(claim_req(id, "r", 5, 0)).await.unwrap().jobs;
@@ -209,7 +209,7 @@ async fn a_new_engine_resumes_from_the_database() {
 #[tokio::test]
 async fn resource_claims_and_unknown_workflows() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let id = engine.create_workflow(flat(10), None).await.unwrap();
     let mut req = claim_req(id, "r", 100, 0);
     req.resources = Some(FreeResources {
@@ -235,7 +235,7 @@ async fn resource_claims_and_unknown_workflows() {
 #[tokio::test]
 async fn cancel_ends_parked_claims() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let id = engine.create_workflow(chain(2), None).await.unwrap();
     engine.claim(claim_req(id, "a", 1, 0)).await.unwrap();
     let waiter = {
@@ -274,7 +274,7 @@ async fn shared_claims_see_workflows_stored_before_the_engine_started() {
     let (_dir, store) = temp_store();
     // Two workflows created by an earlier engine, then a restart.
     let (a, b) = {
-        let engine = EngineHandle::start(store.clone());
+        let engine = EngineHandle::start(store.clone()).unwrap();
         let a = engine
             .create_workflow(owned(flat(4), "ann"), None)
             .await
@@ -285,7 +285,7 @@ async fn shared_claims_see_workflows_stored_before_the_engine_started() {
             .unwrap();
         (a, b)
     };
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let got = engine
         .claim_shared_for(shared_req("s", 4, 0), None)
         .await
@@ -307,7 +307,7 @@ async fn shared_claims_see_workflows_stored_before_the_engine_started() {
 #[tokio::test]
 async fn a_parked_shared_claim_is_answered_when_any_workflow_gets_work() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let a = engine.create_workflow(chain(2), None).await.unwrap();
     let first = engine.claim(claim_req(a, "own", 1, 0)).await.unwrap().jobs;
     let waiter = {
@@ -335,7 +335,7 @@ async fn a_parked_shared_claim_is_answered_when_any_workflow_gets_work() {
 #[tokio::test]
 async fn raising_a_cap_wakes_a_parked_shared_claim() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let def = WorkflowDef {
         max_concurrent_jobs: Some(1),
         ..flat(3)
@@ -371,7 +371,7 @@ async fn raising_a_cap_wakes_a_parked_shared_claim() {
 #[tokio::test]
 async fn a_completion_under_a_cap_wakes_a_parked_claim() {
     let (_dir, store) = temp_store();
-    let engine = EngineHandle::start(store);
+    let engine = EngineHandle::start(store).unwrap();
     let def = WorkflowDef {
         max_concurrent_jobs: Some(1),
         ..flat(2)
@@ -410,7 +410,7 @@ async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
     });
     def.jobs[0].failure_handler = Some(0);
     let (id, jobs, first) = {
-        let engine = EngineHandle::start(store.clone());
+        let engine = EngineHandle::start(store.clone()).unwrap();
         let id = engine.create_workflow(def, None).await.unwrap();
         let jobs = engine.claim(claim_req(id, "r", 2, 0)).await.unwrap().jobs;
         let mut report = batch(id, "r", &jobs);
@@ -430,7 +430,7 @@ async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
         ]
     );
     // The runner never saw that answer; after the restart it sends the same report again.
-    let engine = EngineHandle::start(store.clone());
+    let engine = EngineHandle::start(store.clone()).unwrap();
     let mut report = batch(id, "r", &jobs);
     report.completions[0].return_code = 3;
     let again = engine.report(report).await.unwrap();
@@ -441,3 +441,5 @@ async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
         "applied once"
     );
 }
+
+mod hostile;

@@ -46,6 +46,9 @@ pub enum ClientError {
     /// The token cannot be sent in an HTTP header (a control character, say).
     #[error("invalid token: it must be printable ASCII without spaces")]
     InvalidToken,
+    /// No random idempotency key could be drawn.
+    #[error("the system gave no randomness for an idempotency key")]
+    NoRandomness,
     /// The server answered success with a body that does not read as expected.
     #[error("unexpected answer from {url}: {source}")]
     Decode {
@@ -88,6 +91,7 @@ impl ClientError {
             }
             ClientError::InvalidUrl { .. }
             | ClientError::InvalidToken
+            | ClientError::NoRandomness
             | ClientError::Decode { .. } => CoordinatorError::Rejected {
                 code: ErrorCode::Internal,
                 message: self.to_string(),
@@ -104,6 +108,7 @@ fn code_of_status(status: StatusCode) -> ErrorCode {
         413 => ErrorCode::PayloadTooLarge,
         401 => ErrorCode::Unauthorized,
         403 => ErrorCode::Forbidden,
+        429 => ErrorCode::TooManyRequests,
         s if s >= 500 => ErrorCode::Internal,
         _ => ErrorCode::InvalidInput,
     }
@@ -120,6 +125,25 @@ pub struct HttpClient {
     timeout: Duration,
     /// `Bearer TOKEN`, sent with every request when set.
     authorization: Option<reqwest::header::HeaderValue>,
+}
+
+/// Times [`HttpClient::create_workflow`] sends a creation before it gives up.
+pub const CREATE_ATTEMPTS: u32 = 4;
+
+/// A random idempotency key (128 bits, hex); `None` when the system has no randomness.
+pub fn new_idempotency_key() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A failure a retry may mend: no answer, or the server unavailable for now.
+fn worth_retrying(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport { .. } => true,
+        ClientError::Api { status, .. } => matches!(status, 502..=504),
+        _ => false,
+    }
 }
 
 /// How much longer than its `wait_ms` a claim may take before the client gives up.
@@ -251,11 +275,27 @@ impl HttpClient {
         format!("{}/workflows/{id}{rest}", self.api)
     }
 
-    /// Creates a workflow from spec text.
+    /// Creates a workflow from spec text, with a new idempotency key: when no answer comes (or
+    /// the server is unavailable) the creation is sent again with the same key, and the server
+    /// answers a retry with the workflow the first attempt made, never a second one.
     pub async fn create_workflow(
         &self,
         spec: impl Into<String>,
         format: SpecFormat,
+    ) -> Result<CreatedWorkflow, ClientError> {
+        let key = new_idempotency_key().ok_or(ClientError::NoRandomness)?;
+        self.create_workflow_with_key(spec, format, &key).await
+    }
+
+    /// Creates a workflow from spec text under the idempotency key `key` (1 to 255 printable
+    /// ASCII characters): sending the same spec with the same key again, now or after a crash,
+    /// gets the first creation's answer. Retried with it up to [`CREATE_ATTEMPTS`] times when
+    /// no answer comes or the server is unavailable (502, 503, 504).
+    pub async fn create_workflow_with_key(
+        &self,
+        spec: impl Into<String>,
+        format: SpecFormat,
+        key: &str,
     ) -> Result<CreatedWorkflow, ClientError> {
         let (name, mime) = match format {
             SpecFormat::Yaml => ("yaml", "application/yaml"),
@@ -264,12 +304,26 @@ impl HttpClient {
             SpecFormat::Kdl => ("kdl", "application/kdl"),
         };
         let url = format!("{}/workflows", self.api);
-        let rb = self
-            .request(Method::POST, &url)
-            .query(&[("format", name)])
-            .header(reqwest::header::CONTENT_TYPE, mime)
-            .body(spec.into());
-        self.send(rb, &url).await
+        let spec = spec.into();
+        let mut backoff = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            let rb = self
+                .request(Method::POST, &url)
+                .query(&[("format", name)])
+                .header(reqwest::header::CONTENT_TYPE, mime)
+                .header("idempotency-key", key)
+                .body(spec.clone());
+            match self.send(rb, &url).await {
+                Err(e) if attempt < CREATE_ATTEMPTS && worth_retrying(&e) => {
+                    tracing::warn!(error = %e, attempt, "creating the workflow again, same key");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Creates a token (admins only); the answer holds the token, which the server does not keep.

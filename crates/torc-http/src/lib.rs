@@ -37,6 +37,7 @@ pub mod wire;
 pub use client::{ClientError, HttpClient, API_PREFIX};
 pub use server::auth::{self, Auth, AuthConfig, AuthConfigError, Principal};
 pub use server::error::{ApiError, ApiErrorKind};
+pub use server::flood::FloodLimits;
 pub use server::metrics::parse_sample;
 pub use server::service::Limits;
 pub use server::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};

@@ -168,6 +168,10 @@ fn done(id: WorkflowId, runner: &str, jobs: &ClaimResponse) -> ReportBatch {
     }
 }
 
+/// The Content-Type of a JSON body, and of a YAML one.
+const JSON: (&str, &str) = ("content-type", "application/json");
+const YAML: (&str, &str) = ("content-type", "application/yaml");
+
 const FLAT5: &str = "name: flat5\njobs:\n  - name: j{i}\n    command: \"true\"\n    parameters:\n      i: \"1:5\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +288,11 @@ async fn every_endpoint_happy_path() {
     assert_eq!(reset.count(JobStatus::Completed), 2);
     assert_eq!(reset.state, WorkflowState::Active);
     let (s, full) = t
-        .send(t.raw.post(t.url(&format!("/workflows/{}/reset", pair.id))))
+        .send(
+            t.raw
+                .post(t.url(&format!("/workflows/{}/reset", pair.id)))
+                .header("content-type", "application/json"),
+        )
         .await;
     assert_eq!((s, full["run_id"].as_u64()), (200, Some(2)));
     let resumed = c.resume(created.id).await.unwrap();
@@ -368,6 +376,8 @@ async fn openapi_document_lists_the_paths() {
     t.stop().await;
 }
 
+#[path = "http/hostile.rs"]
+mod hostile;
 #[path = "http/requests.rs"]
 mod requests;
 #[path = "http/runners.rs"]

@@ -63,6 +63,18 @@ pub enum StoreError {
     #[error("{what} {name:?} already exists")]
     Duplicate { what: &'static str, name: String },
 
+    /// Another engine runs over this database (its lock is held).
+    #[error("another engine runs over {target}: held by {holder}; stop it first (two engines on one database would overwrite each other's work)")]
+    Locked { target: String, holder: String },
+
+    /// The lock file beside a SQLite database cannot be opened or written.
+    #[error("cannot use the lock file {path}: {source}")]
+    LockFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A row does not map back to the model (unknown status code, malformed JSON, a reference
     /// to a row that does not exist...).
     #[error("corrupt {what} in the database: {detail}")]

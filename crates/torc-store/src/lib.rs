@@ -23,6 +23,9 @@ mod allocations;
 mod backend;
 
 mod error;
+mod idempotency;
+mod lock;
+mod purge;
 mod read;
 mod records;
 mod rows;
@@ -33,6 +36,8 @@ mod tokens;
 mod transfer;
 
 pub use error::StoreError;
+pub use idempotency::IdempotencyKey;
+pub use lock::EngineLock;
 pub use records::{
     EventRecord, JobRecord, LoadedWorkflow, ResultRecord, TokenRecord, TokenScope, WorkflowSummary,
 };

@@ -9,8 +9,9 @@ use crate::rows::{
     WorkflowRow, WorkflowRows,
 };
 use crate::schema::{
-    action_claims, action_records, allocations, events, failure_handlers, files, job_dependencies,
-    job_files, job_user_data, jobs, resource_requirements, results, user_data, workflows,
+    action_claims, action_records, allocations, events, failure_handlers, files, idempotency_keys,
+    job_dependencies, job_files, job_user_data, jobs, resource_requirements, results, user_data,
+    workflows,
 };
 use crate::store::Store;
 use diesel::prelude::*;
@@ -30,6 +31,7 @@ fn sql_count(n: u64) -> i64 {
 fn ensure_exists(conn: &mut Conn, id: WorkflowId) -> Result<(), StoreError> {
     let found = workflows::table
         .find(id.0)
+        .filter(workflows::deleting.eq(false))
         .select(workflows::id)
         .first::<i64>(conn)
         .optional()?;
@@ -52,6 +54,7 @@ impl Store {
         let rows = self.read(|conn| {
             let workflow = workflows::table
                 .find(w)
+                .filter(workflows::deleting.eq(false))
                 .select(WorkflowRow::as_select())
                 .first(conn)
                 .optional()?
@@ -122,6 +125,7 @@ impl Store {
         self.read(|conn| {
             workflows::table
                 .find(id.0)
+                .filter(workflows::deleting.eq(false))
                 .select(workflows::spec)
                 .first::<Option<String>>(conn)
                 .optional()?
@@ -133,6 +137,7 @@ impl Store {
     pub fn list_workflows(&self) -> Result<Vec<WorkflowSummary>, StoreError> {
         let rows = self.read(|conn| {
             Ok(workflows::table
+                .filter(workflows::deleting.eq(false))
                 .order(workflows::id)
                 .select(SummaryRow::as_select())
                 .load(conn)?)
@@ -145,6 +150,7 @@ impl Store {
         self.read(|conn| {
             workflows::table
                 .find(id.0)
+                .filter(workflows::deleting.eq(false))
                 .select(SummaryRow::as_select())
                 .first(conn)
                 .optional()?
@@ -342,6 +348,25 @@ impl Store {
             }
             Ok((out, next))
         })
+    }
+
+    /// The workflow a user's key created, with the SHA-256 of the request that created it.
+    pub fn find_idempotency_key(
+        &self,
+        user: &str,
+        key: &str,
+    ) -> Result<Option<(String, WorkflowId)>, StoreError> {
+        let found = self.read(|conn| {
+            Ok(idempotency_keys::table
+                .find((user, key))
+                .select((
+                    idempotency_keys::request_sha256,
+                    idempotency_keys::workflow_id,
+                ))
+                .first::<(String, i64)>(conn)
+                .optional()?)
+        })?;
+        Ok(found.map(|(sha, id)| (sha, WorkflowId(id))))
     }
 }
 

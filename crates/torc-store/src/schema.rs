@@ -19,6 +19,7 @@ diesel::table! {
         spec -> Nullable<Text>,
         max_concurrent_jobs -> Nullable<Integer>,
         config -> Nullable<Text>,
+        deleting -> Bool,
     }
 }
 
@@ -158,6 +159,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (user, key) {
+        user -> Text,
+        key -> Text,
+        request_sha256 -> Text,
+        workflow_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     action_records (workflow_id, id) {
         workflow_id -> BigInt,
         id -> Integer,
@@ -224,6 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     results,
     events,
     tokens,
+    idempotency_keys,
     action_records,
     action_claims,
     allocations,

@@ -26,6 +26,8 @@ const UPDATE_OTHER_BINDS: usize = 16;
 pub struct Store {
     pub(crate) pool: Pool,
     target: Arc<str>,
+    /// What the store was opened on (for the engine lock).
+    pub(crate) kind: Arc<Target>,
 }
 
 impl fmt::Debug for Store {
@@ -69,6 +71,7 @@ impl Store {
         Ok(Store {
             pool,
             target: target.to_string().into(),
+            kind: Arc::new(target),
         })
     }
 
@@ -89,6 +92,18 @@ impl Store {
         spec_text: Option<&str>,
         now: Timestamp,
     ) -> Result<WorkflowId, StoreError> {
+        self.create_workflow_keyed(def, spec_text, now, None)
+    }
+
+    /// [`Store::create_workflow`], recording in the same transaction that `key` created it
+    /// (see [`Store::find_idempotency_key`]).
+    pub fn create_workflow_keyed(
+        &self,
+        def: &WorkflowDef,
+        spec_text: Option<&str>,
+        now: Timestamp,
+        key: Option<&crate::IdempotencyKey>,
+    ) -> Result<WorkflowId, StoreError> {
         let started = Instant::now();
         let new = NewWorkflow::new(def, spec_text, now)?;
         let mut conn = self.conn()?;
@@ -108,6 +123,9 @@ impl Store {
             rows.dependencies.insert_all(conn)?;
             rows.job_files.insert_all(conn)?;
             rows.job_user_data.insert_all(conn)?;
+            if let Some(key) = key {
+                crate::idempotency::insert(conn, key, id, now)?;
+            }
             Ok(id)
         })?;
         conn.refresh_statistics()?;
@@ -175,6 +193,7 @@ impl Store {
             let found: Vec<i64> = workflows::table
                 .select(workflows::id)
                 .filter(workflows::id.eq_any(&wanted))
+                .filter(workflows::deleting.eq(false))
                 .load(conn)?;
             if found.len() != wanted.len() {
                 let missing = wanted

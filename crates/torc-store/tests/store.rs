@@ -431,12 +431,15 @@ mod batching;
 mod create;
 #[path = "store/listings.rs"]
 mod listings;
+#[path = "store/purge.rs"]
+mod purge;
 #[path = "store/seeing.rs"]
 mod seeing;
 use apply::*;
 use batching::*;
 use create::*;
 use listings::*;
+use purge::*;
 use seeing::*;
 
 on_both_backends!(
@@ -459,4 +462,6 @@ on_both_backends!(
     allocations_are_replaced_whole_and_loaded_back,
     samples_are_stored_with_their_batch_and_listed_by_job_or_node,
     an_exported_workflow_imports_in_the_same_states,
+    a_workflow_is_hidden_at_once_then_purged_a_chunk_at_a_time,
+    one_engine_lock_per_database_naming_its_holder,
 );

@@ -6,8 +6,9 @@ use crate::{now, LEASE_TICK};
 use std::time::{Duration, Instant};
 use torc_core::sched::LeasePolicy;
 
-/// A commit this slow, or a wake-up this late, means the writer could not hear runners for that
-/// long: their leases are extended by as much.
+/// A batch or commit this slow, or a wake-up this late, means the writer could not hear
+/// runners for that long: their leases are extended by as much. A shorter lease counts a
+/// shorter time (its check interval) as a stall.
 const STALL: Duration = Duration::from_secs(1);
 
 pub(super) fn lease_tick(policy: &LeasePolicy) -> Duration {
@@ -18,7 +19,10 @@ impl Writer {
     /// The writer could not hear anyone for `deaf` (a slow commit, a late wake-up): when that is
     /// a stall, runners get as much more time on their leases.
     pub(super) fn stalled(&mut self, deaf: Duration) {
-        if deaf < STALL || self.config.leases.is_none() {
+        let Some(policy) = self.config.leases else {
+            return;
+        };
+        if deaf < STALL.min(lease_tick(&policy)) {
             return;
         }
         tracing::warn!(

@@ -2,15 +2,19 @@
 //! changes in one transaction, then answers. Long polls live in `park`, the lease clock in
 //! `lease`.
 
+#[cfg(debug_assertions)]
+mod fault;
 mod lease;
 mod park;
+mod purge;
+mod replay;
 
-use crate::request::{Pending, Request};
+use crate::request::{Pending, Redo, Request};
 use crate::stats::Stats;
 use crate::{now, EngineConfig, EngineError};
 use lease::lease_tick;
 use park::{Parked, ParkedBeat, ParkedShared};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +22,7 @@ use torc_core::api::{ActionClaimRequest, ActionClaimResponse, ReportBatch, Repor
 use torc_core::changes::{Changes, Event, EventKind, RunnerSamples, WorkflowState};
 use torc_core::sched::{FairPool, SchedError, StatusSummary, WorkflowSched};
 use torc_core::{WorkflowDef, WorkflowId};
-use torc_store::{Store, StoreError};
+use torc_store::{EngineLock, IdempotencyKey, Store, StoreError};
 
 /// Most requests taken into one batch (one transaction).
 const MAX_BATCH: usize = 4096;
@@ -26,6 +30,8 @@ const MAX_BATCH: usize = 4096;
 /// The state owned by the writer thread.
 pub(crate) struct Writer {
     store: Store,
+    /// The database's engine lock, released when the writer ends.
+    _lock: EngineLock,
     workflows: HashMap<WorkflowId, WorkflowSched>,
     parked: Vec<Parked>,
     parked_shared: Vec<ParkedShared>,
@@ -49,17 +55,24 @@ pub(crate) struct Writer {
     stats: Arc<Stats>,
     /// Bumped after each commit that wrote something.
     committed: tokio::sync::watch::Sender<u64>,
+    /// Workflows being deleted, a chunk of rows between batches.
+    purging: VecDeque<purge::Purge>,
+    /// Debug builds: a fault to inject, for tests of what happens when the writer dies.
+    #[cfg(debug_assertions)]
+    fault: fault::Fault,
 }
 
 impl Writer {
     pub(crate) fn new(
         store: Store,
+        lock: EngineLock,
         config: EngineConfig,
         stats: Arc<Stats>,
         committed: tokio::sync::watch::Sender<u64>,
     ) -> Writer {
         Writer {
             store,
+            _lock: lock,
             workflows: HashMap::new(),
             parked: Vec::new(),
             parked_shared: Vec::new(),
@@ -77,16 +90,24 @@ impl Writer {
             answers: Vec::new(),
             stats,
             committed,
+            purging: VecDeque::new(),
+            #[cfg(debug_assertions)]
+            fault: fault::Fault::from_env(),
         }
     }
 
     /// Runs until every handle is dropped.
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
+        self.resume_purges();
         loop {
+            // With a deletion under way the writer never sleeps: it deletes a chunk whenever
+            // no request is waiting.
+            let now = (!self.purging.is_empty()).then(Instant::now);
             let wake = (self.parked.iter().map(|p| p.deadline))
                 .chain(self.parked_shared.iter().map(|p| p.deadline))
                 .chain(self.beats.iter().map(|b| b.deadline))
                 .chain(self.next_lease_check)
+                .chain(now)
                 .min();
             let first = match wake {
                 Some(deadline) => {
@@ -105,6 +126,7 @@ impl Writer {
                 },
             };
             let mut n = 0;
+            let busy = Instant::now();
             if let Some(req) = first {
                 self.handle(req);
                 n += 1;
@@ -118,11 +140,18 @@ impl Writer {
                     }
                 }
             }
+            // Time spent on the batch (a big creation or load, a stalled disk) is time nobody
+            // was heard: the heartbeats that queued meanwhile come in the next batch, so
+            // leases grow by as much before any of them is checked.
+            self.stalled(busy.elapsed());
             self.expire_leases();
             self.retry_parked();
             self.retry_parked_shared();
             self.answer_beats();
             self.commit();
+            self.stats
+                .set_waiting(self.parked.len() + self.parked_shared.len() + self.beats.len());
+            self.purge_step();
         }
         // Handles are gone: answer parked calls so no task waits forever.
         for p in self.parked.drain(..) {
@@ -221,14 +250,22 @@ impl Writer {
     }
 
     fn handle(&mut self, req: Request) {
+        #[cfg(debug_assertions)]
+        self.fault.count_request();
         match req {
-            Request::Create { def, spec, reply } => {
-                let r = self.create(*def, spec);
+            Request::Create {
+                def,
+                spec,
+                key,
+                reply,
+            } => {
+                let r = self.create(*def, spec, key);
                 self.answers.push(Pending::Id(reply, r));
             }
             Request::Resume { id, reply } => {
                 let r = self.change_workflow(id, |s| Ok(s.resume(now())));
-                self.answers.push(Pending::Status(reply, r));
+                self.answers
+                    .push(Pending::Status(reply, r, Redo::Resume(id)));
             }
             Request::Claim {
                 req,
@@ -253,11 +290,12 @@ impl Writer {
             }
             Request::SetMaxConcurrentJobs { id, cap, reply } => {
                 let r = self.set_max_concurrent_jobs(id, cap);
-                self.answers.push(Pending::Status(reply, r));
+                self.answers.push(Pending::Status(reply, r, Redo::Keep));
             }
             Request::Report { batch, reply } => {
-                let r = self.report(batch);
-                self.answers.push(Pending::Report(reply, r));
+                let r = self.report(&batch);
+                self.answers
+                    .push(Pending::Report(reply, r, Redo::Report(batch)));
             }
             Request::Heartbeat {
                 req,
@@ -266,7 +304,8 @@ impl Writer {
             } => self.heartbeat(req, deadline, reply),
             Request::Cancel { id, reply } => {
                 let r = self.change_workflow(id, |s| Ok(s.cancel(now())));
-                self.answers.push(Pending::Status(reply, r));
+                self.answers
+                    .push(Pending::Status(reply, r, Redo::Cancel(id)));
             }
             Request::Reset {
                 id,
@@ -274,20 +313,29 @@ impl Writer {
                 reply,
             } => {
                 let r = self.change_workflow(id, |s| s.reset(failed_only, now()));
-                self.answers.push(Pending::Status(reply, r));
+                let redo = Redo::Reset(id, failed_only);
+                self.answers.push(Pending::Status(reply, r, redo));
             }
             Request::Status { id, reply } => {
                 let r = self.workflow(id).map(|s| s.summary());
-                self.answers.push(Pending::Status(reply, r));
+                self.answers
+                    .push(Pending::Status(reply, r, Redo::Status(id)));
             }
             Request::ClaimActions { req, reply } => {
-                let r = self.claim_actions(req);
-                self.answers.push(Pending::Actions(reply, r));
+                let r = self.claim_actions(&req);
+                self.answers
+                    .push(Pending::Actions(reply, r, Redo::Actions(req)));
             }
             Request::Allocations { id, reply } => {
                 let r = self.workflow(id).map(|s| s.allocations().to_vec());
                 self.answers.push(Pending::Allocations(reply, r));
             }
+            #[cfg(test)]
+            Request::Stall { started, release } => {
+                let _ = started.send(());
+                let _ = release.recv();
+            }
+            Request::Delete { id, reply } => self.delete(id, reply),
             Request::Unload { id, reply } => {
                 self.workflows.remove(&id);
                 self.touched.insert(id);
@@ -300,10 +348,26 @@ impl Writer {
         &mut self,
         def: WorkflowDef,
         spec: Option<String>,
+        key: Option<IdempotencyKey>,
     ) -> Result<WorkflowId, EngineError> {
+        if let Some(key) = &key {
+            // Only the writer creates workflows, so nothing can slip in between this look-up
+            // and the creation that records the key.
+            match self.store.find_idempotency_key(&key.user, &key.key)? {
+                Some((sha, id)) if sha == key.request_sha256 => return Ok(id),
+                Some(_) => {
+                    return Err(EngineError::KeyReused {
+                        key: key.key.clone(),
+                    })
+                }
+                None => {}
+            }
+        }
         let t = now();
         // Creation is its own transaction (bulk inserts); initial states follow in the batch.
-        let id = self.store.create_workflow(&def, spec.as_deref(), t)?;
+        let id = self
+            .store
+            .create_workflow_keyed(&def, spec.as_deref(), t, key.as_ref())?;
         let mut sched = WorkflowSched::new(id, Arc::new(def));
         let mut changes = Changes::default();
         changes.events.push(Event {
@@ -318,7 +382,7 @@ impl Writer {
         Ok(id)
     }
 
-    fn report(&mut self, batch: ReportBatch) -> Result<ReportResponse, EngineError> {
+    fn report(&mut self, batch: &ReportBatch) -> Result<ReportResponse, EngineError> {
         let id = batch.workflow_id;
         let sched = self.workflow(id)?;
         let t = now();
@@ -329,8 +393,8 @@ impl Writer {
         // answer lost) changes nothing, and its samples are already stored.
         if !batch.samples.is_empty() && !changes.is_empty() {
             changes.samples.push(RunnerSamples {
-                runner: batch.runner_id,
-                samples: batch.samples,
+                runner: batch.runner_id.clone(),
+                samples: batch.samples.clone(),
             });
         }
         let state = sched.state();
@@ -358,44 +422,12 @@ impl Writer {
 
     fn claim_actions(
         &mut self,
-        req: ActionClaimRequest,
+        req: &ActionClaimRequest,
     ) -> Result<ActionClaimResponse, EngineError> {
         let id = req.workflow_id;
         let sched = self.workflow(id)?;
         let (response, changes) = sched.exchange_actions(&req, now());
         self.record(id, changes);
         Ok(response)
-    }
-
-    /// Writes the batch in one transaction, then answers its callers.
-    fn commit(&mut self) {
-        let changes = std::mem::take(&mut self.changes);
-        let answers = std::mem::take(&mut self.answers);
-        let mut failure = None;
-        if !changes.is_empty() {
-            let batch: Vec<(WorkflowId, &Changes)> =
-                changes.iter().map(|(id, c)| (*id, c)).collect();
-            let started = Instant::now();
-            let result = self.store.apply(&batch);
-            self.stalled(started.elapsed());
-            match result {
-                Ok(()) => {
-                    self.stats.committed(answers.len(), started.elapsed());
-                    self.committed.send_modify(|n| *n += 1);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "commit failed; reloading affected workflows");
-                    for id in changes.keys() {
-                        self.workflows.remove(id);
-                        self.touched.insert(*id);
-                    }
-                    self.all_loaded = false;
-                    failure = Some(e.to_string());
-                }
-            }
-        }
-        for a in answers {
-            a.send(failure.as_deref());
-        }
     }
 }

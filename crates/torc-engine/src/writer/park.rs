@@ -3,7 +3,7 @@
 
 use super::Writer;
 use crate::now;
-use crate::request::{Pending, Reply};
+use crate::request::{Pending, Redo, Reply};
 use std::time::Instant;
 use torc_core::api::{
     ClaimRequest, ClaimResponse, ClaimedJob, HeartbeatRequest, HeartbeatResponse,
@@ -40,6 +40,17 @@ pub(super) struct ParkedShared {
     pub(super) reply: Reply<ClaimResponse>,
 }
 
+impl ParkedShared {
+    /// The claim made again from scratch.
+    fn redo(&self) -> Redo {
+        Redo::ClaimShared {
+            req: self.req.clone(),
+            owners: self.owners.clone(),
+            deadline: self.deadline,
+        }
+    }
+}
+
 /// A heartbeat held until its workflow stops being active or its deadline.
 pub(super) struct ParkedBeat {
     pub(super) workflow_id: WorkflowId,
@@ -57,6 +68,7 @@ impl Writer {
         changes: impl IntoIterator<Item = (WorkflowId, Changes)>,
         workflow_state: WorkflowState,
         open_jobs: Option<u64>,
+        redo: Redo,
     ) {
         self.stats.claimed(jobs.len());
         for (id, c) in changes {
@@ -67,7 +79,7 @@ impl Writer {
             workflow_state,
             open_jobs,
         };
-        self.answers.push(Pending::Claim(reply, Ok(response)));
+        self.answers.push(Pending::Claim(reply, Ok(response), redo));
     }
 
     pub(super) fn claim(
@@ -76,10 +88,17 @@ impl Writer {
         deadline: Instant,
         reply: Reply<ClaimResponse>,
     ) {
+        if reply.is_closed() {
+            // The caller went away before it was heard: it takes nothing.
+            return;
+        }
         let id = req.workflow_id;
         let sched = match self.workflow(id) {
             Ok(s) => s,
-            Err(e) => return self.answers.push(Pending::Claim(reply, Err(e))),
+            Err(e) => {
+                let redo = Redo::Claim { req, deadline };
+                return self.answers.push(Pending::Claim(reply, Err(e), redo));
+            }
         };
         let (jobs, changes) = claim_for(sched, &req);
         let state = sched.state();
@@ -95,7 +114,8 @@ impl Writer {
             });
             return;
         }
-        self.answer_claim(reply, jobs, [(id, changes)], state, open);
+        let redo = Redo::Claim { req, deadline };
+        self.answer_claim(reply, jobs, [(id, changes)], state, open, redo);
     }
 
     pub(super) fn heartbeat(
@@ -108,7 +128,10 @@ impl Writer {
         let policy = self.config.leases;
         let sched = match self.workflow(id) {
             Ok(s) => s,
-            Err(e) => return self.answers.push(Pending::Heartbeat(reply, Err(e))),
+            Err(e) => {
+                let redo = Redo::Heartbeat { req, deadline };
+                return self.answers.push(Pending::Heartbeat(reply, Err(e), redo));
+            }
         };
         let (revoked, changes) = sched.heartbeat(
             &req.runner_id,
@@ -119,6 +142,7 @@ impl Writer {
         let workflow_state = sched.state();
         self.record(id, changes);
         // Parked past a third of the lease, a live runner could lose its jobs.
+        let asked = deadline;
         let deadline = match policy {
             Some(p) => deadline.min(Instant::now() + p.lease / 3),
             None => deadline,
@@ -132,7 +156,12 @@ impl Writer {
             return;
         }
         let response = self.beat_response(workflow_state, revoked);
-        self.answers.push(Pending::Heartbeat(reply, Ok(response)));
+        let redo = Redo::Heartbeat {
+            req,
+            deadline: asked,
+        };
+        self.answers
+            .push(Pending::Heartbeat(reply, Ok(response), redo));
     }
 
     fn beat_response(
@@ -156,11 +185,16 @@ impl Writer {
         }
         let t = Instant::now();
         for b in std::mem::take(&mut self.beats) {
+            if b.reply.is_closed() {
+                continue;
+            }
             let state = self.workflows.get(&b.workflow_id).map(|s| s.state());
             match state {
                 Some(state) if state.is_done() || b.deadline <= t => {
                     let response = self.beat_response(state, Vec::new());
-                    self.answers.push(Pending::Heartbeat(b.reply, Ok(response)));
+                    let redo = Redo::Beat(b.workflow_id);
+                    self.answers
+                        .push(Pending::Heartbeat(b.reply, Ok(response), redo));
                 }
                 Some(_) => self.beats.push(b),
                 // Dropped from memory (unloaded, or a failed commit): answer with what the
@@ -170,7 +204,8 @@ impl Writer {
                         .workflow(b.workflow_id)
                         .map(|s| s.state())
                         .map(|state| self.beat_response(state, Vec::new()));
-                    self.answers.push(Pending::Heartbeat(b.reply, r));
+                    let redo = Redo::Beat(b.workflow_id);
+                    self.answers.push(Pending::Heartbeat(b.reply, r, redo));
                 }
             }
         }
@@ -180,8 +215,13 @@ impl Writer {
     /// when `None`). Answered (once the batch commits) when it got jobs, on error, or at its
     /// deadline; otherwise handed back to be parked.
     pub(super) fn claim_shared(&mut self, p: ParkedShared) -> Option<ParkedShared> {
+        if p.reply.is_closed() {
+            // The caller went away (its connection closed): it takes nothing.
+            return None;
+        }
         if let Err(e) = self.load_all_active() {
-            self.answers.push(Pending::Claim(p.reply, Err(e)));
+            let redo = p.redo();
+            self.answers.push(Pending::Claim(p.reply, Err(e), redo));
             return None;
         }
         self.refresh_pool();
@@ -195,7 +235,8 @@ impl Writer {
         if jobs.is_empty() && p.deadline > Instant::now() {
             return Some(p);
         }
-        self.answer_claim(p.reply, jobs, changes, WorkflowState::Active, None);
+        let redo = p.redo();
+        self.answer_claim(p.reply, jobs, changes, WorkflowState::Active, None, redo);
         None
     }
 
@@ -211,6 +252,9 @@ impl Writer {
         self.refresh_pool();
         let changed = std::mem::take(&mut self.new_work);
         for p in std::mem::take(&mut self.parked_shared) {
+            if p.reply.is_closed() {
+                continue;
+            }
             if !changed && p.deadline > t {
                 self.parked_shared.push(p);
                 continue;
@@ -229,12 +273,21 @@ impl Writer {
         let t = Instant::now();
         let parked = std::mem::take(&mut self.parked);
         for mut p in parked {
+            if p.reply.is_closed() {
+                // The caller went away (its connection closed): it takes nothing, and the jobs
+                // it would have got stay ready for others.
+                continue;
+            }
             let id = p.req.workflow_id;
             // Reloaded from the database if a failed commit dropped it from memory.
             let sched = match self.workflow(id) {
                 Ok(s) => s,
                 Err(e) => {
-                    self.answers.push(Pending::Claim(p.reply, Err(e)));
+                    let redo = Redo::Claim {
+                        req: p.req,
+                        deadline: p.deadline,
+                    };
+                    self.answers.push(Pending::Claim(p.reply, Err(e), redo));
                     continue;
                 }
             };
@@ -253,7 +306,11 @@ impl Writer {
                 self.parked.push(p);
                 continue;
             }
-            self.answer_claim(p.reply, jobs, [(id, changes)], state, open);
+            let redo = Redo::Claim {
+                req: p.req,
+                deadline: p.deadline,
+            };
+            self.answer_claim(p.reply, jobs, [(id, changes)], state, open, redo);
         }
     }
 }

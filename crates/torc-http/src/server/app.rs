@@ -3,6 +3,7 @@
 use crate::server::auth::{Auth, AuthConfig};
 use crate::server::error::{json_config, json_fallback, path_error, query_error};
 use crate::server::handlers::{self, OpenApiText};
+use crate::server::origin::BrowserGuard;
 use crate::server::service::{Limits, Service};
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::ErrorHandlers;
@@ -29,8 +30,12 @@ pub struct ServerConfig {
     /// Runner leases: how long a silent runner keeps its jobs, how often a job may be lost.
     pub leases: LeasePolicy,
     /// Users and tokens. `None`: no authentication, every caller is trusted as a local admin,
-    /// and `host` must be a loopback address.
+    /// `host` must be a loopback address, and requests a browser could send from another site
+    /// are refused (see `server::origin`).
     pub auth: Option<AuthConfig>,
+    /// Without authentication: names besides the loopback ones that a request's `Host` (and
+    /// `Origin`) may give, `NAME` (any port) or `NAME:PORT` (a reverse proxy's name, say).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl ServerConfig {
@@ -45,6 +50,7 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(35),
             leases: LeasePolicy::default(),
             auth: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -65,6 +71,9 @@ pub fn is_loopback_host(host: &str) -> bool {
 pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine could not start (another engine holds the database, say).
+    #[error("cannot start the engine: {0}")]
+    Engine(#[from] torc_engine::EngineError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -83,6 +92,9 @@ pub enum ServerError {
          `torc-server hash-token` prints), or listen on 127.0.0.1"
     )]
     AuthRequired { host: String },
+    /// The engine's writer thread died (it panicked): the server stopped serving.
+    #[error("the engine's writer thread died ({reason}); the server stopped")]
+    EngineDied { reason: String },
 }
 
 /// Counts a request in flight from its start until it is answered or dropped, then records it.
@@ -157,7 +169,7 @@ impl Server {
             EngineConfig {
                 leases: Some(config.leases),
             },
-        );
+        )?;
         Server::start_with(engine, store, &config).await
     }
 
@@ -183,12 +195,18 @@ impl Server {
             }
         };
         let limits = config.limits;
+        let guard = config
+            .auth
+            .is_none()
+            .then(|| BrowserGuard::new(&config.allowed_hosts));
+        let guard_for_app = guard.clone();
         let auth_data = web::Data::new(auth.clone());
         let reader_store = store.clone();
         let service = web::Data::new(Service::new(engine.clone(), store, limits, auth));
         let doc = web::Data::new(OpenApiText(crate::server::openapi::document()));
         let app = move || {
             let metrics = service.clone();
+            let guard = guard_for_app.clone();
             App::new()
                 .app_data(service.clone())
                 .app_data(auth_data.clone())
@@ -197,6 +215,22 @@ impl Server {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(ErrorHandlers::new().default_handler(json_fallback))
+                .wrap_fn(move |req, srv| {
+                    use actix_web::dev::Service as _;
+                    let refused = guard
+                        .as_ref()
+                        .and_then(|g| g.check(req.method(), req.headers()).err());
+                    let call = match refused {
+                        Some(e) => Err(req.error_response(e)),
+                        None => Ok(srv.call(req)),
+                    };
+                    async move {
+                        match call {
+                            Err(refused) => Ok(refused),
+                            Ok(served) => served.await.map(|r| r.map_into_boxed_body()),
+                        }
+                    }
+                })
                 .wrap_fn(move |req, srv| {
                     use actix_web::dev::Service as _;
                     let guard =
@@ -219,6 +253,7 @@ impl Server {
         };
         let addr = format!("{}:{}", config.host, config.port);
         let mut http = HttpServer::new(app)
+            .on_connect(crate::server::peer::on_connect)
             .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs());
         if let Some(n) = config.workers {
@@ -228,6 +263,9 @@ impl Server {
             .bind(addr.as_str())
             .map_err(|source| ServerError::Bind { addr, source })?;
         let addrs = http.addrs();
+        if let Some(g) = &guard {
+            g.listening_on(addrs.iter().map(SocketAddr::port).collect());
+        }
         let running = http.run();
         let handle = running.handle();
         let task = tokio::spawn(running);
@@ -265,10 +303,30 @@ impl Server {
         StopHandle(self.handle.clone())
     }
 
-    /// Waits until the server stops, then until the engine has committed its last batch.
+    /// Waits until the server stops, then until the engine has committed its last batch. If
+    /// the engine's writer thread dies first, stops at once and says so
+    /// ([`ServerError::EngineDied`]): a server whose engine is gone could only answer 503, so
+    /// it ends for its supervisor to start it again.
     pub async fn wait(self) -> Result<(), ServerError> {
-        let Server { task, engine, .. } = self;
-        let served = task.await?;
+        let Server {
+            mut task,
+            engine,
+            handle,
+            ..
+        } = self;
+        let served = tokio::select! {
+            served = &mut task => served?,
+            reason = engine.died() => {
+                tracing::error!(
+                    %reason,
+                    "the engine's writer thread died: the server stops (restart it; \
+                     everything acknowledged is in the database)"
+                );
+                handle.stop(false).await;
+                let _ = task.await;
+                return Err(ServerError::EngineDied { reason });
+            }
+        };
         // The workers are gone with their handles; this is the last one, and dropping it joins
         // the writer thread after its last commit. Joining blocks, so not on a runtime worker.
         tokio::task::spawn_blocking(move || drop(engine)).await?;

@@ -39,8 +39,12 @@ pub enum ApiErrorKind {
     Conflict,
     /// 413: the body is over its limit.
     PayloadTooLarge,
+    /// 415: a body that does not say it is JSON or YAML (refused without authentication).
+    UnsupportedMediaType,
     /// 422: well-formed but invalid (a spec with errors, a field out of range).
     Unprocessable,
+    /// 429: the caller holds as much of the server as one caller may (runners, long polls).
+    TooManyRequests,
     /// 500: a bug or corrupt data on the server's side.
     Internal,
     /// 503: storage failed or the engine is stopping; the request may be retried.
@@ -57,6 +61,8 @@ impl ApiErrorKind {
             ApiErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiErrorKind::Conflict => StatusCode::CONFLICT,
             ApiErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             ApiErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -72,6 +78,8 @@ impl ApiErrorKind {
             ApiErrorKind::MethodNotAllowed => ErrorCode::InvalidInput,
             ApiErrorKind::Conflict => ErrorCode::Conflict,
             ApiErrorKind::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiErrorKind::UnsupportedMediaType => ErrorCode::InvalidInput,
+            ApiErrorKind::TooManyRequests => ErrorCode::TooManyRequests,
             ApiErrorKind::Internal | ApiErrorKind::Unavailable => ErrorCode::Internal,
         }
     }
@@ -83,6 +91,7 @@ impl ApiErrorKind {
             ErrorCode::InvalidInput => ApiErrorKind::Unprocessable,
             ErrorCode::Conflict => ApiErrorKind::Conflict,
             ErrorCode::PayloadTooLarge => ApiErrorKind::PayloadTooLarge,
+            ErrorCode::TooManyRequests => ApiErrorKind::TooManyRequests,
             ErrorCode::Unauthorized => ApiErrorKind::Unauthorized,
             ErrorCode::Forbidden => ApiErrorKind::Forbidden,
             ErrorCode::Internal => ApiErrorKind::Internal,
@@ -98,6 +107,7 @@ impl ApiErrorKind {
             StatusCode::METHOD_NOT_ALLOWED => ApiErrorKind::MethodNotAllowed,
             StatusCode::CONFLICT => ApiErrorKind::Conflict,
             StatusCode::PAYLOAD_TOO_LARGE => ApiErrorKind::PayloadTooLarge,
+            StatusCode::TOO_MANY_REQUESTS => ApiErrorKind::TooManyRequests,
             StatusCode::UNPROCESSABLE_ENTITY => ApiErrorKind::Unprocessable,
             StatusCode::SERVICE_UNAVAILABLE => ApiErrorKind::Unavailable,
             s if s.is_client_error() => ApiErrorKind::BadRequest,
@@ -197,6 +207,8 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { .. } => ApiErrorKind::Conflict,
             StoreError::Pool(_) | StoreError::Query(_) => ApiErrorKind::Unavailable,
             StoreError::Open { .. }
+            | StoreError::Locked { .. }
+            | StoreError::LockFile { .. }
             | StoreError::UnsupportedUrl { .. }
             | StoreError::Migration { .. }
             | StoreError::UnknownJobs { .. }
@@ -220,7 +232,10 @@ impl From<EngineError> for ApiError {
                 ApiError::new(ApiErrorKind::Internal, e.to_string())
             }
             EngineError::Store(inner) => inner.into(),
-            EngineError::Stopped | EngineError::CommitFailed { .. } => {
+            EngineError::Unstorable { .. } | EngineError::KeyReused { .. } => {
+                ApiError::new(ApiErrorKind::Unprocessable, e.to_string())
+            }
+            EngineError::Stopped | EngineError::Spawn(_) | EngineError::CommitFailed { .. } => {
                 ApiError::new(ApiErrorKind::Unavailable, e.to_string())
             }
         }
@@ -335,6 +350,7 @@ mod tests {
             (ApiErrorKind::NotFound, 404, "not_found"),
             (ApiErrorKind::Conflict, 409, "conflict"),
             (ApiErrorKind::PayloadTooLarge, 413, "payload_too_large"),
+            (ApiErrorKind::TooManyRequests, 429, "too_many_requests"),
             (ApiErrorKind::Unprocessable, 422, "invalid_input"),
             (ApiErrorKind::Internal, 500, "internal"),
         ];

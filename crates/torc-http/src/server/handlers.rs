@@ -5,6 +5,7 @@
 
 use crate::server::auth::Principal;
 use crate::server::error::ApiError;
+use crate::server::peer::{unless_gone, Peer};
 use crate::server::service::{spec_format, Service};
 use crate::wire::schema;
 use crate::wire::{
@@ -26,9 +27,27 @@ fn ok<T: serde::Serialize>(value: T) -> Answer {
     Ok(HttpResponse::Ok().json(value))
 }
 
+/// The connection of a request that may wait, to notice when its caller goes away.
+fn watch(http: &HttpRequest, wait_ms: u64) -> Option<Peer> {
+    (wait_ms > 0)
+        .then(|| http.conn_data::<Peer>().cloned())
+        .flatten()
+}
+
+/// A long poll's answer, or (its caller gone, nobody to read it) an error.
+fn gone<T>(answer: Option<Result<T, ApiError>>) -> Result<T, ApiError> {
+    answer.unwrap_or_else(|| Err(ApiError::bad_request("the caller closed its connection")))
+}
+
 /// Create a workflow from a spec (YAML, JSON or JSON5 text).
 #[utoipa::path(
-    post, path = "/torc-service/v1/workflows", tag = "workflows", params(SpecQuery),
+    post, path = "/torc-service/v1/workflows", tag = "workflows",
+    params(
+        SpecQuery,
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Makes a retry safe: a creation sent again by the same user with the same \
+                        key gets the first one's answer; the key reused for another spec is 422"),
+    ),
     request_body(content = String, content_type = "application/yaml",
                  description = "The spec; the format comes from `?format=`, else Content-Type"),
     responses(
@@ -50,7 +69,15 @@ pub async fn create_workflow(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = spec_format(q.format.as_deref(), content_type)?;
-    let created = svc.create_workflow(&who, body.into(), format).await?;
+    let key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?
+                .to_string(),
+        ),
+    };
+    let created = svc.create_workflow(&who, body.into(), format, key).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -250,10 +277,15 @@ pub async fn list_samples(
 pub async fn claim(
     who: Principal,
     svc: Svc,
+    http: HttpRequest,
     id: web::Path<i64>,
     req: web::Json<ClaimRequest>,
 ) -> Answer {
-    ok(svc.claim(&who, WorkflowId(*id), req.into_inner()).await?)
+    let req = req.into_inner();
+    let peer = watch(&http, req.wait_ms);
+    ok(gone(
+        unless_gone(peer.as_ref(), svc.claim(&who, WorkflowId(*id), req)).await,
+    )?)
 }
 
 /// A shared runner claims jobs of any workflow it may serve, picked fairly: the workflow with
@@ -268,8 +300,17 @@ pub async fn claim(
         (status = 422, description = "Out-of-range limit or runner id", body = ErrorBody),
     )
 )]
-pub async fn claim_shared(who: Principal, svc: Svc, req: web::Json<SharedClaimRequest>) -> Answer {
-    ok(svc.claim_shared(&who, req.into_inner()).await?)
+pub async fn claim_shared(
+    who: Principal,
+    svc: Svc,
+    http: HttpRequest,
+    req: web::Json<SharedClaimRequest>,
+) -> Answer {
+    let req = req.into_inner();
+    let peer = watch(&http, req.wait_ms);
+    ok(gone(
+        unless_gone(peer.as_ref(), svc.claim_shared(&who, req)).await,
+    )?)
 }
 
 /// Change the workflow's cap on jobs in flight (null: no cap).
@@ -334,12 +375,14 @@ pub async fn report(
 pub async fn heartbeat(
     who: Principal,
     svc: Svc,
+    http: HttpRequest,
     id: web::Path<i64>,
     req: web::Json<HeartbeatRequest>,
 ) -> Answer {
-    ok(svc
-        .heartbeat(&who, WorkflowId(*id), req.into_inner())
-        .await?)
+    let req = req.into_inner();
+    let peer = watch(&http, req.wait_ms);
+    let answer = unless_gone(peer.as_ref(), svc.heartbeat(&who, WorkflowId(*id), req)).await;
+    ok(gone(answer)?)
 }
 
 /// An executor of workflow actions (`torc submit`, a runner, a server with `--execute-actions`)

@@ -5,14 +5,16 @@
 
 use crate::server::auth::{self, Access, Auth, Owner, Principal};
 use crate::server::error::{ApiError, ApiErrorKind};
+use crate::server::flood::{FloodLimits, Floods, Waiting};
+use crate::server::input;
 use crate::server::metrics::RequestMetrics;
 use crate::wire::{
     CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage,
     ResultsQuery, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
     HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
@@ -41,6 +43,8 @@ pub struct Limits {
     pub max_page: u64,
     /// Longest runner id accepted.
     pub max_runner_id: usize,
+    /// Runners and long polls one token, and everyone, may hold.
+    pub floods: FloodLimits,
 }
 
 impl Default for Limits {
@@ -54,14 +58,10 @@ impl Default for Limits {
             default_page: 1_000,
             max_page: 10_000,
             max_runner_id: 256,
+            floods: FloodLimits::default(),
         }
     }
 }
-
-/// Most runners whose last heartbeat is kept.
-const MAX_RUNNERS_TRACKED: usize = 100_000;
-/// A runner silent this long may be forgotten when the table is full.
-const RUNNER_FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// Most workflow owners remembered; past it the memory starts over (owners are re-read).
 const MAX_OWNERS_CACHED: usize = 1_000_000;
@@ -75,12 +75,22 @@ pub struct Service {
     pub(crate) engine: EngineHandle,
     pub(crate) store: Store,
     pub(crate) limits: Limits,
-    runners: Mutex<HashMap<RunnerId, (Option<WorkflowId>, Instant)>>,
+    /// Runners named and long polls in flight, per token.
+    floods: Floods,
     pub(crate) metrics: RequestMetrics,
     pub(crate) auth: Auth,
     /// Workflow → owner. An owner never changes and ids are never reused, so an entry is never
     /// stale; a deleted workflow's is dropped.
     owners: RwLock<HashMap<WorkflowId, OwnerName>>,
+}
+
+/// The token a caller's runners and long polls are counted against (every local caller is
+/// one).
+fn token_of(who: &Principal) -> &str {
+    match who {
+        Principal::Local => "",
+        Principal::Token(holder) => &holder.token,
+    }
 }
 
 /// Runs a blocking store call off the async workers.
@@ -125,7 +135,7 @@ impl Service {
             engine,
             store,
             limits,
-            runners: Mutex::new(HashMap::new()),
+            floods: Floods::new(limits.floods),
             metrics: RequestMetrics::default(),
             auth,
             owners: RwLock::new(HashMap::new()),
@@ -190,14 +200,7 @@ impl Service {
     }
 
     fn check_runner(&self, runner: &RunnerId) -> Result<(), ApiError> {
-        let n = runner.0.len();
-        if n == 0 || n > self.limits.max_runner_id {
-            return Err(ApiError::unprocessable(format!(
-                "runner_id must have 1 to {} bytes, it has {n}",
-                self.limits.max_runner_id
-            )));
-        }
-        Ok(())
+        input::identifier("runner_id", &runner.0, self.limits.max_runner_id)
     }
 
     fn check_path_id(path: WorkflowId, body: WorkflowId) -> Result<(), ApiError> {
@@ -216,9 +219,13 @@ impl Service {
         who: &Principal,
         body: Vec<u8>,
         format: SpecFormat,
+        key: Option<String>,
     ) -> Result<CreatedWorkflow, ApiError> {
         // A runner token is refused before the spec is read.
         self.auth.owner_for_new_workflow(who, None)?;
+        let key = key
+            .map(|key| input::idempotency_key(who.user().unwrap_or(""), key, format, &body))
+            .transpose()?;
         let text = String::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?;
         let (expanded, text) = tokio::task::spawn_blocking(move || {
@@ -227,16 +234,25 @@ impl Service {
         })
         .await?;
         let mut expanded = expanded?;
+        input::spec(&text, &expanded.def)?;
         let owner = self
             .auth
             .owner_for_new_workflow(who, expanded.def.user.take())?;
         expanded.def.user = owner.clone();
         let name = expanded.def.name.clone();
         let num_jobs = expanded.def.jobs.len() as u64;
-        let id = self
-            .engine
-            .create_workflow(expanded.def, Some(text))
-            .await?;
+        let id = match key {
+            Some(key) => {
+                self.engine
+                    .create_workflow_once(expanded.def, Some(text), key)
+                    .await?
+            }
+            None => {
+                self.engine
+                    .create_workflow(expanded.def, Some(text))
+                    .await?
+            }
+        };
         self.remember_owner(id, owner.as_deref().map(Arc::from));
         tracing::info!(workflow = %id, %name, num_jobs, owner = owner.as_deref().unwrap_or("-"), "workflow created");
         Ok(CreatedWorkflow {
@@ -265,12 +281,11 @@ impl Service {
         Ok(blocking(move || store.workflow_summary(id)).await?.into())
     }
 
-    /// Drops the live state, then the stored workflow.
+    /// Deletes the workflow through the engine, a chunk of rows at a time between its
+    /// commits; answered once it is all gone.
     pub async fn delete_workflow(&self, who: &Principal, id: WorkflowId) -> Result<(), ApiError> {
         self.allow(who, id, Access::Manage).await?;
-        self.engine.unload(id).await?;
-        let store = self.store.clone();
-        blocking(move || store.delete_workflow(id)).await?;
+        self.engine.delete(id).await?;
         if let Ok(mut owners) = self.owners.write() {
             owners.remove(&id);
         }
@@ -412,7 +427,10 @@ impl Service {
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
         self.check_limit(req.limit)?;
+        self.floods
+            .note_runner(token_of(who), &req.runner_id, false)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        let _waiting = self.waiting(who, req.wait_ms)?;
         Ok(self.engine.claim(req).await?)
     }
 
@@ -426,7 +444,10 @@ impl Service {
         let owners = who.claimable_owners(&self.auth)?;
         self.check_runner(&req.runner_id)?;
         self.check_limit(req.limit)?;
+        self.floods
+            .note_runner(token_of(who), &req.runner_id, false)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        let _waiting = self.waiting(who, req.wait_ms)?;
         Ok(self.engine.claim_shared_for(req, owners).await?)
     }
 
@@ -440,6 +461,9 @@ impl Service {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, batch.workflow_id)?;
         self.check_runner(&batch.runner_id)?;
+        input::report(&batch)?;
+        self.floods
+            .note_runner(token_of(who), &batch.runner_id, false)?;
         Ok(self.engine.report(batch).await?)
     }
 
@@ -468,8 +492,10 @@ impl Service {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
         self.check_runner(&req.runner_id)?;
-        self.note_runner(&req.runner_id, path_id)?;
+        self.floods
+            .note_runner(token_of(who), &req.runner_id, true)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
+        let _waiting = self.waiting(who, req.wait_ms)?;
         Ok(self.engine.heartbeat(req).await?)
     }
 
@@ -482,7 +508,7 @@ impl Service {
     ) -> Result<ActionClaimResponse, ApiError> {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
-        self.check_runner(&RunnerId(req.executor.clone()))?;
+        input::identifier("executor", &req.executor, self.limits.max_runner_id)?;
         check_allocation_updates(&req.allocations)?;
         Ok(self.engine.claim_actions(req).await?)
     }
@@ -619,35 +645,17 @@ impl Service {
         Ok(())
     }
 
-    /// Records when a runner was last heard from, for the live-runner gauge.
-    fn note_runner(&self, runner: &RunnerId, workflow: WorkflowId) -> Result<(), ApiError> {
-        let mut runners = self
-            .runners
-            .lock()
-            .map_err(|_| ApiError::new(ApiErrorKind::Internal, "runner table poisoned"))?;
-        let now = Instant::now();
-        if runners.len() >= MAX_RUNNERS_TRACKED && !runners.contains_key(runner) {
-            // Forget runners silent for a while, so that made-up ids cannot grow the table.
-            runners.retain(|_, (_, seen)| now.duration_since(*seen) < RUNNER_FORGET_AFTER);
-            if runners.len() >= MAX_RUNNERS_TRACKED {
-                return Err(ApiError::new(
-                    ApiErrorKind::Unavailable,
-                    "too many runners tracked; retry later",
-                ));
-            }
-        }
-        runners.insert(runner.clone(), (Some(workflow), now));
-        Ok(())
+    /// Runners heard from (claim, report or heartbeat) within `within`.
+    pub fn live_runners(&self, within: Duration) -> usize {
+        self.floods.live_runners(within)
     }
 
-    /// Runners heard from within `within`.
-    pub fn live_runners(&self, within: Duration) -> usize {
-        let now = Instant::now();
-        self.runners.lock().map_or(0, |r| {
-            r.values()
-                .filter(|(_, seen)| now.duration_since(*seen) <= within)
-                .count()
-        })
+    /// Counts a long poll of `who` while it waits (none for a call that does not wait).
+    fn waiting(&self, who: &Principal, wait_ms: u64) -> Result<Option<Waiting>, ApiError> {
+        if wait_ms == 0 {
+            return Ok(None);
+        }
+        self.floods.wait(token_of(who)).map(Some)
     }
 
     /// The Prometheus text exposition: engine counters, then request counters.
@@ -667,6 +675,12 @@ impl Service {
             "torc_runners_live",
             "Runners that sent a heartbeat in the last 5 minutes.",
             self.live_runners(Duration::from_secs(300)) as f64,
+        );
+        crate::server::metrics::render_gauge(
+            &mut out,
+            "torc_long_polls_waiting",
+            "Claims and heartbeats parked in the engine, waiting for work or their deadline.",
+            s.waiting as f64,
         );
         self.metrics.render(&mut out);
         out

@@ -14,15 +14,15 @@ use torc_http::{
 };
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
 
-const ANA: &str = "token-of-ana";
-const BO: &str = "token-of-bo";
+pub(crate) const ANA: &str = "token-of-ana";
+pub(crate) const BO: &str = "token-of-bo";
 const CY: &str = "token-of-cy";
 const ROOT: &str = "token-of-root";
 const LAB_RUNNER: &str = "token-of-the-lab-runner";
 const CY_RUNNER: &str = "token-of-cy-runner";
 
 /// ana and bo share the group `lab`; cy is alone in `ops`; root is an admin.
-fn config() -> AuthConfig {
+pub(crate) fn config() -> AuthConfig {
     let text = format!(
         "users:
   - {{name: ana, groups: [lab]}}
@@ -51,7 +51,7 @@ async fn start() -> TestServer {
     TestServer::start_with(|c| c.auth = Some(config())).await
 }
 
-fn client(t: &TestServer, token: &str) -> HttpClient {
+pub(crate) fn client(t: &TestServer, token: &str) -> HttpClient {
     HttpClient::new(&t.server.url())
         .unwrap()
         .with_token(token)

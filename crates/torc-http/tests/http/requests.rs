@@ -10,7 +10,10 @@ async fn bad_requests_get_documented_json_errors() {
 
     // Malformed JSON: 400; valid JSON of the wrong shape: 422.
     t.expect_error(
-        t.raw.post(&claim_url).body("{not json"),
+        t.raw
+            .post(&claim_url)
+            .header(JSON.0, JSON.1)
+            .body("{not json"),
         400,
         "invalid_input",
     )
@@ -69,6 +72,7 @@ async fn bad_requests_get_documented_json_errors() {
         .expect_error(
             t.raw
                 .post(t.url("/workflows"))
+                .header(YAML.0, YAML.1)
                 .body("name: bad\njobs:\n  - name: a\n    command: x\n    depends_on: [nope]\n    colour: red\n"),
             422,
             "invalid_input",
@@ -86,7 +90,10 @@ async fn bad_requests_get_documented_json_errors() {
         .unwrap_err();
     assert_eq!(err.status(), Some(422));
     t.expect_error(
-        t.raw.post(t.url("/workflows?format=toml")).body(FLAT5),
+        t.raw
+            .post(t.url("/workflows?format=toml"))
+            .header(YAML.0, YAML.1)
+            .body(FLAT5),
         400,
         "invalid_input",
     )
@@ -95,7 +102,10 @@ async fn bad_requests_get_documented_json_errors() {
     // Bodies over their limits: 413 (spec 64 KiB, report 16 KiB in this server).
     let big_spec = format!("{FLAT5}#{}\n", "x".repeat(100 << 10));
     t.expect_error(
-        t.raw.post(t.url("/workflows")).body(big_spec),
+        t.raw
+            .post(t.url("/workflows"))
+            .header(YAML.0, YAML.1)
+            .body(big_spec),
         413,
         "payload_too_large",
     )
@@ -145,6 +155,7 @@ async fn bad_requests_get_documented_json_errors() {
     t.expect_error(
         t.raw
             .post(t.url(&format!("/workflows/{id}/reset")))
+            .header(JSON.0, JSON.1)
             .body("{\"failed_only\": 3}"),
         422,
         "invalid_input",
@@ -169,8 +180,12 @@ async fn bad_requests_get_documented_json_errors() {
     // No such route, wrong method: still JSON.
     t.expect_error(t.raw.get(t.url("/nowhere")), 404, "not_found")
         .await;
-    t.expect_error(t.raw.put(t.url("/workflows")), 405, "invalid_input")
-        .await;
+    t.expect_error(
+        t.raw.put(t.url("/workflows")).header(JSON.0, JSON.1),
+        405,
+        "invalid_input",
+    )
+    .await;
     t.stop().await;
 }
 
