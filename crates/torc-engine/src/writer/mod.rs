@@ -426,7 +426,7 @@ impl Writer {
     ) -> Result<ActionClaimResponse, EngineError> {
         let id = req.workflow_id;
         let sched = self.workflow(id)?;
-        let (response, changes) = sched.exchange_actions(&req, now());
+        let (response, changes) = sched.exchange_actions(req, now());
         self.record(id, changes);
         Ok(response)
     }

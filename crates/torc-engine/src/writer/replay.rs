@@ -133,6 +133,8 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.stats.committed(self.answers.len(), started.elapsed());
+                // Wakes whoever waits for news (event streams).
+                self.committed.send_modify(|n| *n += 1);
                 None
             }
             Err(e) => {
