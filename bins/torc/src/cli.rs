@@ -142,9 +142,11 @@ pub struct RunArgs {
     /// GPUs to use [default: detected].
     #[arg(long, value_name = "N")]
     pub num_gpus: Option<u32>,
-    /// Seconds a job that supports termination gets after SIGTERM on shutdown.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub grace_period: u64,
+    /// Seconds a job that supports termination gets between its termination signal and
+    /// SIGKILL, at a shutdown (Ctrl-C) or past its timeout [default: the workflow's
+    /// execution_config.sigterm_lead_seconds, 30 unless set].
+    #[arg(long, value_name = "SECONDS")]
+    pub grace_period: Option<u64>,
     /// Do not show progress, only the summary.
     #[arg(long, short)]
     pub quiet: bool,

@@ -35,7 +35,7 @@ pub use torc_core::sched::LeasePolicy;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use torc_core::api::{CoordinatorError, ErrorCode};
-use torc_core::sched::SchedError;
+use torc_core::sched::{AdjustError, SchedError};
 use torc_core::{Timestamp, WorkflowId};
 use torc_store::StoreError;
 
@@ -46,6 +46,8 @@ pub enum EngineError {
     WorkflowNotFound(WorkflowId),
     #[error(transparent)]
     Sched(#[from] SchedError),
+    #[error(transparent)]
+    Adjust(#[from] AdjustError),
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
     #[error("the engine has stopped")]
@@ -65,6 +67,18 @@ impl EngineError {
             },
             EngineError::Sched(SchedError::JobsInFlight { .. }) => CoordinatorError::Rejected {
                 code: ErrorCode::Conflict,
+                message: self.to_string(),
+            },
+            EngineError::Adjust(AdjustError::NoSuchJob { .. }) => CoordinatorError::Rejected {
+                code: ErrorCode::NotFound,
+                message: self.to_string(),
+            },
+            EngineError::Adjust(AdjustError::InFlight { .. }) => CoordinatorError::Rejected {
+                code: ErrorCode::Conflict,
+                message: self.to_string(),
+            },
+            EngineError::Adjust(_) => CoordinatorError::Rejected {
+                code: ErrorCode::InvalidInput,
                 message: self.to_string(),
             },
             EngineError::Sched(SchedError::Inconsistent { .. }) => CoordinatorError::Rejected {

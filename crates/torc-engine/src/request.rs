@@ -7,7 +7,8 @@ use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, HeartbeatRequest,
     HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
-use torc_core::sched::StatusSummary;
+use torc_core::sched::{RequirementChange, ResourceScale, StatusSummary};
+use torc_core::JobId;
 use torc_core::{WorkflowDef, WorkflowId};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -38,6 +39,12 @@ pub(crate) enum Request {
         id: WorkflowId,
         cap: Option<u32>,
         reply: Reply<StatusSummary>,
+    },
+    ScaleJobResources {
+        id: WorkflowId,
+        job: JobId,
+        scale: ResourceScale,
+        reply: Reply<RequirementChange>,
     },
     Report {
         batch: ReportBatch,
@@ -82,6 +89,10 @@ pub(crate) enum Pending {
         Result<HeartbeatResponse, EngineError>,
     ),
     Unit(Reply<()>, Result<(), EngineError>),
+    Requirement(
+        Reply<RequirementChange>,
+        Result<RequirementChange, EngineError>,
+    ),
     Actions(
         Reply<ActionClaimResponse>,
         Result<ActionClaimResponse, EngineError>,
@@ -97,6 +108,7 @@ impl Pending {
             Pending::Report(tx, r) => deliver(tx, r, commit_failed),
             Pending::Heartbeat(tx, r) => deliver(tx, r, commit_failed),
             Pending::Unit(tx, r) => deliver(tx, r, commit_failed),
+            Pending::Requirement(tx, r) => deliver(tx, r, commit_failed),
             Pending::Actions(tx, r) => deliver(tx, r, commit_failed),
         }
     }

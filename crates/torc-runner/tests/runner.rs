@@ -367,13 +367,14 @@ fn job(idx: usize, name: &str, command: &str) -> ClaimedJob {
         stdio: Default::default(),
         timeout_exit_code: 152,
         failure_handler: None,
+        limits: Default::default(),
     }
 }
 
 fn config(dir: &Path, capacity: Capacity) -> RunnerConfig {
     let mut cfg = RunnerConfig::new(WF, RunnerId("test-runner".into()), capacity, dir);
     cfg.claim_wait = Duration::from_millis(200);
-    cfg.grace_period = Duration::from_secs(20);
+    cfg.grace_period = Some(Duration::from_secs(20));
     cfg.sample_interval = None;
     cfg
 }
@@ -441,6 +442,8 @@ async fn assert_gone(pid: i32) {
     }
 }
 
+#[path = "runner/limits.rs"]
+mod limits;
 #[path = "runner/running.rs"]
 mod running;
 #[path = "runner/stopping.rs"]

@@ -12,6 +12,7 @@
 //! - the per-status counts always match the jobs' statuses.
 
 mod actions;
+mod adjust;
 mod claim;
 mod complete;
 mod control;
@@ -20,6 +21,7 @@ mod lease;
 mod ready;
 
 pub use actions::ActionRecord;
+pub use adjust::{AdjustError, RequirementChange, ResourceScale};
 pub use fair::{claim_fair, FairKey, FairPool};
 pub use lease::LeasePolicy;
 

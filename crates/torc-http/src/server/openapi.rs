@@ -29,6 +29,7 @@ use utoipa::OpenApi;
         handlers::claim,
         handlers::claim_shared,
         handlers::set_max_concurrent_jobs,
+        handlers::scale_job_resources,
         handlers::report,
         handlers::heartbeat,
         handlers::claim_actions,
@@ -44,6 +45,7 @@ use utoipa::OpenApi;
         dto::TokenScopeSpec,
         schema::JobStatus,
         schema::WorkflowState,
+        schema::EndReason,
     )),
     tags(
         (name = "workflows", description = "Create, inspect and steer workflows"),

@@ -27,6 +27,18 @@ pub enum JobStatus {
     PendingFailed,
 }
 
+/// Why a runner ended an attempt itself.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Memory,
+    Timeout,
+    AllocationEnd,
+    Shutdown,
+    Canceled,
+    RunnerError,
+}
+
 /// A workflow's overall state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -146,6 +158,24 @@ pub struct ClaimedJob {
     #[serde(default)]
     pub timeout_exit_code: i32,
     pub failure_handler: Option<FailureHandler>,
+    #[serde(default)]
+    pub limits: Option<JobLimits>,
+}
+
+/// How a runner limits and stops a job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobLimits {
+    /// Kill the job past this memory; null: not limited.
+    pub memory_bytes: Option<u64>,
+    pub oom_exit_code: i32,
+    /// Linux signal number sent before SIGKILL.
+    pub termination_signal: i32,
+    /// Seconds between the termination signal and SIGKILL.
+    pub sigterm_lead: f64,
+    /// Seconds before an allocation's end that SIGKILL comes.
+    pub sigkill_headroom: f64,
+    pub staggered_start: bool,
 }
 
 /// The answer to a claim.
@@ -186,6 +216,10 @@ pub struct CompletionReport {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    #[serde(default)]
+    pub end_reason: Option<EndReason>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// Starts and completions sent together.
@@ -327,6 +361,10 @@ mod tests {
                     max_retries: 2,
                 }],
             }),
+            limits: torc_core::api::JobLimits {
+                memory_bytes: Some(50 << 20),
+                ..Default::default()
+            },
         };
         same_json::<_, schema::ClaimResponse>(&ClaimResponse {
             jobs: vec![job],
@@ -353,6 +391,8 @@ mod tests {
                 avg_memory_bytes: None,
                 peak_cpu_percent: Some(1.5),
                 avg_cpu_percent: None,
+                end_reason: Some(torc_core::changes::EndReason::Memory),
+                message: Some("over its memory".into()),
             }],
         });
         for state in [

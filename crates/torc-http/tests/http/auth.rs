@@ -218,6 +218,13 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             "POST",
+            "/workflows/{id}/jobs/1/scale_resources",
+            |_| Some(json!({"runtime_factor": 1.5}).to_string()),
+            Kind::Manage,
+            200,
+        ),
+        e(
+            "POST",
             "/runners/claim",
             |_| Some(json!({"runner_id": "r", "limit": 1, "wait_ms": 0}).to_string()),
             Kind::SharedClaim,
