@@ -42,6 +42,6 @@ pub use server::service::Limits;
 pub use server::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};
 pub use wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventPage, Job, JobPage, JobResult,
-    ResultPage, SpecProblem, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowEvent,
-    WorkflowStatus,
+    ResourcesChanged, ResultPage, ScaleRequest, SpecProblem, TokenInfo, TokenRequest,
+    TokenScopeSpec, Workflow, WorkflowEvent, WorkflowStatus,
 };

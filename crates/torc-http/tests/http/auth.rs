@@ -413,7 +413,7 @@ async fn every_endpoint_answers_every_caller_as_designed() {
             }
         }
     }
-    assert_eq!(cells, 21 * 9);
+    assert_eq!(cells, 22 * 9);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // The 404 of a workflow one may not see is the 404 of one that does not exist.
