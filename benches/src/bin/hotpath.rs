@@ -173,6 +173,8 @@ async fn sim_runner(
                     avg_memory_bytes: None,
                     peak_cpu_percent: None,
                     avg_cpu_percent: None,
+                    end_reason: None,
+                    message: None,
                 })
                 .collect(),
             samples: Vec::new(),

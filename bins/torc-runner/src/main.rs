@@ -200,6 +200,11 @@ fn allocation_limits(args: &Args, config: &mut RunnerConfig) {
             *memory_bytes = mb.saturating_mul(1 << 20);
         }
     }
+    // Runners of a many-node allocation start together: their first jobs spread over about a
+    // second per node (at most 30 s), for workflows with `staggered_start`.
+    if alloc.num_nodes > 1 {
+        config.stagger_window = Some(Duration::from_secs(u64::from(alloc.num_nodes.min(30))));
+    }
     tracing::info!(job = %alloc.job_id, time_left = ?config.time_left, "serving a Slurm allocation");
 }
 

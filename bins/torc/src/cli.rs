@@ -102,6 +102,35 @@ pub enum Command {
     /// Slurm: the batch script an allocation gets.
     #[command(subcommand)]
     Slurm(SlurmCommand),
+    /// Give jobs that ran out of memory or time more of it, and run them again.
+    ///
+    /// Reads the results of the workflow's current run. A job whose last attempt was killed
+    /// for exceeding its memory gets its memory × --memory-factor; one stopped for time (its
+    /// timeout, or its allocation's end) gets its runtime and timeout × --runtime-factor. Only
+    /// those jobs change: a resource requirement they share with other jobs is copied for them.
+    /// Then the failed, canceled and terminated jobs and their downstream are reset (a new run)
+    /// and, on the local database, run on this machine as `torc run ID` would; with --url they
+    /// are left to the server's runners. Exits 0 when the workflow ends complete, 1 when jobs
+    /// failed again, and 0 with a note when nothing needed more memory or time.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The workflow's id.
+    pub workflow_id: i64,
+    /// Memory × this for jobs killed for memory (at least 1).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.5)]
+    pub memory_factor: f64,
+    /// Runtime and timeout × this for jobs stopped for time (at least 1).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.5)]
+    pub runtime_factor: f64,
+    /// Change and reset, but do not run the jobs here.
+    #[arg(long)]
+    pub no_run: bool,
+    /// Do not show progress while the jobs run, only the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -219,9 +248,11 @@ pub struct RunArgs {
     /// GPUs to use [default: detected].
     #[arg(long, value_name = "N")]
     pub num_gpus: Option<u32>,
-    /// Seconds a job that supports termination gets after SIGTERM on shutdown.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub grace_period: u64,
+    /// Seconds a job that supports termination gets between its termination signal and
+    /// SIGKILL, at a shutdown (Ctrl-C) or past its timeout [default: the workflow's
+    /// execution_config.sigterm_lead_seconds, 30 unless set].
+    #[arg(long, value_name = "SECONDS")]
+    pub grace_period: Option<u64>,
     /// Do not show progress, only the summary.
     #[arg(long, short)]
     pub quiet: bool,

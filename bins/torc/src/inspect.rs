@@ -310,12 +310,14 @@ pub fn list_results(
                 opt_mem(r.peak_memory_bytes),
                 r.peak_cpu_percent
                     .map_or("-".into(), |c| format!("{c:.0}%")),
+                r.end_reason.map_or("-", |e| e.name()).to_string(),
             ]
         })
         .collect();
     table::print(
         &[
             "JOB", "RUN", "ATTEMPT", "STATE", "RC", "STARTED", "WALL", "PEAK MEM", "PEAK CPU",
+            "ENDED BY",
         ],
         &rows,
     )?;

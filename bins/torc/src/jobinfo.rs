@@ -10,7 +10,7 @@
 
 use crate::cli::{Global, JobLogsArgs, JobShowArgs};
 use crate::inspect::time;
-use crate::out::{self, outln};
+use crate::out::{self, errln, outln};
 use crate::source::Source;
 use crate::stdio::{self, Stream};
 use crate::Exit;
@@ -264,7 +264,7 @@ pub fn logs(global: &Global, args: &JobLogsArgs) -> Result<ExitCode> {
     let result = results
         .iter()
         .find(|r| r.run_id == run_id && r.attempt_id == attempt);
-    let path = stdio::file(
+    let own = stdio::file(
         &stdio::dir(&global.output_dir),
         id,
         job.id,
@@ -275,6 +275,32 @@ pub fn logs(global: &Global, args: &JobLogsArgs) -> Result<ExitCode> {
     let which = match stream {
         Stream::Stdout => "stdout",
         Stream::Stderr => "stderr",
+    };
+    // The job's stdio mode, where the definition can be read; else the files tell.
+    let mode = source
+        .def(id)?
+        .and_then(|d| d.job(job.id).map(|j| j.stdio_in(&d).mode));
+    let path = match stdio::locate(own, stream, mode) {
+        stdio::Kept::Own(p) => p,
+        stdio::Kept::Combined(p) => {
+            errln!(
+                "({which} and the other stream are kept together in {})",
+                p.display()
+            );
+            p
+        }
+        stdio::Kept::Discarded(mode) => {
+            return Err(Exit {
+                code: 1,
+                message: format!(
+                    "job {} ({}) keeps no {which}: its stdio mode is `{}`",
+                    job.id,
+                    job.name,
+                    mode.name()
+                ),
+            }
+            .into())
+        }
     };
     let may_write = !done_with(&job, current_run, (run_id, attempt));
     if args.follow && may_write {

@@ -8,6 +8,7 @@ mod inspect;
 mod jobinfo;
 mod out;
 mod progress;
+mod recover;
 mod resources;
 mod run;
 mod slurmcli;
@@ -137,6 +138,7 @@ fn main() -> ExitCode {
             inspect::create_token(&cli.global, user, name.as_deref(), scope, *json)
         }
         Command::Submit(args) => submit::submit(&cli.global, args).map(|()| ExitCode::SUCCESS),
+        Command::Recover(args) => recover::recover(&cli.global, args),
         Command::Slurm(SlurmCommand::Script(args)) => {
             submit::slurm_script(&cli.global, args).map(|()| ExitCode::SUCCESS)
         }

@@ -400,7 +400,8 @@ fn counts(s: &StatusSummary, colour: bool) -> String {
         .join(", ")
 }
 
-/// What is printed for a failed attempt: a headline, then its stderr's last lines, indented.
+/// What is printed for a failed attempt: a headline, then the last lines of its stderr (or
+/// of its combined `.log`), indented.
 pub fn failure_text(id: WorkflowId, r: &ResultRecord, name: &str, stdio_dir: &Path) -> String {
     let mut text = format!(
         "{} job {} ({name}), attempt {}: return code {}",
@@ -409,6 +410,9 @@ pub fn failure_text(id: WorkflowId, r: &ResultRecord, name: &str, stdio_dir: &Pa
         r.attempt_id,
         r.return_code
     );
+    if let Some(message) = &r.message {
+        text.push_str(&format!(" ({message})"));
+    }
     let err = stdio::file(
         stdio_dir,
         id,
@@ -417,15 +421,19 @@ pub fn failure_text(id: WorkflowId, r: &ResultRecord, name: &str, stdio_dir: &Pa
         r.attempt_id,
         Stream::Stderr,
     );
-    match stdio::tail(&err, TAIL_LINES) {
+    let kept = stdio::locate(err, Stream::Stderr, None);
+    let Some(path) = kept.path() else {
+        return text;
+    };
+    match stdio::tail(path, TAIL_LINES) {
         Some(lines) if !lines.is_empty() => {
-            text.push_str(&format!("; last lines of {}:", err.display()));
+            text.push_str(&format!("; last lines of {}:", path.display()));
             for l in lines {
                 text.push_str("\n    ");
                 text.push_str(&l);
             }
         }
-        Some(_) => text.push_str(&format!("; {} is empty", err.display())),
+        Some(_) => text.push_str(&format!("; {} is empty", path.display())),
         None => {}
     }
     text

@@ -153,7 +153,7 @@ async fn drive<C: Coordinator, W: Watched>(
         .context("cannot install signal handlers")?;
     let host = torc_runner::hostname().unwrap_or_default();
     let config = RunnerConfig {
-        grace_period: Duration::from_secs(args.grace_period),
+        grace_period: args.grace_period.map(Duration::from_secs),
         api_url,
         ..RunnerConfig::new(
             id,

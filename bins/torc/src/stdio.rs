@@ -1,8 +1,10 @@
 //! Job output files as the runner writes them: `<output_dir>/job_stdio/job_wf<W>_j<J>_r<R>_a<A>.o`
-//! (stdout) and `.e` (stderr), one pair per attempt.
+//! (stdout) and `.e` (stderr), one pair per attempt; one `.log` with both under the `combined`
+//! stdio mode, one of the two or none under the others.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use torc_core::model::StdioMode;
 use torc_core::{JobId, WorkflowId};
 
 /// Which of a job's two output files.
@@ -33,6 +35,41 @@ pub fn file(
     stdio_dir.join(format!(
         "job_wf{workflow}_j{job}_r{run_id}_a{attempt_id}.{ext}"
     ))
+}
+
+/// Where one stream of an attempt was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// In its own file (which may not be here).
+    Own(PathBuf),
+    /// With the other stream, in the attempt's `.log`.
+    Combined(PathBuf),
+    /// Nowhere: the job's stdio mode discards it.
+    Discarded(StdioMode),
+}
+
+impl Kept {
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Kept::Own(p) | Kept::Combined(p) => Some(p),
+            Kept::Discarded(_) => None,
+        }
+    }
+}
+
+/// Where `stream` of an attempt is, by the job's stdio `mode`; with the mode unknown (over a
+/// server's API), by which file exists: its own, else the combined `.log`.
+pub fn locate(own: PathBuf, stream: Stream, mode: Option<StdioMode>) -> Kept {
+    let log = own.with_extension("log");
+    match (mode, stream) {
+        (Some(StdioMode::Combined), _) => Kept::Combined(log),
+        (Some(m @ StdioMode::None), _)
+        | (Some(m @ StdioMode::NoStdout), Stream::Stdout)
+        | (Some(m @ StdioMode::NoStderr), Stream::Stderr) => Kept::Discarded(m),
+        (Some(_), _) => Kept::Own(own),
+        (None, _) if !own.exists() && log.exists() => Kept::Combined(log),
+        (None, _) => Kept::Own(own),
+    }
 }
 
 /// The last `n` lines of a file, reading at most its last 64 KiB; `None` if it cannot be read.
@@ -67,6 +104,35 @@ mod tests {
             file(&d, WorkflowId(3), JobId(7), 1, 2, Stream::Stderr),
             PathBuf::from("/out/job_stdio/job_wf3_j7_r1_a2.e")
         );
+    }
+
+    #[test]
+    fn streams_are_found_by_mode_or_by_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("job_wf1_j1_r1_a1.e");
+        let log = dir.path().join("job_wf1_j1_r1_a1.log");
+        let err = Stream::Stderr;
+        assert_eq!(
+            locate(own.clone(), err, Some(StdioMode::Combined)),
+            Kept::Combined(log.clone())
+        );
+        assert_eq!(
+            locate(own.clone(), err, Some(StdioMode::NoStderr)),
+            Kept::Discarded(StdioMode::NoStderr)
+        );
+        assert_eq!(
+            locate(own.clone(), Stream::Stdout, Some(StdioMode::NoStderr)),
+            Kept::Own(own.clone())
+        );
+        assert_eq!(
+            locate(own.clone(), err, Some(StdioMode::None)),
+            Kept::Discarded(StdioMode::None)
+        );
+        assert_eq!(locate(own.clone(), err, None), Kept::Own(own.clone()));
+        std::fs::write(&log, "both\n").unwrap();
+        assert_eq!(locate(own.clone(), err, None), Kept::Combined(log));
+        std::fs::write(&own, "err\n").unwrap();
+        assert_eq!(locate(own.clone(), err, None), Kept::Own(own));
     }
 
     #[test]

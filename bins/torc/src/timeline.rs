@@ -374,6 +374,8 @@ mod tests {
             avg_memory_bytes: None,
             peak_cpu_percent: None,
             avg_cpu_percent: None,
+            end_reason: None,
+            message: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! End to end: the real `torc` binary, real subprocesses, real signals.
 
+mod limits;
 mod seeing;
 mod slurm;
 

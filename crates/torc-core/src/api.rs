@@ -3,7 +3,7 @@
 //! [`Coordinator`] is implemented in-process (the embedded engine in `torc-store`) and over HTTP
 //! (the client in `torc-http`); the runner is generic over it and cannot tell which it talks to.
 
-use crate::changes::WorkflowState;
+use crate::changes::{EndReason, WorkflowState};
 use crate::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 use crate::model::{opt_duration_secs, FailureHandler, JobStatus, Resources};
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,9 @@ pub struct ClaimedJob {
     /// `granularity: time_series`); `None`: summaries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_series: Option<TimeSeries>,
+    /// How the runner limits and stops the job (from the workflow's `execution_config`).
+    #[serde(default)]
+    pub limits: JobLimits,
 }
 
 /// Time-series sampling asked for by a workflow's `resource_monitor`.
@@ -141,6 +144,53 @@ pub struct ResourceSample {
     /// Resident memory (of a node: memory in use, total less available).
     pub memory_bytes: u64,
     pub num_processes: u32,
+}
+
+/// What a runner enforces on one job and how it stops it, from the workflow's
+/// `execution_config` (see SPEC.md, Execution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobLimits {
+    /// Kill the job when its process tree uses more memory than this: its named resource
+    /// requirement's memory, in direct mode with `limit_resources`; `None`: not limited.
+    pub memory_bytes: Option<u64>,
+    /// The return code recorded for a job killed for its memory.
+    pub oom_exit_code: i32,
+    /// The signal (Linux number) a job that supports termination gets before SIGKILL.
+    pub termination_signal: i32,
+    /// Time between the termination signal and SIGKILL.
+    #[serde(with = "crate::model::duration_secs")]
+    pub sigterm_lead: Duration,
+    /// At an allocation's end, SIGKILL comes this long before the end.
+    #[serde(with = "crate::model::duration_secs")]
+    pub sigkill_headroom: Duration,
+    /// Runners of many nodes spread the start of their first jobs.
+    pub staggered_start: bool,
+}
+
+impl Default for JobLimits {
+    fn default() -> JobLimits {
+        JobLimits::from_config(&crate::model::ExecutionConfig::default(), None)
+    }
+}
+
+impl JobLimits {
+    /// The limits `config` sets for a job whose named requirement asks for `memory_bytes`
+    /// (`None`: the job names no requirement, and its memory is not limited).
+    pub fn from_config(
+        config: &crate::model::ExecutionConfig,
+        memory_bytes: Option<u64>,
+    ) -> JobLimits {
+        let direct = config.mode != crate::model::ExecutionMode::Slurm;
+        JobLimits {
+            memory_bytes: memory_bytes.filter(|_| direct && config.limit_resources),
+            oom_exit_code: config.oom_exit_code,
+            termination_signal: config.termination_signal_number(),
+            sigterm_lead: Duration::from_secs(u64::from(config.sigterm_lead_seconds)),
+            sigkill_headroom: Duration::from_secs(u64::from(config.sigkill_headroom_seconds)),
+            staggered_start: config.staggered_start,
+        }
+    }
 }
 
 fn default_timeout_exit_code() -> i32 {
@@ -197,6 +247,12 @@ pub struct CompletionReport {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    /// Why the runner ended the job itself, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<EndReason>,
+    /// What happened, for people (e.g. the memory it used against its limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Starts and completions sent together; either list may be empty.

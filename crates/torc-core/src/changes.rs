@@ -66,6 +66,61 @@ pub struct JobResult {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    /// Why the runner ended the attempt itself, when it did.
+    #[serde(default)]
+    pub end_reason: Option<EndReason>,
+    /// What happened, for people.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Why a runner ended an attempt itself (stored by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// It used more memory than its resource requirement allows (`oom_exit_code`).
+    Memory,
+    /// It ran past its `timeout` (`timeout_exit_code`).
+    Timeout,
+    /// Its runner's allocation was ending (`timeout_exit_code`).
+    AllocationEnd,
+    /// Its runner was shut down.
+    Shutdown,
+    /// Its workflow was canceled.
+    Canceled,
+    /// The runner could not start or wait for its process.
+    RunnerError,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 6] = [
+        EndReason::Memory,
+        EndReason::Timeout,
+        EndReason::AllocationEnd,
+        EndReason::Shutdown,
+        EndReason::Canceled,
+        EndReason::RunnerError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Memory => "memory",
+            EndReason::Timeout => "timeout",
+            EndReason::AllocationEnd => "allocation_end",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Canceled => "canceled",
+            EndReason::RunnerError => "runner_error",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EndReason> {
+        EndReason::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// Stopped for running out of time: its own timeout, or its allocation's end.
+    pub fn is_time(self) -> bool {
+        matches!(self, EndReason::Timeout | EndReason::AllocationEnd)
+    }
 }
 
 /// Something worth recording in a workflow's event log.

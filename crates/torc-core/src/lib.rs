@@ -13,6 +13,7 @@ pub mod api;
 pub mod changes;
 pub mod ids;
 pub mod model;
+pub mod recover;
 pub mod sched;
 pub mod spec;
 pub mod units;

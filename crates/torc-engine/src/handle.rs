@@ -16,8 +16,8 @@ use torc_core::api::{
     CoordinatorError, HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse,
     SharedClaimRequest,
 };
-use torc_core::sched::StatusSummary;
-use torc_core::{WorkflowDef, WorkflowId};
+use torc_core::sched::{RequirementChange, ResourceScale, StatusSummary};
+use torc_core::{JobId, WorkflowDef, WorkflowId};
 use torc_store::{IdempotencyKey, Store};
 
 /// A handle to a running engine. Cloning is cheap; the writer thread stops when the last
@@ -203,6 +203,23 @@ impl EngineHandle {
     ) -> Result<StatusSummary, EngineError> {
         self.call(|reply| Request::SetMaxConcurrentJobs { id, cap, reply })
             .await
+    }
+
+    /// Scales one job's memory and runtime (and timeout), in memory and on disk; a
+    /// requirement it shares with other jobs is copied for it, not changed for them.
+    pub async fn scale_job_resources(
+        &self,
+        id: WorkflowId,
+        job: JobId,
+        scale: ResourceScale,
+    ) -> Result<RequirementChange, EngineError> {
+        self.call(|reply| Request::ScaleJobResources {
+            id,
+            job,
+            scale,
+            reply,
+        })
+        .await
     }
 
     /// A shared runner's claim, limited to the workflows of `owners` (any when `None`).

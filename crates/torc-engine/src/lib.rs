@@ -36,7 +36,7 @@ pub use torc_core::sched::LeasePolicy;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use torc_core::api::{CoordinatorError, ErrorCode};
-use torc_core::sched::SchedError;
+use torc_core::sched::{AdjustError, SchedError};
 use torc_core::{Timestamp, WorkflowId};
 use torc_store::StoreError;
 
@@ -47,6 +47,8 @@ pub enum EngineError {
     WorkflowNotFound(WorkflowId),
     #[error(transparent)]
     Sched(#[from] SchedError),
+    #[error(transparent)]
+    Adjust(#[from] AdjustError),
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
     #[error("the engine has stopped")]
@@ -84,6 +86,18 @@ impl EngineError {
                     message: self.to_string(),
                 }
             }
+            EngineError::Adjust(AdjustError::NoSuchJob { .. }) => CoordinatorError::Rejected {
+                code: ErrorCode::NotFound,
+                message: self.to_string(),
+            },
+            EngineError::Adjust(AdjustError::InFlight { .. }) => CoordinatorError::Rejected {
+                code: ErrorCode::Conflict,
+                message: self.to_string(),
+            },
+            EngineError::Adjust(_) => CoordinatorError::Rejected {
+                code: ErrorCode::InvalidInput,
+                message: self.to_string(),
+            },
             EngineError::Sched(SchedError::Inconsistent { .. }) => CoordinatorError::Rejected {
                 code: ErrorCode::Internal,
                 message: self.to_string(),

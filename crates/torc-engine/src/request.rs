@@ -8,7 +8,8 @@ use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, HeartbeatRequest,
     HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
-use torc_core::sched::StatusSummary;
+use torc_core::sched::{RequirementChange, ResourceScale, StatusSummary};
+use torc_core::JobId;
 use torc_core::{WorkflowDef, WorkflowId};
 use torc_store::IdempotencyKey;
 
@@ -41,6 +42,12 @@ pub(crate) enum Request {
         id: WorkflowId,
         cap: Option<u32>,
         reply: Reply<StatusSummary>,
+    },
+    ScaleJobResources {
+        id: WorkflowId,
+        job: JobId,
+        scale: ResourceScale,
+        reply: Reply<RequirementChange>,
     },
     Report {
         batch: ReportBatch,
@@ -141,6 +148,10 @@ pub(crate) enum Pending {
         Redo,
     ),
     Unit(Reply<()>, Result<(), EngineError>),
+    Requirement(
+        Reply<RequirementChange>,
+        Result<RequirementChange, EngineError>,
+    ),
     Actions(
         Reply<ActionClaimResponse>,
         Result<ActionClaimResponse, EngineError>,
@@ -183,6 +194,7 @@ impl Pending {
             Pending::Heartbeat(tx, r, _) => deliver(tx, r, failed),
             Pending::Actions(tx, r, _) => deliver(tx, r, failed),
             Pending::Allocations(tx, r) => deliver(tx, r, None),
+            Pending::Requirement(tx, r) => deliver(tx, r, failed),
         }
     }
 }

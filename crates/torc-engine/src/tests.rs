@@ -60,6 +60,8 @@ fn done(job: &ClaimedJob, rc: i32) -> CompletionReport {
         avg_memory_bytes: None,
         peak_cpu_percent: None,
         avg_cpu_percent: None,
+        end_reason: None,
+        message: None,
     }
 }
 
@@ -443,3 +445,60 @@ async fn a_report_sent_again_after_a_restart_gets_the_first_answer() {
 }
 
 mod hostile;
+#[tokio::test]
+async fn a_scaled_job_keeps_its_new_needs_across_a_restart() {
+    use torc_core::model::{ResourceRequirement, Resources};
+    use torc_core::sched::ResourceScale;
+    let (_dir, store) = temp_store();
+    let mut def = flat(2);
+    def.resource_requirements = vec![ResourceRequirement {
+        name: "small".into(),
+        resources: Resources {
+            memory_bytes: 50 << 20,
+            ..Resources::DEFAULT_JOB
+        },
+    }];
+    for j in &mut def.jobs {
+        j.resource_requirement = Some(0);
+    }
+    let engine = EngineHandle::start(store.clone()).unwrap();
+    let id = engine.create_workflow(def, None).await.unwrap();
+    let scale = ResourceScale {
+        memory_factor: Some(2.0),
+        runtime_factor: Some(3.0),
+    };
+    let change = engine
+        .scale_job_resources(id, JobId(2), scale)
+        .await
+        .unwrap();
+    assert!(change.created, "the requirement was shared");
+    // j1 is alone on `small` now: changed in place.
+    let memory = ResourceScale {
+        memory_factor: Some(1.5),
+        runtime_factor: None,
+    };
+    let change = engine
+        .scale_job_resources(id, JobId(1), memory)
+        .await
+        .unwrap();
+    assert!(!change.created);
+    let missing = engine.scale_job_resources(id, JobId(9), scale).await;
+    assert!(
+        matches!(missing, Err(EngineError::Adjust(_))),
+        "{missing:?}"
+    );
+    drop(engine);
+    let loaded = store.load_workflow(id).unwrap().def;
+    assert_eq!(loaded.resource_requirements.len(), 2);
+    let needs = |j: usize| loaded.resources_of(&loaded.jobs[j]);
+    assert_eq!(needs(0).memory_bytes, 75 << 20);
+    assert_eq!(needs(1).memory_bytes, 100 << 20);
+    assert_eq!(needs(1).runtime, Duration::from_secs(180));
+    assert_eq!(loaded.resource_requirements[1].name, "small_j2");
+    // A new engine hands the job out with its new needs.
+    let engine = EngineHandle::start(store).unwrap();
+    engine.resume(id).await.unwrap();
+    let got = engine.claim(claim_req(id, "r", 5, 0)).await.unwrap().jobs;
+    let j2 = got.iter().find(|j| j.name == "j2").unwrap();
+    assert_eq!(j2.limits.memory_bytes, Some(100 << 20));
+}

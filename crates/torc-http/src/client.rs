@@ -3,8 +3,8 @@
 
 use crate::wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, JobPage,
-    ResetRequest, ResultPage, SamplePage, SpecProblem, TokenInfo, TokenRequest, Workflow,
-    WorkflowStatus,
+    ResetRequest, ResourcesChanged, ResultPage, SamplePage, ScaleRequest, SpecProblem, TokenInfo,
+    TokenRequest, Workflow, WorkflowStatus,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -548,6 +548,18 @@ impl HttpClient {
             max_concurrent_jobs: cap,
         };
         self.send(self.request(Method::PUT, &url).json(&body), &url)
+            .await
+    }
+
+    /// Scales one job's memory and runtime (and timeout) by factors.
+    pub async fn scale_job_resources(
+        &self,
+        id: WorkflowId,
+        job: JobId,
+        req: ScaleRequest,
+    ) -> Result<ResourcesChanged, ClientError> {
+        let url = self.workflow_url(id, &format!("/jobs/{job}/scale_resources"));
+        self.send(self.request(Method::POST, &url).json(&req), &url)
             .await
     }
 

@@ -43,6 +43,6 @@ pub use server::service::Limits;
 pub use server::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};
 pub use wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, Job, JobPage,
-    JobResult, ResultPage, Sample, SamplePage, SpecProblem, TokenInfo, TokenRequest,
-    TokenScopeSpec, Workflow, WorkflowEvent, WorkflowStatus,
+    JobResult, ResourcesChanged, ResultPage, Sample, SamplePage, ScaleRequest, SpecProblem,
+    TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowEvent, WorkflowStatus,
 };

@@ -162,6 +162,8 @@ fn done(id: WorkflowId, runner: &str, jobs: &ClaimResponse) -> ReportBatch {
                 avg_memory_bytes: None,
                 peak_cpu_percent: None,
                 avg_cpu_percent: None,
+                end_reason: None,
+                message: None,
             })
             .collect(),
         samples: Vec::new(),

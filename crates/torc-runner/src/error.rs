@@ -46,6 +46,9 @@ pub enum RunEnd {
     IdleTimeout,
     /// A [`crate::Shutdown`] was triggered; running jobs were terminated.
     Shutdown,
+    /// The allocation's end given to [`crate::Shutdown::end_at`] came: claims stopped, and
+    /// jobs still running were stopped before it.
+    AllocationEnd,
 }
 
 /// What a run did.

@@ -1,5 +1,9 @@
 //! The torc runner: claims jobs that fit its free resources from a [`Coordinator`], runs each as
-//! `bash -c` in its own process group, measures it, and reports starts and completions back.
+//! `bash -c` in its own process group, measures it, enforces its memory limit (a cgroup v2 per
+//! job where the runner may make them, else its sampler), stops it as the workflow's
+//! `execution_config` says (at a timeout, a shutdown, or an allocation's end given to
+//! [`Shutdown::end_at`]), and reports starts and completions back, each with why the runner
+//! ended it when it did.
 //!
 //! The runner is generic over [`torc_core::api::Coordinator`]: the same code talks to the
 //! in-process engine (embedded mode) and to a server over HTTP, and it cannot tell which. One
@@ -17,6 +21,7 @@
 //!
 //! [`Coordinator`]: torc_core::api::Coordinator
 
+mod cgroup;
 mod config;
 mod error;
 pub mod executor;
@@ -27,7 +32,8 @@ mod runner;
 mod samples;
 mod shutdown;
 
-pub use config::{Capacity, RunnerConfig};
+pub use cgroup::{tree as cgroup_tree, CgroupTree, CgroupUnavailable};
+pub use config::{stagger_delay, Capacity, RunnerConfig};
 pub use error::{Progress, RunEnd, RunSummary, RunnerError};
 pub use process::{output_files, return_code, stdio_paths, Output, RC_RUNNER_ERROR};
 pub use resources::{detect_resources, hostname, DetectedResources};

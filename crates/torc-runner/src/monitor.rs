@@ -1,8 +1,12 @@
-//! Memory and CPU of running jobs, sampled from `/proc`.
+//! Memory and CPU of running jobs, sampled from `/proc`, and the memory limits that no cgroup
+//! enforces.
 //!
 //! Each job runs in its own process group, so one pass over `/proc` per tick, grouping processes
 //! by their process group id (field 5 of `/proc/PID/stat`), measures every job's whole process
-//! tree at once. The scan runs on a blocking thread, and only while jobs are tracked.
+//! tree at once. The scan runs on a blocking thread, and only while jobs are tracked. A group
+//! tracked with a limit is checked every [`LIMIT_CHECK`] at least, and killed (SIGKILL to the
+//! group) by the first sample over it; a job that passes its limit between two samples and
+//! frees the memory again goes unseen, which is why cgroups are preferred where available.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -12,6 +16,10 @@ use tokio::time::Instant;
 
 /// When the first sample is taken after the sampler starts.
 const FIRST_SAMPLE: Duration = Duration::from_millis(100);
+/// How often groups with a memory limit are sampled (at most; more often when the sampling
+/// interval is shorter), and how often an idle sampler looks for work when it samples nothing
+/// else.
+pub(crate) const LIMIT_CHECK: Duration = Duration::from_millis(200);
 
 /// Memory and CPU of one job over its life. Fields are `None` when no sample was taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -20,6 +28,8 @@ pub(crate) struct Usage {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    /// The sample that passed the group's memory limit (the group was killed for it).
+    pub over_limit: Option<u64>,
 }
 
 /// One process group in one scan: resident memory and CPU ticks used so far.
@@ -38,12 +48,18 @@ struct Tracked {
     rss_peak: u64,
     cpu_sum: f64,
     cpu_peak: f64,
+    /// Kill the group when a sample passes this many bytes.
+    limit: Option<u64>,
+    over_limit: Option<u64>,
 }
 
 impl Tracked {
     fn usage(&self) -> Usage {
         if self.samples == 0 {
-            return Usage::default();
+            return Usage {
+                over_limit: self.over_limit,
+                ..Usage::default()
+            };
         }
         let n = f64::from(self.samples);
         Usage {
@@ -53,6 +69,7 @@ impl Tracked {
             ),
             peak_cpu_percent: Some(self.cpu_peak),
             avg_cpu_percent: Some(self.cpu_sum / n),
+            over_limit: self.over_limit,
         }
     }
 }
@@ -69,8 +86,9 @@ impl Monitor {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts measuring the process group `pgid`, which started now.
-    pub fn track(&self, pgid: i32) {
+    /// Starts measuring the process group `pgid`, which started now; with a `limit`, the group
+    /// is killed when a sample of its memory passes it.
+    pub fn track(&self, pgid: i32, limit: Option<u64>) {
         self.lock().insert(
             pgid,
             Tracked {
@@ -81,6 +99,8 @@ impl Monitor {
                 rss_peak: 0,
                 cpu_sum: 0.0,
                 cpu_peak: 0.0,
+                limit,
+                over_limit: None,
             },
         );
     }
@@ -93,11 +113,36 @@ impl Monitor {
             .unwrap_or_default()
     }
 
-    fn tracked(&self) -> HashSet<i32> {
-        self.lock().keys().copied().collect()
+    /// The groups tracked, and whether any of them has a limit.
+    fn tracked(&self) -> (HashSet<i32>, bool) {
+        let groups = self.lock();
+        let limited = groups.values().any(|t| t.limit.is_some());
+        (groups.keys().copied().collect(), limited)
     }
 
+    /// Records one scan; kills the groups that passed their limit in it.
     fn record(&self, scan: &HashMap<i32, GroupSample>, at: Instant, ticks_per_sec: f64) {
+        let over = self.record_samples(scan, at, ticks_per_sec);
+        for (pgid, rss, limit) in over {
+            tracing::warn!(
+                pgid,
+                rss,
+                limit,
+                "a job passed its memory limit: killing it"
+            );
+            crate::process::signal_group(pgid, libc::SIGKILL);
+        }
+    }
+
+    /// Records one scan; returns the groups (with their sample and limit) that passed their
+    /// limit in it for the first time, marked so before anyone kills them.
+    fn record_samples(
+        &self,
+        scan: &HashMap<i32, GroupSample>,
+        at: Instant,
+        ticks_per_sec: f64,
+    ) -> Vec<(i32, u64, u64)> {
+        let mut over = Vec::new();
         let mut groups = self.lock();
         for (pgid, sample) in scan {
             let Some(t) = groups.get_mut(pgid) else {
@@ -117,19 +162,33 @@ impl Monitor {
             t.rss_peak = t.rss_peak.max(sample.rss_bytes);
             t.cpu_sum += cpu;
             t.cpu_peak = t.cpu_peak.max(cpu);
+            if let Some(limit) = t.limit {
+                if sample.rss_bytes > limit && t.over_limit.is_none() {
+                    t.over_limit = Some(sample.rss_bytes);
+                    over.push((*pgid, sample.rss_bytes, limit));
+                }
+            }
         }
+        over
     }
 
-    /// Samples the tracked groups: once shortly after the start, then every `interval`.
-    pub async fn sample_forever(self, interval: Duration) {
+    /// Samples the tracked groups: once shortly after the start, then every `interval`
+    /// (every [`LIMIT_CHECK`] at least while a group has a limit). Without an interval only
+    /// groups with a limit are sampled.
+    pub async fn sample_forever(self, interval: Option<Duration>) {
         let ticks_per_sec = sysconf(libc::_SC_CLK_TCK).unwrap_or(100) as f64;
         let page_size = sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
         let mut next = Instant::now() + FIRST_SAMPLE;
         loop {
             tokio::time::sleep_until(next).await;
-            next = Instant::now() + interval;
-            let wanted = self.tracked();
-            if wanted.is_empty() {
+            let (wanted, limited) = self.tracked();
+            let every = match (interval, limited) {
+                (Some(i), true) => i.min(LIMIT_CHECK),
+                (Some(i), false) => i,
+                (None, _) => LIMIT_CHECK,
+            };
+            next = Instant::now() + every;
+            if wanted.is_empty() || (interval.is_none() && !limited) {
                 continue;
             }
             let scan = tokio::task::spawn_blocking(move || scan_proc(&wanted, page_size)).await;
@@ -239,7 +298,7 @@ mod tests {
     #[test]
     fn usage_is_none_without_samples() {
         let m = Monitor::default();
-        m.track(42);
+        m.track(42, None);
         assert_eq!(m.untrack(42), Usage::default());
         assert_eq!(m.untrack(42), Usage::default());
     }
@@ -247,7 +306,7 @@ mod tests {
     #[test]
     fn records_peaks_and_averages() {
         let m = Monitor::default();
-        m.track(42);
+        m.track(42, None);
         let start = m.lock()[&42].last_at;
         let mut scan = HashMap::new();
         scan.insert(
@@ -275,6 +334,29 @@ mod tests {
         let avg = usage.avg_cpu_percent.unwrap();
         assert!((peak - 200.0).abs() < 1e-6, "{peak}");
         assert!((avg - 125.0).abs() < 1e-6, "{avg}");
+    }
+
+    #[test]
+    fn a_sample_over_the_limit_marks_the_group_once() {
+        let m = Monitor::default();
+        m.track(7, Some(1000));
+        m.track(8, None);
+        let start = m.lock()[&7].last_at;
+        let sample = |rss_bytes| GroupSample {
+            rss_bytes,
+            cpu_ticks: 0,
+        };
+        let scan: HashMap<i32, GroupSample> = [(7, sample(900)), (8, sample(5000))].into();
+        assert!(m.record_samples(&scan, start, 100.0).is_empty());
+        let scan: HashMap<i32, GroupSample> = [(7, sample(1500)), (8, sample(9000))].into();
+        assert_eq!(m.record_samples(&scan, start, 100.0), vec![(7, 1500, 1000)]);
+        let scan: HashMap<i32, GroupSample> = [(7, sample(2000))].into();
+        assert!(
+            m.record_samples(&scan, start, 100.0).is_empty(),
+            "killed once, not at every sample"
+        );
+        assert_eq!(m.untrack(7).over_limit, Some(1500));
+        assert_eq!(m.untrack(8).over_limit, None);
     }
 
     #[test]

@@ -75,9 +75,14 @@ pub fn output_files(stdio_dir: &Path, job: &ClaimedJob) -> Output {
     }
 }
 
-/// Starts the job's shell command in a new process group.
-pub(crate) fn spawn_job(job: &ClaimedJob, ctx: &JobContext) -> io::Result<Child> {
-    spawn_shell(&job.shell_command(), job, ctx, false)
+/// Starts the job's shell command in a new process group; with `cgroup_fd` (an open
+/// `cgroup.procs` of the job's cgroup), the child moves itself into that cgroup before exec.
+pub(crate) fn spawn_job(
+    job: &ClaimedJob,
+    ctx: &JobContext,
+    cgroup_fd: Option<i32>,
+) -> io::Result<Child> {
+    spawn_shell(&job.shell_command(), job, ctx, false, cgroup_fd)
 }
 
 /// Starts a failure handler's recovery script with the job's environment, in a new process
@@ -87,7 +92,7 @@ pub(crate) fn spawn_recovery(
     job: &ClaimedJob,
     ctx: &JobContext,
 ) -> io::Result<Child> {
-    spawn_shell(script, job, ctx, true)
+    spawn_shell(script, job, ctx, true, None)
 }
 
 fn spawn_shell(
@@ -95,6 +100,7 @@ fn spawn_shell(
     job: &ClaimedJob,
     ctx: &JobContext,
     append: bool,
+    cgroup_fd: Option<i32>,
 ) -> io::Result<Child> {
     let open = |path: &Path| -> io::Result<Stdio> {
         let file: File = if append {
@@ -156,6 +162,22 @@ fn spawn_shell(
         Some(url) => cmd.env("TORC_API_URL", url),
         None => cmd.env_remove("TORC_API_URL"),
     };
+    if let Some(fd) = cgroup_fd {
+        // SAFETY: between fork and exec the closure only calls write(2), which is
+        // async-signal-safe, on a descriptor the parent holds open for the spawn; it allocates
+        // nothing and touches no lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                // "0" moves the writing process: the job runs in its cgroup from its first
+                // instruction.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            });
+        }
+    }
     cmd.spawn()
 }
 
@@ -229,6 +251,7 @@ mod tests {
             timeout_exit_code: 152,
             failure_handler: None,
             time_series: None,
+            limits: Default::default(),
         }
     }
 

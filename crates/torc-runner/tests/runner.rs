@@ -369,13 +369,14 @@ fn job(idx: usize, name: &str, command: &str) -> ClaimedJob {
         timeout_exit_code: 152,
         failure_handler: None,
         time_series: None,
+        limits: Default::default(),
     }
 }
 
 fn config(dir: &Path, capacity: Capacity) -> RunnerConfig {
     let mut cfg = RunnerConfig::new(WF, RunnerId("test-runner".into()), capacity, dir);
     cfg.claim_wait = Duration::from_millis(200);
-    cfg.grace_period = Duration::from_secs(20);
+    cfg.grace_period = Some(Duration::from_secs(20));
     cfg.sample_interval = None;
     cfg
 }
@@ -443,6 +444,8 @@ async fn assert_gone(pid: i32) {
     }
 }
 
+#[path = "runner/limits.rs"]
+mod limits;
 #[path = "runner/running.rs"]
 mod running;
 #[path = "runner/stopping.rs"]

@@ -134,6 +134,8 @@ fn bench(store: &Store, jobs: u32, batches: u32) -> Result<Figures, Box<dyn std:
                     avg_memory_bytes: Some(50 << 20),
                     peak_cpu_percent: Some(99.0),
                     avg_cpu_percent: Some(80.0),
+                    end_reason: None,
+                    message: None,
                 })
                 .collect(),
             events: vec![Event {

@@ -2,7 +2,7 @@
 //! and the server print. Listings derive `Serialize` so that they can be shown as JSON as-is.
 
 use serde::Serialize;
-use torc_core::changes::{EventKind, JobResult, WorkflowState};
+use torc_core::changes::{EndReason, EventKind, JobResult, WorkflowState};
 use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 use torc_core::model::{JobStatus, WorkflowDef};
 use torc_core::sched::SavedJob;
@@ -62,6 +62,10 @@ pub struct ResultRecord {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    /// Why the runner ended the attempt itself, when it did.
+    pub end_reason: Option<EndReason>,
+    /// What happened, for people.
+    pub message: Option<String>,
 }
 
 impl ResultRecord {
@@ -80,6 +84,8 @@ impl ResultRecord {
             avg_memory_bytes: self.avg_memory_bytes,
             peak_cpu_percent: self.peak_cpu_percent,
             avg_cpu_percent: self.avg_cpu_percent,
+            end_reason: self.end_reason,
+            message: self.message.clone(),
         }
     }
 }

@@ -132,6 +132,7 @@ diesel::table! {
         avg_memory_bytes -> Nullable<BigInt>,
         peak_cpu_percent -> Nullable<Double>,
         avg_cpu_percent -> Nullable<Double>,
+        end_reason -> Nullable<Text>,
     }
 }
 

@@ -2,8 +2,11 @@
 
 use crate::backend::{InsertAll, Pool, PooledConn, Target};
 use crate::error::StoreError;
-use crate::rows::{job_id_to_i32, to_i32, DefinitionRows, NewEvent, NewResult, NewWorkflow};
-use crate::schema::{jobs, workflows};
+use crate::rows::{
+    index_to_id, job_id_to_i32, to_i32, to_i64, DefinitionRows, NewEvent, NewRequirement,
+    NewResult, NewWorkflow,
+};
+use crate::schema::{jobs, resource_requirements, workflows};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +16,7 @@ use std::time::Instant;
 use torc_core::changes::{Changes, WorkflowChange};
 use torc_core::ids::{Timestamp, WorkflowId};
 use torc_core::model::WorkflowDef;
+use torc_core::sched::RequirementChange;
 
 /// Bind parameters of an `UPDATE ... WHERE id IN (...)` besides the ids.
 const UPDATE_OTHER_BINDS: usize = 16;
@@ -284,6 +288,47 @@ impl Store {
         let updated = conn.write_transaction(|conn| {
             Ok(diesel::update(workflows::table.find(id.0))
                 .set(workflows::max_concurrent_jobs.eq(cap))
+                .execute(conn)?)
+        })?;
+        if updated == 0 {
+            return Err(StoreError::workflow_not_found(id));
+        }
+        Ok(())
+    }
+
+    /// Writes a change of one job's needs (see `WorkflowSched::scale_job_resources`): the
+    /// requirement updated in place, or a new one and the job pointed at it; the job's timeout.
+    pub fn apply_requirement_change(
+        &self,
+        id: WorkflowId,
+        change: &RequirementChange,
+    ) -> Result<(), StoreError> {
+        let job = job_id_to_i32(change.job)?;
+        let mut conn = self.conn()?;
+        let updated = conn.write_transaction(|conn| {
+            if let Some((index, req)) = &change.requirement {
+                let row = NewRequirement::new(id, *index as usize, req)?;
+                let rid = index_to_id("resource requirement", *index)?;
+                if change.created {
+                    diesel::insert_into(resource_requirements::table)
+                        .values(&row)
+                        .execute(conn)?;
+                    diesel::update(jobs::table.find((id.0, job)))
+                        .set(jobs::resource_requirement_id.eq(Some(rid)))
+                        .execute(conn)?;
+                } else {
+                    let r = &req.resources;
+                    diesel::update(resource_requirements::table.find((id.0, rid)))
+                        .set((
+                            resource_requirements::memory_bytes
+                                .eq(to_i64("memory_bytes", r.memory_bytes)?),
+                            resource_requirements::runtime_secs.eq(r.runtime.as_secs_f64()),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+            Ok(diesel::update(jobs::table.find((id.0, job)))
+                .set(jobs::timeout_secs.eq(change.timeout.map(|t| t.as_secs_f64())))
                 .execute(conn)?)
         })?;
         if updated == 0 {

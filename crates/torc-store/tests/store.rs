@@ -411,6 +411,8 @@ fn result(job: u32, run_id: u32, attempt_id: u32, return_code: i32) -> JobResult
         avg_memory_bytes: Some(1 << 29),
         peak_cpu_percent: Some(180.5),
         avg_cpu_percent: None,
+        end_reason: None,
+        message: None,
     }
 }
 

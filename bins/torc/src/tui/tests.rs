@@ -45,7 +45,7 @@ fn ran() -> (tempfile::TempDir, Global) {
         num_cpus: None,
         memory: None,
         num_gpus: None,
-        grace_period: 1,
+        grace_period: Some(1),
         quiet: true,
     };
     crate::run::run(&global, &args).unwrap();

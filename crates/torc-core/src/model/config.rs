@@ -120,6 +120,81 @@ pub struct ExecutionConfig {
     pub srun_mpi: Option<String>,
 }
 
+impl ExecutionConfig {
+    /// The number of [`Self::termination_signal`] (SIGTERM if the name is unknown, which
+    /// validation refuses).
+    pub fn termination_signal_number(&self) -> i32 {
+        signal_number(&self.termination_signal).unwrap_or(SIGTERM)
+    }
+}
+
+/// SIGTERM's number.
+pub const SIGTERM: i32 = 15;
+
+/// Linux's signal numbers by name, as `kill -l` lists them.
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", SIGTERM),
+    ("STKFLT", 16),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+
+/// The Linux number of a signal named `SIGTERM`, `TERM`, `SIGRTMIN+3` or `RTMAX-1`; `None` for
+/// a name that is none of these.
+pub fn signal_number(name: &str) -> Option<i32> {
+    const RTMIN: i32 = 34;
+    const RTMAX: i32 = 64;
+    let body = name.strip_prefix("SIG").unwrap_or(name);
+    if let Some((_, n)) = SIGNALS.iter().find(|(s, _)| *s == body) {
+        return Some(*n);
+    }
+    let offset = |rest: &str| -> Option<i32> {
+        match rest {
+            "" => Some(0),
+            _ => rest
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (0..=RTMAX - RTMIN).contains(n)),
+        }
+    };
+    if let Some(rest) = body.strip_prefix("RTMIN") {
+        let rest = rest.strip_prefix('+').unwrap_or(rest);
+        return offset(rest).map(|n| RTMIN + n);
+    }
+    if let Some(rest) = body.strip_prefix("RTMAX") {
+        let rest = rest.strip_prefix('-').unwrap_or(rest);
+        return offset(rest).map(|n| RTMAX - n);
+    }
+    None
+}
+
 impl Default for ExecutionConfig {
     fn default() -> ExecutionConfig {
         ExecutionConfig {
@@ -322,5 +397,34 @@ impl Default for ComputeNodeConfig {
             wait_for_new_jobs_seconds: 90,
             expiration_buffer_seconds: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_resolve_to_linux_numbers() {
+        assert_eq!(signal_number("SIGTERM"), Some(15));
+        assert_eq!(signal_number("TERM"), Some(15));
+        assert_eq!(signal_number("SIGUSR1"), Some(10));
+        assert_eq!(signal_number("SIGKILL"), Some(9));
+        assert_eq!(signal_number("SIGRTMIN"), Some(34));
+        assert_eq!(signal_number("SIGRTMIN+3"), Some(37));
+        assert_eq!(signal_number("SIGRTMAX-1"), Some(63));
+        assert_eq!(signal_number("SIGRTMIN+31"), None);
+        assert_eq!(signal_number("SIGFOO"), None);
+        assert_eq!(signal_number("sigterm"), None);
+        assert_eq!(signal_number(""), None);
+        let c = ExecutionConfig {
+            termination_signal: "SIGUSR2".into(),
+            ..ExecutionConfig::default()
+        };
+        assert_eq!(c.termination_signal_number(), 12);
+        assert_eq!(
+            ExecutionConfig::default().termination_signal_number(),
+            SIGTERM
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Claims: handing ready jobs to a runner, each with its lease, never to two runners.
 
 use super::*;
+use crate::api::JobLimits;
 
 impl WorkflowSched {
     /// Claims up to `limit` ready jobs for `runner`: with `free`, only jobs that fit together in
@@ -113,6 +114,12 @@ impl WorkflowSched {
                 .and_then(|h| self.def.failure_handlers.get(h as usize))
                 .cloned(),
             time_series: self.def.time_series(),
+            limits: JobLimits::from_config(
+                &self.def.execution,
+                job.resource_requirement
+                    .and_then(|r| self.def.resource_requirements.get(r as usize))
+                    .map(|r| r.resources.memory_bytes),
+            ),
         }
     }
 }

@@ -110,6 +110,8 @@ impl WorkflowSched {
             avg_memory_bytes: r.avg_memory_bytes,
             peak_cpu_percent: r.peak_cpu_percent,
             avg_cpu_percent: r.avg_cpu_percent,
+            end_reason: r.end_reason,
+            message: r.message.clone(),
         });
         let new_status = if retry && !r.recovery_failed {
             self.jobs[i].attempt += 1;

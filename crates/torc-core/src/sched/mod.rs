@@ -12,6 +12,7 @@
 //! - the per-status counts always match the jobs' statuses.
 
 mod actions;
+mod adjust;
 mod alloc;
 mod claim;
 mod complete;
@@ -21,6 +22,7 @@ mod lease;
 mod ready;
 
 pub use actions::ActionRecord;
+pub use adjust::{AdjustError, RequirementChange, ResourceScale};
 pub use alloc::{MAX_ALLOCATIONS_PER_SCHEDULER, REQUEST_EXPIRY_MS, REREQUEST_SPACING_MS};
 pub use fair::{claim_fair, FairKey, FairPool};
 pub use lease::LeasePolicy;

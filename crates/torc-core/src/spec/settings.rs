@@ -274,7 +274,7 @@ fn read_execution(
         c.limit_resources = b;
     }
     if let Some(sig) = get_str(m, "termination_signal", loc, errs) {
-        if is_signal_name(sig) {
+        if crate::model::config::signal_number(sig).is_some() {
             c.termination_signal = sig.to_string();
         } else {
             errs.push(
@@ -322,14 +322,6 @@ fn read_execution(
 }
 
 /// `SIGTERM`, `TERM`, `SIGRTMIN+1`: letters (and digits or `+` after them), optionally `SIG`-prefixed.
-fn is_signal_name(s: &str) -> bool {
-    let body = s.strip_prefix("SIG").unwrap_or(s);
-    body.starts_with(|c: char| c.is_ascii_uppercase())
-        && body
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+')
-}
-
 /// A `stdio` mapping (workflow-level or a job's own).
 pub(super) fn read_stdio(v: &Value, loc: &Loc<'_>, errs: &mut Errors) -> Option<StdioConfig> {
     let Value::Object(m) = v else {

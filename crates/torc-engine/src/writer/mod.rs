@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use torc_core::api::{ActionClaimRequest, ActionClaimResponse, ReportBatch, ReportResponse};
 use torc_core::changes::{Changes, Event, EventKind, RunnerSamples, WorkflowState};
-use torc_core::sched::{FairPool, SchedError, StatusSummary, WorkflowSched};
-use torc_core::{WorkflowDef, WorkflowId};
+use torc_core::sched::{
+    FairPool, RequirementChange, ResourceScale, SchedError, StatusSummary, WorkflowSched,
+};
+use torc_core::{JobId, WorkflowDef, WorkflowId};
 use torc_store::{EngineLock, IdempotencyKey, Store, StoreError};
 
 /// Most requests taken into one batch (one transaction).
@@ -292,6 +294,15 @@ impl Writer {
                 let r = self.set_max_concurrent_jobs(id, cap);
                 self.answers.push(Pending::Status(reply, r, Redo::Keep));
             }
+            Request::ScaleJobResources {
+                id,
+                job,
+                scale,
+                reply,
+            } => {
+                let r = self.scale_job_resources(id, job, scale);
+                self.answers.push(Pending::Requirement(reply, r));
+            }
             Request::Report { batch, reply } => {
                 let r = self.report(&batch);
                 self.answers
@@ -418,6 +429,24 @@ impl Writer {
         let summary = sched.summary();
         self.touched.insert(id);
         Ok(summary)
+    }
+
+    /// Changes the job in memory, then writes the change in a transaction of its own; if that
+    /// fails, the workflow is reloaded from the database, where nothing changed.
+    fn scale_job_resources(
+        &mut self,
+        id: WorkflowId,
+        job: JobId,
+        scale: ResourceScale,
+    ) -> Result<RequirementChange, EngineError> {
+        let change = self.workflow(id)?.scale_job_resources(job, scale)?;
+        self.touched.insert(id);
+        if let Err(e) = self.store.apply_requirement_change(id, &change) {
+            self.workflows.remove(&id);
+            self.all_loaded = false;
+            return Err(e.into());
+        }
+        Ok(change)
     }
 
     fn claim_actions(

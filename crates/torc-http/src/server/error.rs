@@ -17,7 +17,7 @@ use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use std::fmt;
 use torc_core::api::{CoordinatorError, ErrorCode};
-use torc_core::sched::SchedError;
+use torc_core::sched::{AdjustError, SchedError};
 use torc_core::spec::SpecErrors;
 use torc_engine::EngineError;
 use torc_store::StoreError;
@@ -231,6 +231,13 @@ impl From<EngineError> for ApiError {
             EngineError::Sched(SchedError::Inconsistent { .. }) => {
                 ApiError::new(ApiErrorKind::Internal, e.to_string())
             }
+            EngineError::Adjust(AdjustError::NoSuchJob { .. }) => {
+                ApiError::new(ApiErrorKind::NotFound, e.to_string())
+            }
+            EngineError::Adjust(AdjustError::InFlight { .. }) => {
+                ApiError::new(ApiErrorKind::Conflict, e.to_string())
+            }
+            EngineError::Adjust(_) => ApiError::new(ApiErrorKind::Unprocessable, e.to_string()),
             EngineError::Store(inner) => inner.into(),
             EngineError::Unstorable { .. } | EngineError::KeyReused { .. } => {
                 ApiError::new(ApiErrorKind::Unprocessable, e.to_string())

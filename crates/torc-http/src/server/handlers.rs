@@ -10,15 +10,16 @@ use crate::server::service::{spec_format, Service};
 use crate::wire::schema;
 use crate::wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, EventsWaitQuery,
-    JobPage, JobsQuery, PageQuery, ResetRequest, ResultPage, ResultsQuery, SamplePage,
-    SamplesQuery, SpecQuery, TokenInfo, TokenRequest, Workflow, WorkflowStatus,
+    JobPage, JobsQuery, PageQuery, ResetRequest, ResourcesChanged, ResultPage, ResultsQuery,
+    SamplePage, SamplesQuery, ScaleRequest, SpecQuery, TokenInfo, TokenRequest, Workflow,
+    WorkflowStatus,
 };
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use torc_core::api::{
     ActionClaimRequest, ClaimRequest, HeartbeatRequest, ReportBatch, SharedClaimRequest,
 };
-use torc_core::WorkflowId;
+use torc_core::{JobId, WorkflowId};
 
 type Svc = web::Data<Service>;
 type Answer = Result<HttpResponse, ApiError>;
@@ -335,6 +336,35 @@ pub async fn set_max_concurrent_jobs(
         .await?)
 }
 
+/// Scale one job's memory and runtime (and timeout) by factors; a resource requirement it
+/// shares with other jobs is copied for it, not changed for them. Refused (409) while the job
+/// is pending or running.
+#[utoipa::path(
+    post, path = "/torc-service/v1/workflows/{id}/jobs/{job}/scale_resources", tag = "workflows",
+    params(
+        ("id" = i64, Path, description = "Workflow id"),
+        ("job" = u32, Path, description = "Job id"),
+    ),
+    request_body = ScaleRequest,
+    responses(
+        (status = 200, body = ResourcesChanged),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    )
+)]
+pub async fn scale_job_resources(
+    who: Principal,
+    svc: Svc,
+    path: web::Path<(i64, u32)>,
+    req: web::Json<ScaleRequest>,
+) -> Answer {
+    let (id, job) = *path;
+    ok(svc
+        .scale_job_resources(&who, WorkflowId(id), JobId(job), req.into_inner())
+        .await?)
+}
+
 /// Report starts and completions; answered once they are durable.
 #[utoipa::path(
     post, path = "/torc-service/v1/workflows/{id}/report", tag = "runners",
@@ -515,6 +545,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
     .route("/workflows/{id}/reset", web::post().to(reset_workflow))
     .route("/workflows/{id}/resume", web::post().to(resume_workflow))
     .route("/workflows/{id}/jobs", web::get().to(list_jobs))
+    .route(
+        "/workflows/{id}/jobs/{job}/scale_resources",
+        web::post().to(scale_job_resources),
+    )
     .route("/workflows/{id}/results", web::get().to(list_results))
     .route("/workflows/{id}/events", web::get().to(list_events))
     .route(

@@ -31,6 +31,7 @@ use utoipa::OpenApi;
         handlers::claim,
         handlers::claim_shared,
         handlers::set_max_concurrent_jobs,
+        handlers::scale_job_resources,
         handlers::report,
         handlers::heartbeat,
         handlers::claim_actions,
@@ -49,6 +50,7 @@ use utoipa::OpenApi;
         schema::WorkflowState,
         schema::TimeSeries,
         schema::ResourceSample,
+        schema::EndReason,
     )),
     tags(
         (name = "workflows", description = "Create, inspect and steer workflows"),

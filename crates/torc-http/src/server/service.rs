@@ -9,8 +9,9 @@ use crate::server::flood::{FloodLimits, Floods, Waiting};
 use crate::server::input;
 use crate::server::metrics::RequestMetrics;
 use crate::wire::{
-    CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResultPage,
-    ResultsQuery, TokenInfo, TokenRequest, TokenScopeSpec, Workflow, WorkflowStatus,
+    CreatedToken, CreatedWorkflow, EventPage, JobPage, JobsQuery, PageQuery, ResourcesChanged,
+    ResultPage, ResultsQuery, ScaleRequest, TokenInfo, TokenRequest, TokenScopeSpec, Workflow,
+    WorkflowStatus,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,6 +20,7 @@ use torc_core::api::{
     ActionClaimRequest, ActionClaimResponse, ClaimRequest, ClaimResponse, Coordinator,
     HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
+use torc_core::sched::ResourceScale;
 use torc_core::spec::{self, SpecFormat};
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_engine::EngineHandle;
@@ -350,6 +352,26 @@ impl Service {
             id,
             self.engine.reset(id, failed_only).await?,
         ))
+    }
+
+    /// Scales one job's memory and runtime (see `WorkflowSched::scale_job_resources`).
+    pub async fn scale_job_resources(
+        &self,
+        who: &Principal,
+        id: WorkflowId,
+        job: JobId,
+        req: ScaleRequest,
+    ) -> Result<ResourcesChanged, ApiError> {
+        self.allow(who, id, Access::Manage).await?;
+        let scale = ResourceScale {
+            memory_factor: req.memory_factor,
+            runtime_factor: req.runtime_factor,
+        };
+        Ok(self
+            .engine
+            .scale_job_resources(id, job, scale)
+            .await?
+            .into())
     }
 
     pub async fn jobs(

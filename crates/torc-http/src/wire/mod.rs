@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use torc_core::api::ErrorCode;
-use torc_core::changes::{EventKind, WorkflowState};
-use torc_core::sched::StatusSummary;
+use torc_core::changes::{EndReason, EventKind, WorkflowState};
+use torc_core::sched::{RequirementChange, StatusSummary};
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_store::{EventRecord, JobRecord, ResultRecord, TokenScope, WorkflowSummary};
 use utoipa::{IntoParams, ToSchema};
@@ -177,6 +177,14 @@ pub struct JobResult {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    /// Why the runner ended the attempt itself: `memory`, `timeout`, `allocation_end`,
+    /// `shutdown`, `canceled` or `runner_error`; absent when it ended on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::EndReason>)]
+    pub end_reason: Option<EndReason>,
+    /// What happened, for people (e.g. the memory used against the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl From<ResultRecord> for JobResult {
@@ -196,6 +204,8 @@ impl From<ResultRecord> for JobResult {
             avg_memory_bytes: r.avg_memory_bytes,
             peak_cpu_percent: r.peak_cpu_percent,
             avg_cpu_percent: r.avg_cpu_percent,
+            end_reason: r.end_reason,
+            message: r.message,
         }
     }
 }
@@ -232,6 +242,8 @@ impl From<JobResult> for ResultRecord {
             avg_memory_bytes: r.avg_memory_bytes,
             peak_cpu_percent: r.peak_cpu_percent,
             avg_cpu_percent: r.avg_cpu_percent,
+            end_reason: r.end_reason,
+            message: r.message,
         }
     }
 }
@@ -318,6 +330,52 @@ pub struct EventPage {
 pub struct CapRequest {
     /// At most this many jobs pending or running at once (at least 1); null: no cap.
     pub max_concurrent_jobs: Option<u32>,
+}
+
+/// The body of a change of one job's needs: factors for its memory and its runtime (and
+/// timeout); an absent factor leaves that need as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// Memory × this (above 0), rounded up to a whole MiB.
+    #[serde(default)]
+    pub memory_factor: Option<f64>,
+    /// Runtime and timeout × this (above 0), rounded up to a whole second.
+    #[serde(default)]
+    pub runtime_factor: Option<f64>,
+}
+
+/// A job's needs after a change: a requirement shared with other jobs was copied for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResourcesChanged {
+    #[schema(value_type = u32)]
+    pub job_id: JobId,
+    pub memory_bytes_before: u64,
+    pub memory_bytes: u64,
+    pub runtime_secs_before: f64,
+    pub runtime_secs: f64,
+    pub timeout_secs_before: Option<f64>,
+    pub timeout_secs: Option<f64>,
+    /// The name of the requirement the job names now; null: none (the default resources).
+    pub requirement: Option<String>,
+    /// The requirement is a new copy for this job alone.
+    pub created: bool,
+}
+
+impl From<RequirementChange> for ResourcesChanged {
+    fn from(c: RequirementChange) -> ResourcesChanged {
+        ResourcesChanged {
+            job_id: c.job,
+            memory_bytes_before: c.before.memory_bytes,
+            memory_bytes: c.after.memory_bytes,
+            runtime_secs_before: c.before.runtime.as_secs_f64(),
+            runtime_secs: c.after.runtime.as_secs_f64(),
+            timeout_secs_before: c.timeout_before.map(|t| t.as_secs_f64()),
+            timeout_secs: c.timeout.map(|t| t.as_secs_f64()),
+            requirement: c.requirement.map(|(_, r)| r.name),
+            created: c.created,
+        }
+    }
 }
 
 /// The body of a reset.

@@ -27,6 +27,18 @@ pub enum JobStatus {
     PendingFailed,
 }
 
+/// Why a runner ended an attempt itself.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Memory,
+    Timeout,
+    AllocationEnd,
+    Shutdown,
+    Canceled,
+    RunnerError,
+}
+
 /// A workflow's overall state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -149,6 +161,8 @@ pub struct ClaimedJob {
     /// Time-series sampling the workflow's `resource_monitor` asks for; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_series: Option<TimeSeries>,
+    #[serde(default)]
+    pub limits: Option<JobLimits>,
 }
 
 /// Time-series sampling of a job (and of the runner's node).
@@ -180,6 +194,22 @@ pub struct ResourceSample {
     /// Resident memory; of a node, memory in use (total less available).
     pub memory_bytes: u64,
     pub num_processes: u32,
+}
+
+/// How a runner limits and stops a job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobLimits {
+    /// Kill the job past this memory; null: not limited.
+    pub memory_bytes: Option<u64>,
+    pub oom_exit_code: i32,
+    /// Linux signal number sent before SIGKILL.
+    pub termination_signal: i32,
+    /// Seconds between the termination signal and SIGKILL.
+    pub sigterm_lead: f64,
+    /// Seconds before an allocation's end that SIGKILL comes.
+    pub sigkill_headroom: f64,
+    pub staggered_start: bool,
 }
 
 /// The answer to a claim.
@@ -224,6 +254,10 @@ pub struct CompletionReport {
     pub avg_memory_bytes: Option<u64>,
     pub peak_cpu_percent: Option<f64>,
     pub avg_cpu_percent: Option<f64>,
+    #[serde(default)]
+    pub end_reason: Option<EndReason>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// Starts and completions sent together.
@@ -373,6 +407,10 @@ mod tests {
                 jobs: true,
                 node: false,
             }),
+            limits: torc_core::api::JobLimits {
+                memory_bytes: Some(50 << 20),
+                ..Default::default()
+            },
         };
         same_json::<_, schema::ClaimResponse>(&ClaimResponse {
             jobs: vec![job.clone()],
@@ -405,6 +443,8 @@ mod tests {
                 avg_memory_bytes: None,
                 peak_cpu_percent: Some(1.5),
                 avg_cpu_percent: None,
+                end_reason: Some(torc_core::changes::EndReason::Memory),
+                message: Some("over its memory".into()),
             }],
             samples: vec![
                 torc_core::api::ResourceSample {

@@ -218,6 +218,13 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             "POST",
+            "/workflows/{id}/jobs/1/scale_resources",
+            |_| Some(json!({"runtime_factor": 1.5}).to_string()),
+            Kind::Manage,
+            200,
+        ),
+        e(
+            "POST",
             "/runners/claim",
             |_| Some(json!({"runner_id": "r", "limit": 1, "wait_ms": 0}).to_string()),
             Kind::SharedClaim,
@@ -406,7 +413,7 @@ async fn every_endpoint_answers_every_caller_as_designed() {
             }
         }
     }
-    assert_eq!(cells, 21 * 9);
+    assert_eq!(cells, 22 * 9);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // The 404 of a workflow one may not see is the 404 of one that does not exist.

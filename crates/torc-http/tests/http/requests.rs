@@ -348,3 +348,57 @@ async fn graceful_stop_answers_requests_in_flight() {
         .unwrap();
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_jobs_resources_answers_what_changed_or_why_not() {
+    let t = TestServer::start().await;
+    let id = t.create(FLAT5).await;
+    let url = |job: u32| t.url(&format!("/workflows/{id}/jobs/{job}/scale_resources"));
+    // FLAT5's jobs name no requirement: their memory is not theirs to change (422).
+    t.expect_error(
+        t.raw.post(url(1)).json(&json!({"memory_factor": 1.5})),
+        422,
+        "invalid_input",
+    )
+    .await;
+    t.expect_error(
+        t.raw.post(url(1)).json(&json!({"runtime_factor": -1.0})),
+        422,
+        "invalid_input",
+    )
+    .await;
+    t.expect_error(
+        t.raw.post(url(99)).json(&json!({"runtime_factor": 2.0})),
+        404,
+        "not_found",
+    )
+    .await;
+    // A claimed job is in flight: 409.
+    let claimed = t
+        .client
+        .claim_jobs(&claim_req(id, "r", 1, 0))
+        .await
+        .unwrap()
+        .jobs;
+    let job = claimed[0].job_id.0;
+    t.expect_error(
+        t.raw.post(url(job)).json(&json!({"runtime_factor": 2.0})),
+        409,
+        "conflict",
+    )
+    .await;
+    // Accepted: what changed (nothing to raise for a job without requirement or timeout).
+    let other = if job == 1 { 2 } else { 1 };
+    let req = torc_http::ScaleRequest {
+        memory_factor: None,
+        runtime_factor: Some(2.0),
+    };
+    let changed = t
+        .client
+        .scale_job_resources(id, torc_core::JobId(other), req)
+        .await
+        .unwrap();
+    assert_eq!(changed.requirement, None);
+    assert_eq!(changed.runtime_secs, changed.runtime_secs_before);
+    t.stop().await;
+}

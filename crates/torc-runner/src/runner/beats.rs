@@ -160,7 +160,7 @@ impl<C: Coordinator> EventLoop<C> {
                 warn!(job = r.job.job_id.0, name = %r.job.name, attempt = r.job.attempt_id,
                       "the coordinator took this job back (lease lapsed): killing it");
                 r.revoked = true;
-                r.terminate(now, Duration::ZERO, true);
+                r.terminate(now, None, torc_core::changes::EndReason::Canceled);
             }
         }
         let before = self.queued.len() + self.completions.len();

@@ -30,6 +30,11 @@ impl<C: Coordinator> EventLoop<C> {
                         .cfg
                         .time_left
                         .map(|t| t.saturating_sub(now.saturating_duration_since(self.started)));
+                    // Before an allocation's end, only jobs that can finish before their stop.
+                    if let Some(end) = self.claims_end() {
+                        let left = end.saturating_duration_since(now);
+                        free.time_left = Some(free.time_left.map_or(left, |t| t.min(left)));
+                    }
                 }
                 (free.map_or(0, |f| f.num_cpus), free)
             }
@@ -149,8 +154,8 @@ impl<C: Coordinator> EventLoop<C> {
                 });
                 self.counts.claimed += resp.jobs.len() as u64;
                 for job in resp.jobs {
-                    if self.stopping.is_some() {
-                        self.abandon(job);
+                    if let Some(reason) = self.stopping {
+                        self.abandon(job, reason.end_reason());
                     } else {
                         self.queued.push_back(job);
                     }

@@ -1,8 +1,9 @@
 //! Running jobs: starting them, their exits, recovery scripts, and their completion records.
 
 use super::{key_of, BoxFut, EventLoop, JobKey, MAX_PREFETCH_WINDOWS, PREFETCH_BELOW};
+use crate::cgroup::{CgroupEnd, JobCgroup};
 use crate::config::Capacity;
-use crate::monitor::Usage;
+use crate::monitor::{Usage, LIMIT_CHECK};
 use crate::process::{self, signal_group, RC_RUNNER_ERROR};
 use std::io;
 use std::process::ExitStatus;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use tokio::process::Child;
 use tokio::time::Instant;
 use torc_core::api::{ClaimedJob, CompletionReport, Coordinator, StartReport};
+use torc_core::changes::EndReason;
+use torc_core::units::{format_duration, format_memory};
 use torc_core::{Timestamp, WorkflowId};
 use tracing::{debug, error, info, warn};
 
@@ -34,12 +37,20 @@ pub(super) struct Running {
     pub(super) start_time: Timestamp,
     /// When the job's `timeout` runs out.
     pub(super) deadline: Option<Instant>,
-    /// When a SIGTERM'ed group gets SIGKILL.
+    /// When a signalled group gets SIGKILL.
     pub(super) kill_at: Option<Instant>,
-    /// The runner stopped it (timeout, shutdown, cancellation).
+    /// The runner's allocation ends: when the job gets its termination signal, and when
+    /// SIGKILL (see [`crate::Shutdown::end_at`]).
+    pub(super) end_signal_at: Option<Instant>,
+    pub(super) end_kill_at: Option<Instant>,
+    /// The runner stopped it (timeout, allocation end, shutdown, cancellation).
     pub(super) terminated: bool,
-    /// It ran past its `timeout`: recorded with its `timeout_exit_code`.
-    pub(super) timed_out: bool,
+    /// Why the runner stopped it (the first reason, when there were several).
+    pub(super) cause: Option<EndReason>,
+    /// Its cgroup, when the kernel enforces its memory limit.
+    pub(super) cgroup: Option<JobCgroup>,
+    /// It was killed for its memory: what the result says.
+    pub(super) memory_kill: Option<String>,
     /// The runner's GPUs (indexes into its device list) given to it.
     pub(super) gpus: Vec<usize>,
     /// The coordinator took it back (this runner's lease had lapsed): not to be reported.
@@ -47,18 +58,128 @@ pub(super) struct Running {
 }
 
 impl Running {
-    /// Stops the job: SIGTERM and a grace period if it supports termination, else SIGKILL.
-    pub(super) fn terminate(&mut self, now: Instant, grace: Duration, hard: bool) {
+    fn gentle(&self) -> bool {
+        self.job.supports_termination && matches!(self.phase, Phase::Job)
+    }
+
+    /// Stops the job for `cause`: if it supports termination, its termination signal now and
+    /// SIGKILL at `kill_at`; else (or with no `kill_at`, or one already past) SIGKILL now.
+    pub(super) fn terminate(&mut self, now: Instant, kill_at: Option<Instant>, cause: EndReason) {
         let first = !self.terminated;
         self.terminated = true;
-        let gentle = self.job.supports_termination && matches!(self.phase, Phase::Job);
-        if hard || !gentle {
+        self.cause.get_or_insert(cause);
+        match kill_at.filter(|&t| t > now && self.gentle()) {
+            Some(at) if first => {
+                signal_group(self.pgid, self.job.limits.termination_signal);
+                self.kill_at = Some(at);
+            }
+            Some(at) => {
+                // Signalled already: a nearer kill wins.
+                self.kill_at = Some(self.kill_at.map_or(at, |k| k.min(at)));
+            }
+            None => {
+                signal_group(self.pgid, libc::SIGKILL);
+                self.kill_at = None;
+            }
+        }
+    }
+
+    /// When a stop now would kill the job: after the runner's grace period if it has one,
+    /// else after the workflow's `sigterm_lead_seconds`.
+    pub(super) fn kill_after(&self, now: Instant, grace: Option<Duration>) -> Instant {
+        now + grace.unwrap_or(self.job.limits.sigterm_lead)
+    }
+
+    /// The runner's allocation ends at `end`: SIGKILL at `end - sigkill_headroom`, the
+    /// termination signal `sigterm_lead` before that for a job that supports termination.
+    pub(super) fn set_end(&mut self, now: Instant, end: Instant) {
+        let limits = &self.job.limits;
+        let kill = end.checked_sub(limits.sigkill_headroom).unwrap_or(now);
+        let signal = match self.job.supports_termination {
+            true => kill.checked_sub(limits.sigterm_lead).unwrap_or(now),
+            false => kill,
+        };
+        self.end_kill_at = Some(kill);
+        self.end_signal_at = Some(signal);
+    }
+
+    /// Acts on the job's own deadlines: its timeout, its allocation's end, its SIGKILL.
+    pub(super) fn on_timers(&mut self, now: Instant, grace: Option<Duration>) {
+        let job_phase = matches!(self.phase, Phase::Job);
+        if self.deadline.is_some_and(|d| d <= now) && !self.terminated && job_phase {
+            warn!(job = self.job.job_id.0, name = %self.job.name, "job ran past its timeout: terminating");
+            let kill = self.kill_after(now, grace);
+            self.terminate(now, Some(kill), EndReason::Timeout);
+        }
+        if self.end_signal_at.is_some_and(|t| t <= now) && !self.terminated {
+            warn!(job = self.job.job_id.0, name = %self.job.name, "allocation ending: terminating the job");
+            self.end_signal_at = None;
+            self.terminate(now, self.end_kill_at, EndReason::AllocationEnd);
+        }
+        if self.end_kill_at.is_some_and(|t| t <= now) {
+            self.end_kill_at = None;
+            self.terminate(now, None, EndReason::AllocationEnd);
+        }
+        if self.kill_at.is_some_and(|t| t <= now) {
+            debug!(
+                job = self.job.job_id.0,
+                "grace period over: killing the job's process group"
+            );
             signal_group(self.pgid, libc::SIGKILL);
             self.kill_at = None;
-        } else if first {
-            signal_group(self.pgid, libc::SIGTERM);
-            self.kill_at = Some(now + grace);
         }
+    }
+
+    /// The deadlines [`Self::on_timers`] waits for.
+    pub(super) fn deadlines(&self) -> impl Iterator<Item = Instant> {
+        let live = !self.terminated;
+        let timeout = self
+            .deadline
+            .filter(|_| live && matches!(self.phase, Phase::Job));
+        let end_signal = self.end_signal_at.filter(|_| live);
+        [timeout, end_signal, self.end_kill_at, self.kill_at]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// What the result of a job killed for its memory says; `None` when it was not.
+fn memory_verdict(job: &ClaimedJob, usage: &Usage, cgroup: Option<CgroupEnd>) -> Option<String> {
+    let limit = format_memory(job.limits.memory_bytes.unwrap_or(0));
+    if let Some(end) = cgroup.filter(|e| e.oom_killed) {
+        let peak = end
+            .peak_bytes
+            .map_or_else(String::new, |p| format!(", peak {}", format_memory(p)));
+        return Some(format!(
+            "killed by the kernel for exceeding its memory limit of {limit} \
+             (cgroup v2 memory.max{peak})"
+        ));
+    }
+    usage.over_limit.map(|rss| {
+        format!(
+            "killed for using more memory than its limit: {} sampled, limit {limit} \
+             (the runner's /proc sampler, every {} ms)",
+            format_memory(rss),
+            LIMIT_CHECK.as_millis()
+        )
+    })
+}
+
+/// What the result of a job the runner stopped says.
+fn stop_message(job: &ClaimedJob, cause: EndReason) -> String {
+    match cause {
+        EndReason::Timeout => match job.timeout {
+            Some(t) => format!(
+                "stopped for running past its timeout of {}",
+                format_duration(t)
+            ),
+            None => "stopped for running past its timeout".into(),
+        },
+        EndReason::AllocationEnd => "stopped at its allocation's end".into(),
+        EndReason::Shutdown => "stopped by the runner's shutdown".into(),
+        EndReason::Canceled => "stopped because its workflow was canceled".into(),
+        EndReason::Memory => "killed for its memory".into(),
+        EndReason::RunnerError => "the runner lost its process".into(),
     }
 }
 
@@ -108,16 +229,29 @@ impl<C: Coordinator> EventLoop<C> {
         }
     }
 
-    /// Starts queued jobs, in claim order, that fit in what the running jobs leave free.
+    /// Starts queued jobs, in claim order, that fit in what the running jobs leave free (and
+    /// are not held back by the stagger of the runner's first jobs).
     pub(super) fn start_queued(&mut self) {
         if self.queued.is_empty() || self.stopping.is_some() {
             return;
         }
+        let now = Instant::now();
+        if self.stagger_until.is_some_and(|t| t <= now) {
+            self.stagger_until = None;
+        }
+        let staggering = self.stagger_until.is_some();
+        let held = |job: &ClaimedJob| staggering && job.limits.staggered_start;
         if let Capacity::MaxParallelJobs(n) = self.cfg.capacity {
-            let n = (n as usize).saturating_sub(self.running.len());
-            for _ in 0..n.min(self.queued.len()) {
-                let job = self.queued.pop_front().expect("counted above");
+            let mut room = (n as usize).saturating_sub(self.running.len());
+            let mut i = 0;
+            while room > 0 && i < self.queued.len() {
+                if held(&self.queued[i]) {
+                    i += 1;
+                    continue;
+                }
+                let job = self.queued.remove(i).expect("index checked");
                 self.start_job(job);
+                room -= 1;
             }
             return;
         }
@@ -128,7 +262,9 @@ impl<C: Coordinator> EventLoop<C> {
         let mut i = 0;
         while i < self.queued.len() {
             let need = self.queued[i].resources;
-            if need.num_cpus <= free.num_cpus
+            if held(&self.queued[i]) {
+                i += 1;
+            } else if need.num_cpus <= free.num_cpus
                 && need.memory_bytes <= free.memory_bytes
                 && need.num_gpus <= free.num_gpus
             {
@@ -189,48 +325,76 @@ impl<C: Coordinator> EventLoop<C> {
                 job = job.job_id.0,
                 "claimed a job that is already running here"
             );
-            self.abandon(job);
+            self.abandon(job, EndReason::RunnerError);
             return;
         }
         self.push_start(&job, start_time);
-        match process::spawn_job(&job, &self.ctx) {
+        let limit = job.limits.memory_bytes;
+        let cgroup = match (limit, self.cgroups) {
+            (Some(limit), Some(tree)) => {
+                let name = format!(
+                    "wf{}_j{}_r{}_a{}",
+                    job.workflow_id, job.job_id, job.run_id, job.attempt_id
+                );
+                match tree.job(&name, limit) {
+                    Ok(cg) => Some(cg),
+                    Err(e) => {
+                        warn!(job = job.job_id.0, error = %e, "cannot make the job's cgroup: the sampler enforces its memory limit");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let sampler_limit = limit.filter(|_| cgroup.is_none());
+        match process::spawn_job(&job, &self.ctx, cgroup.as_ref().map(JobCgroup::enter_fd)) {
             Ok(child) => {
                 let pgid = pgid_of(&child);
                 let now = Instant::now();
-                self.monitor.track(pgid);
+                self.monitor.track(pgid, sampler_limit);
                 self.samples.track(pgid, &job);
                 self.exits
                     .push(wait_for(child, key_of(&job), job.attempt_id, false));
                 debug!(job = job.job_id.0, name = %job.name, attempt = job.attempt_id, pgid, "job started");
-                self.running.insert(
-                    key_of(&job),
-                    Running {
-                        // Its timeout, or the end of the allocation (less its headroom),
-                        // whichever comes first: either way it is stopped for time.
-                        deadline: match (
-                            job.timeout.map(|t| now + t),
-                            self.cfg.time_left.map(|t| self.started + t),
-                        ) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        },
-                        job,
-                        pgid,
-                        phase: Phase::Job,
-                        start_time,
-                        kill_at: None,
-                        terminated: false,
-                        timed_out: false,
-                        gpus,
-                        revoked: false,
+                let lead = job.limits.sigkill_headroom + job.limits.sigterm_lead;
+                self.max_end_lead = Some(self.max_end_lead.map_or(lead, |l| l.max(lead)));
+                let mut r = Running {
+                    // Its timeout, or the end of the allocation (less its headroom),
+                    // whichever comes first: either way it is stopped for time.
+                    deadline: match (
+                        job.timeout.map(|t| now + t),
+                        self.cfg.time_left.map(|t| self.started + t),
+                    ) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
                     },
-                );
+                    job,
+                    pgid,
+                    phase: Phase::Job,
+                    start_time,
+                    kill_at: None,
+                    end_signal_at: None,
+                    end_kill_at: None,
+                    terminated: false,
+                    cause: None,
+                    cgroup,
+                    memory_kill: None,
+                    gpus,
+                    revoked: false,
+                };
+                if let Some(end) = self.alloc_end {
+                    r.set_end(now, end);
+                }
+                self.running.insert(key_of(&r.job), r);
                 self.idle_since = None;
             }
             Err(e) => {
                 error!(job = job.job_id.0, name = %job.name, error = %e, "cannot start job");
+                if let Some(cg) = cgroup {
+                    cg.finish();
+                }
                 self.counts.failed += 1;
-                self.completions.push(completion(
+                let mut done = completion(
                     &job,
                     RC_RUNNER_ERROR,
                     false,
@@ -238,18 +402,21 @@ impl<C: Coordinator> EventLoop<C> {
                     start_time,
                     process::now_timestamp(),
                     Usage::default(),
-                ));
+                );
+                done.1.end_reason = Some(EndReason::RunnerError);
+                done.1.message = Some(format!("cannot start the job: {e}"));
+                self.completions.push(done);
             }
         }
     }
 
     /// A job handed over while stopping: never run, reported terminated.
-    pub(super) fn abandon(&mut self, job: ClaimedJob) {
+    pub(super) fn abandon(&mut self, job: ClaimedJob, cause: EndReason) {
         let now = process::now_timestamp();
         warn!(job = job.job_id.0, name = %job.name, "claimed while stopping: reporting it terminated");
         self.push_start(&job, now);
         self.counts.terminated += 1;
-        self.completions.push(completion(
+        let mut done = completion(
             &job,
             -libc::SIGTERM,
             true,
@@ -257,7 +424,10 @@ impl<C: Coordinator> EventLoop<C> {
             now,
             now,
             Usage::default(),
-        ));
+        );
+        done.1.end_reason = Some(cause);
+        done.1.message = Some(format!("never started: {}", stop_message(&job, cause)));
+        self.completions.push(done);
     }
 
     pub(super) fn push_start(&mut self, job: &ClaimedJob, start_time: Timestamp) {
@@ -302,6 +472,13 @@ impl<C: Coordinator> EventLoop<C> {
             Phase::Job => {
                 let usage = self.monitor.untrack(r.pgid);
                 self.samples.untrack(r.pgid);
+                let cgroup_end = r.cgroup.take().map(JobCgroup::finish);
+                let mut rc = rc;
+                if let Some(message) = memory_verdict(&r.job, &usage, cgroup_end) {
+                    warn!(job = exit.key.1 .0, name = %r.job.name, "{message}");
+                    rc = r.job.limits.oom_exit_code;
+                    r.memory_kill = Some(message);
+                }
                 let recovery = if !r.terminated && rc != 0 && self.stopping.is_none() {
                     process::recovery_script_for(&r.job, rc)
                 } else {
@@ -363,10 +540,19 @@ impl<C: Coordinator> EventLoop<C> {
             self.counts.revoked += 1;
             return;
         }
-        let rc = if r.timed_out {
-            r.job.timeout_exit_code
-        } else {
-            rc
+        // Killed for memory: a failure of the job (its handler may retry it), not a stop.
+        let memory = r.memory_kill.is_some();
+        let stopped = r.terminated && !memory;
+        let (rc, end_reason, message) = match (r.memory_kill, r.cause) {
+            (Some(message), _) => (rc, Some(EndReason::Memory), Some(message)),
+            (None, Some(cause)) if r.terminated => {
+                let rc = match cause.is_time() {
+                    true => r.job.timeout_exit_code,
+                    false => rc,
+                };
+                (rc, Some(cause), Some(stop_message(&r.job, cause)))
+            }
+            (None, _) => (rc, None, None),
         };
         if rc == 0 && !r.terminated && !recovery_failed && r.job.stdio.delete_on_success {
             for f in process::output_files(&self.ctx.stdio_dir, &r.job).files() {
@@ -375,28 +561,31 @@ impl<C: Coordinator> EventLoop<C> {
                 }
             }
         }
-        if r.terminated {
+        if stopped {
             self.counts.terminated += 1;
         } else if rc == 0 {
             self.counts.completed += 1;
         } else {
             self.counts.failed += 1;
         }
-        debug!(job = key.1 .0, rc, terminated = r.terminated, "job ended");
+        debug!(job = key.1 .0, rc, terminated = stopped, "job ended");
         let wall = Duration::from_millis(end_time.0.saturating_sub(r.start_time.0).max(0) as u64);
         self.mean_runtime = Some(match self.mean_runtime {
             Some(mean) => mean.mul_f64(0.8) + wall.mul_f64(0.2),
             None => wall,
         });
-        self.completions.push(completion(
+        let mut done = completion(
             &r.job,
             rc,
-            r.terminated,
+            stopped,
             recovery_failed,
             r.start_time,
             end_time,
             usage,
-        ));
+        );
+        done.1.end_reason = end_reason;
+        done.1.message = message;
+        self.completions.push(done);
     }
 }
 
@@ -422,6 +611,8 @@ pub(super) fn completion(
         avg_memory_bytes: usage.avg_memory_bytes,
         peak_cpu_percent: usage.peak_cpu_percent,
         avg_cpu_percent: usage.avg_cpu_percent,
+        end_reason: None,
+        message: None,
     };
     (job.workflow_id, report)
 }

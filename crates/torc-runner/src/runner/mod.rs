@@ -14,7 +14,8 @@
 //! whose commits wait for the disk answers more slowly, and the runner looks further ahead. Long jobs are never prefetched: a job
 //! waiting in one runner's queue for an hour would be a job another runner could have run.
 
-use crate::config::RunnerConfig;
+use crate::cgroup::CgroupTree;
+use crate::config::{stagger_delay, RunnerConfig};
 use crate::error::{Progress, RunEnd, RunSummary, RunnerError};
 use crate::monitor::Monitor;
 use crate::process::{signal_group, JobContext};
@@ -30,20 +31,21 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use torc_core::api::JobLimits;
 use torc_core::api::{
     ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, ReportBatch,
     ReportResponse, StartReport,
 };
-use torc_core::changes::WorkflowState;
+use torc_core::changes::{EndReason, WorkflowState};
 use torc_core::{JobId, WorkflowId};
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 mod beats;
 mod claims;
 mod jobs;
 mod reports;
 
-use jobs::{Exit, Phase, Running};
+use jobs::{Exit, Running};
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -70,6 +72,8 @@ const START_REPORT_DELAY: Duration = Duration::from_secs(1);
 const STOPPING_REPORT_ATTEMPTS: u32 = 8;
 /// The same after a second shutdown request.
 const HARD_STOP_REPORT_ATTEMPTS: u32 = 2;
+/// While stopping, how long the claim in flight is waited for (without a grace period set).
+const STOP_CLAIM_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs jobs of `config.workflow_id` (of every workflow it may serve, for a shared runner) until
 /// the workflow is done, the idle timeout passes, or `shutdown` is triggered.
@@ -110,14 +114,35 @@ pub async fn run_with_progress<C: Coordinator>(
         workflow = %config.workflow_id,
         runner = %config.runner_id
     );
+    let cgroups = memory_limits(&config);
     let monitor = Monitor::default();
-    let _sampler = config
-        .sample_interval
-        .map(|every| AbortOnDrop(tokio::spawn(monitor.clone().sample_forever(every))));
+    let _sampler = AbortOnDrop(tokio::spawn(
+        monitor.clone().sample_forever(config.sample_interval),
+    ));
     let samples = Samples::default();
     let _series = AbortOnDrop(tokio::spawn(samples.clone().sample_forever()));
-    let event_loop = EventLoop::new(coord, config, ctx, (monitor, samples), progress);
+    let mut event_loop = EventLoop::new(coord, config, ctx, (monitor, samples), progress);
+    event_loop.cgroups = cgroups;
     event_loop.run(shutdown).instrument(span).await
+}
+
+/// How jobs' memory limits are enforced in this run, logged once: by a cgroup per job where
+/// the runner may make them, else by the sampler.
+fn memory_limits(config: &RunnerConfig) -> Option<&'static CgroupTree> {
+    if !config.cgroup_limits {
+        info!("memory limits: enforced by the /proc sampler (cgroup limits turned off)");
+        return None;
+    }
+    match crate::cgroup::tree() {
+        Ok(tree) => {
+            info!(cgroups = %tree.jobs_dir().display(), "memory limits: a cgroup v2 per job (memory.max), enforced by the kernel");
+            Some(tree)
+        }
+        Err(why) => {
+            info!(reason = %why, "memory limits: enforced by the /proc sampler (no cgroup v2 memory limits here)");
+            None
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -133,6 +158,18 @@ enum StopReason {
     Shutdown,
     Canceled,
     Failed,
+    /// The allocation's end is near: no more claims, running jobs stop at their deadlines.
+    AllocationEnd,
+}
+
+impl StopReason {
+    fn end_reason(self) -> EndReason {
+        match self {
+            StopReason::Shutdown | StopReason::Failed => EndReason::Shutdown,
+            StopReason::Canceled => EndReason::Canceled,
+            StopReason::AllocationEnd => EndReason::AllocationEnd,
+        }
+    }
 }
 
 fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
@@ -169,7 +206,16 @@ struct EventLoop<C: Coordinator> {
     monitor: Monitor,
     /// Time series the workflow's `resource_monitor` asks for.
     samples: Samples,
+    /// Where limited jobs get their cgroups; `None`: the sampler enforces limits.
+    cgroups: Option<&'static CgroupTree>,
     started: Instant,
+    /// Until then, jobs of workflows with `staggered_start` wait (see `RunnerConfig::stagger_window`).
+    stagger_until: Option<Instant>,
+    /// The allocation's end, once [`Shutdown::end_at`] gave it.
+    alloc_end: Option<Instant>,
+    /// The longest `sigkill_headroom + sigterm_lead` of the jobs started (`None` before the
+    /// first: the defaults apply); claims stop this long before the allocation's end.
+    max_end_lead: Option<Duration>,
 
     running: HashMap<JobKey, Running>,
     /// Jobs claimed ahead of free slots (prefetched), started as soon as they fit.
@@ -242,11 +288,17 @@ impl<C: Coordinator> EventLoop<C> {
     ) -> Self {
         let now = Instant::now();
         EventLoop {
+            stagger_until: cfg
+                .stagger_window
+                .map(|w| now + stagger_delay(&cfg.runner_id, w)),
             coord,
             cfg,
             ctx,
             monitor,
             samples,
+            cgroups: None,
+            alloc_end: None,
+            max_end_lead: None,
             started: now,
             running: HashMap::new(),
             queued: VecDeque::new(),
@@ -352,6 +404,7 @@ impl<C: Coordinator> EventLoop<C> {
             Some(_) if !(quiet && self.claim.is_none()) => return None,
             Some(StopReason::Canceled) => RunEnd::WorkflowCanceled,
             Some(StopReason::Shutdown | StopReason::Failed) => RunEnd::Shutdown,
+            Some(StopReason::AllocationEnd) => RunEnd::AllocationEnd,
             None if quiet && self.workflow_state == WorkflowState::Complete => {
                 RunEnd::WorkflowComplete
             }
@@ -386,10 +439,15 @@ impl<C: Coordinator> EventLoop<C> {
     fn next_wake(&self, now: Instant) -> Option<Instant> {
         let mut wake = None;
         for r in self.running.values() {
-            if !r.terminated && matches!(r.phase, Phase::Job) {
-                earliest(&mut wake, now, r.deadline);
+            for t in r.deadlines() {
+                earliest(&mut wake, now, Some(t));
             }
-            earliest(&mut wake, now, r.kill_at);
+        }
+        if !self.queued.is_empty() {
+            earliest(&mut wake, now, self.stagger_until);
+        }
+        if self.stopping.is_none() {
+            earliest(&mut wake, now, self.claims_end());
         }
         if self.claim.is_none() {
             earliest(&mut wake, now, self.claim_not_before);
@@ -421,23 +479,25 @@ impl<C: Coordinator> EventLoop<C> {
         wake
     }
 
+    /// When claims stop before the allocation's end: no job claimed later would have time for
+    /// its termination signal.
+    fn claims_end(&self) -> Option<Instant> {
+        let end = self.alloc_end?;
+        let lead = self.max_end_lead.unwrap_or_else(|| {
+            let defaults = JobLimits::default();
+            defaults.sigkill_headroom + defaults.sigterm_lead
+        });
+        Some(end.checked_sub(lead).unwrap_or(self.started))
+    }
+
     fn on_timers(&mut self, now: Instant) {
         let grace = self.cfg.grace_period;
         for r in self.running.values_mut() {
-            let timed_out = r.deadline.is_some_and(|d| d <= now);
-            if timed_out && !r.terminated && matches!(r.phase, Phase::Job) {
-                warn!(job = r.job.job_id.0, name = %r.job.name, "job ran past its timeout: terminating");
-                r.timed_out = true;
-                r.terminate(now, grace, false);
-            }
-            if r.kill_at.is_some_and(|t| t <= now) {
-                debug!(
-                    job = r.job.job_id.0,
-                    "grace period over: killing the job's process group"
-                );
-                signal_group(r.pgid, libc::SIGKILL);
-                r.kill_at = None;
-            }
+            r.on_timers(now, grace);
+        }
+        if self.stopping.is_none() && self.claims_end().is_some_and(|t| t <= now) {
+            info!("the allocation's end is near: no more claims");
+            self.begin_stop(StopReason::AllocationEnd);
         }
         if let Some(left) = self.cfg.time_left {
             if !self.idle_expired && self.running.is_empty() && now >= self.started + left {
@@ -457,12 +517,29 @@ impl<C: Coordinator> EventLoop<C> {
         }
     }
 
-    /// Acts on shutdown requests not seen yet.
+    /// Acts on shutdown requests and allocation ends not seen yet.
     fn check_shutdown(&mut self) {
-        let requests = self.shutdown.as_ref().map_or(0, Shutdown::triggered);
-        if requests > self.shutdowns_seen {
-            self.shutdowns_seen = requests;
-            self.on_shutdown(requests);
+        let requests = self
+            .shutdown
+            .as_ref()
+            .map(Shutdown::requests)
+            .unwrap_or_default();
+        if requests.triggered > self.shutdowns_seen {
+            self.shutdowns_seen = requests.triggered;
+            self.on_shutdown(requests.triggered);
+        }
+        if let Some(end) = requests.end.map(Instant::from_std) {
+            if self.alloc_end.is_none_or(|old| end < old) {
+                info!(
+                    in_secs = end.saturating_duration_since(Instant::now()).as_secs(),
+                    "the allocation ends: jobs will be stopped before it"
+                );
+                self.alloc_end = Some(end);
+                let now = Instant::now();
+                for r in self.running.values_mut() {
+                    r.set_end(now, end);
+                }
+            }
         }
     }
 
@@ -475,7 +552,7 @@ impl<C: Coordinator> EventLoop<C> {
             self.hard_stop = true;
             let now = Instant::now();
             for r in self.running.values_mut() {
-                r.terminate(now, Duration::ZERO, true);
+                r.terminate(now, None, EndReason::Shutdown);
             }
             self.claim = None;
         }
@@ -492,16 +569,20 @@ impl<C: Coordinator> EventLoop<C> {
         // (the coordinator canceled them already).
         for job in std::mem::take(&mut self.queued) {
             if reason != StopReason::Canceled {
-                self.abandon(job);
+                self.abandon(job, reason.end_reason());
             }
         }
         let now = Instant::now();
         let grace = self.cfg.grace_period;
-        for r in self.running.values_mut() {
-            r.terminate(now, grace, false);
+        // At an allocation's end, running jobs keep their deadlines (see `Running::set_end`).
+        if reason != StopReason::AllocationEnd {
+            for r in self.running.values_mut() {
+                let kill = r.kill_after(now, grace);
+                r.terminate(now, Some(kill), reason.end_reason());
+            }
         }
         self.claim_not_before = None;
-        self.claim_deadline = Some(now + grace);
+        self.claim_deadline = Some(now + grace.unwrap_or(STOP_CLAIM_WAIT));
     }
 
     fn fail(&mut self, err: RunnerError) {
@@ -527,7 +608,8 @@ impl<C: Coordinator> EventLoop<C> {
         let grace = self.cfg.grace_period;
         for r in self.running.values_mut() {
             if r.job.workflow_id == workflow {
-                r.terminate(now, grace, false);
+                let kill = r.kill_after(now, grace);
+                r.terminate(now, Some(kill), EndReason::Canceled);
             }
         }
         // The coordinator canceled its queued jobs already.

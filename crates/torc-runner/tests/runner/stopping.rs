@@ -110,7 +110,7 @@ async fn a_second_shutdown_request_kills_at_once() {
     stubborn.supports_termination = true;
     let fake = Fake::new(vec![(stubborn, vec![])]);
     let mut cfg = config(dir.path(), Capacity::MaxParallelJobs(1));
-    cfg.grace_period = Duration::from_secs(3600);
+    cfg.grace_period = Some(Duration::from_secs(3600));
     let shutdown = Shutdown::new();
     let runner = tokio::spawn(run(Arc::clone(&fake), cfg, shutdown.clone()));
     wait_for_file(&pid).await;

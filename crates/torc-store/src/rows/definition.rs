@@ -9,7 +9,7 @@ use crate::schema::{
 };
 use diesel::prelude::*;
 use torc_core::ids::{JobId, WorkflowId};
-use torc_core::model::{JobDef, JobStatus, WorkflowDef};
+use torc_core::model::{JobDef, JobStatus, ResourceRequirement, WorkflowDef};
 
 #[derive(Insertable)]
 #[diesel(table_name = resource_requirements, treat_none_as_default_value = false)]
@@ -27,6 +27,27 @@ pub(crate) struct NewRequirement<'a> {
 impl BatchRow for NewRequirement<'_> {
     type Table = resource_requirements::table;
     const COLUMNS: usize = 8;
+}
+
+impl<'a> NewRequirement<'a> {
+    /// The row of requirement `index` of workflow `wf`.
+    pub(crate) fn new(
+        wf: WorkflowId,
+        index: usize,
+        r: &'a ResourceRequirement,
+    ) -> Result<Self, StoreError> {
+        let res = &r.resources;
+        Ok(NewRequirement {
+            workflow_id: wf.0,
+            id: position_to_id("resource requirement id", index)?,
+            name: &r.name,
+            num_cpus: to_i32("num_cpus", res.num_cpus)?,
+            memory_bytes: to_i64("memory_bytes", res.memory_bytes)?,
+            num_gpus: to_i32("num_gpus", res.num_gpus)?,
+            num_nodes: to_i32("num_nodes", res.num_nodes)?,
+            runtime_secs: res.runtime.as_secs_f64(),
+        })
+    }
 }
 
 #[derive(Insertable)]
@@ -166,17 +187,7 @@ impl<'a> DefinitionRows<'a> {
         let w = wf.0;
         let mut rows = DefinitionRows::default();
         for (i, r) in def.resource_requirements.iter().enumerate() {
-            let res = &r.resources;
-            rows.requirements.push(NewRequirement {
-                workflow_id: w,
-                id: position_to_id("resource requirement id", i)?,
-                name: &r.name,
-                num_cpus: to_i32("num_cpus", res.num_cpus)?,
-                memory_bytes: to_i64("memory_bytes", res.memory_bytes)?,
-                num_gpus: to_i32("num_gpus", res.num_gpus)?,
-                num_nodes: to_i32("num_nodes", res.num_nodes)?,
-                runtime_secs: res.runtime.as_secs_f64(),
-            });
+            rows.requirements.push(NewRequirement::new(wf, i, r)?);
         }
         for (i, h) in def.failure_handlers.iter().enumerate() {
             rows.handlers.push(NewHandler {

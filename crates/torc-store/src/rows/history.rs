@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::records::{EventRecord, ResultRecord};
 use crate::schema::{events, results};
 use diesel::prelude::*;
-use torc_core::changes::{Event, JobResult};
+use torc_core::changes::{EndReason, Event, JobResult};
 use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 
 #[derive(Insertable)]
@@ -26,11 +26,33 @@ pub(crate) struct NewResult<'a> {
     avg_memory_bytes: Option<i64>,
     peak_cpu_percent: Option<f64>,
     avg_cpu_percent: Option<f64>,
+    /// `{"reason": NAME, "message": TEXT}` (see [`EndNote`]): one column, as the table has
+    /// diesel's 16 at most.
+    end_reason: Option<String>,
 }
 
 impl BatchRow for NewResult<'_> {
     type Table = results::table;
-    const COLUMNS: usize = 14;
+    const COLUMNS: usize = 15;
+}
+
+/// Why the runner ended an attempt, and what it said, as the `end_reason` column stores them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EndNote {
+    reason: Option<EndReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn encode_end(r: &JobResult) -> Result<Option<String>, StoreError> {
+    if r.end_reason.is_none() && r.message.is_none() {
+        return Ok(None);
+    }
+    let note = EndNote {
+        reason: r.end_reason,
+        message: r.message.clone(),
+    };
+    encode("result end_reason", &note).map(Some)
 }
 
 impl<'a> NewResult<'a> {
@@ -50,6 +72,7 @@ impl<'a> NewResult<'a> {
             avg_memory_bytes: opt_to_i64("avg_memory_bytes", r.avg_memory_bytes)?,
             peak_cpu_percent: r.peak_cpu_percent,
             avg_cpu_percent: r.avg_cpu_percent,
+            end_reason: encode_end(r)?,
         })
     }
 }
@@ -98,10 +121,20 @@ pub(crate) struct ResultRow {
     avg_memory_bytes: Option<i64>,
     peak_cpu_percent: Option<f64>,
     avg_cpu_percent: Option<f64>,
+    end_reason: Option<String>,
 }
 
 impl ResultRow {
     pub(crate) fn into_record(self) -> Result<ResultRecord, StoreError> {
+        let end = self
+            .end_reason
+            .as_deref()
+            .map(|text| decode::<EndNote>("result end_reason", text))
+            .transpose()?
+            .unwrap_or(EndNote {
+                reason: None,
+                message: None,
+            });
         Ok(ResultRecord {
             id: self.id,
             job_id: JobId(from_i32("result job_id", self.job_id)?),
@@ -117,6 +150,8 @@ impl ResultRow {
             avg_memory_bytes: opt_from_i64("result avg_memory_bytes", self.avg_memory_bytes)?,
             peak_cpu_percent: self.peak_cpu_percent,
             avg_cpu_percent: self.avg_cpu_percent,
+            end_reason: end.reason,
+            message: end.message,
         })
     }
 }

@@ -12,7 +12,7 @@ mod history;
 mod load;
 mod workflow;
 
-pub(crate) use definition::DefinitionRows;
+pub(crate) use definition::{DefinitionRows, NewRequirement};
 pub(crate) use history::{EventRow, NewEvent, NewResult, ResultRow};
 pub(crate) use load::{
     DependencyRow, FileRow, HandlerRow, JobFileRow, JobListRow, JobRow, JobUserDataRow,
@@ -64,7 +64,7 @@ pub(super) fn opt_to_i64(
 }
 
 /// A model index as a 1-based row id.
-pub(super) fn index_to_id(what: &'static str, index: u32) -> Result<i32, StoreError> {
+pub(crate) fn index_to_id(what: &'static str, index: u32) -> Result<i32, StoreError> {
     index
         .checked_add(1)
         .ok_or(StoreError::OutOfRange {

@@ -97,6 +97,8 @@ fn column_counts_match_binds() {
         avg_memory_bytes: None,
         peak_cpu_percent: None,
         avg_cpu_percent: None,
+        end_reason: None,
+        message: None,
     };
     let results = vec![NewResult::new(WorkflowId(1), &result).unwrap()];
     count!(results::table, results);

@@ -26,7 +26,12 @@ pub(super) fn applied_changes_are_loaded_back(db: &TestDb) {
             change(1, JobStatus::Ready, 2),
             change(3, JobStatus::Canceled, 1),
         ],
-        results: vec![result(1, 1, 1, 137)],
+        // Why the runner ended it travels with the result, and comes back.
+        results: vec![JobResult {
+            end_reason: Some(torc_core::changes::EndReason::Memory),
+            message: Some("killed for using more memory than its limit".into()),
+            ..result(1, 1, 1, 137)
+        }],
         events: vec![event(
             EventKind::JobRetried,
             Some(1),

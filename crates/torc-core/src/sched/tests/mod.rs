@@ -51,6 +51,8 @@ pub(super) fn report(job: &ClaimedJob, rc: i32) -> CompletionReport {
         avg_memory_bytes: None,
         peak_cpu_percent: None,
         avg_cpu_percent: None,
+        end_reason: None,
+        message: None,
     }
 }
 
@@ -490,6 +492,7 @@ fn empty_workflow_is_complete_at_once() {
 }
 
 mod actions;
+mod adjust;
 mod allocations;
 mod leases;
 mod props;
