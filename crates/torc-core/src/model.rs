@@ -224,8 +224,33 @@ impl FileDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserDataDef {
     pub name: String,
+    /// `None`: no data yet; `Some(Null)`: an explicit `null` (absent and `null` in JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "present_value"
+    )]
     pub data: Option<serde_json::Value>,
     pub is_ephemeral: bool,
+}
+
+/// A value that may be missing, where a present `null` is a value (serde reads `null` into
+/// `None` otherwise).
+mod present_value {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        v: &Option<serde_json::Value>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
 }
 
 /// A job after expansion, with every reference resolved.

@@ -8,6 +8,8 @@ use crate::rows::{
     JobListRow, JobRow, JobUserDataRow, RequirementRow, ResultRow, SummaryRow, UserDataRow,
     WorkflowRow, WorkflowRows,
 };
+use crate::samples::{SampleFilter, SampleRecord};
+use crate::schema::resource_samples;
 use crate::schema::{
     action_claims, action_records, allocations, events, failure_handlers, files, idempotency_keys,
     job_dependencies, job_files, job_user_data, jobs, resource_requirements, results, user_data,
@@ -17,9 +19,9 @@ use crate::store::Store;
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 use torc_core::alloc::{Allocation, AllocationState};
+use torc_core::api::ResourceSample;
 use torc_core::changes::EventKind;
-use torc_core::ids::Timestamp;
-use torc_core::ids::{JobId, WorkflowId};
+use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 use torc_core::model::JobStatus;
 use torc_core::sched::ActionRecord;
 
@@ -430,4 +432,89 @@ impl Store {
             )
             .collect()
     }
+}
+
+/// A stored sample's columns, in the order selected.
+type Row = (
+    i64,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    String,
+    i64,
+    f64,
+    i64,
+    i32,
+);
+
+impl Store {
+    /// A page of a workflow's samples in the order they were stored.
+    pub fn list_samples(
+        &self,
+        id: WorkflowId,
+        filter: SampleFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<SampleRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows: Vec<Row> = conn.read_transaction(|conn| {
+            let found: i64 = workflows::table
+                .filter(workflows::id.eq(id.0))
+                .count()
+                .get_result(conn)?;
+            if found == 0 {
+                return Err(StoreError::workflow_not_found(id));
+            }
+            let mut q = resource_samples::table
+                .filter(resource_samples::workflow_id.eq(id.0))
+                .into_boxed();
+            q = match filter {
+                SampleFilter::All => q,
+                SampleFilter::Job(j) => q.filter(resource_samples::job_id.eq(job_id_to_i32(j)?)),
+                SampleFilter::Nodes => q.filter(resource_samples::job_id.is_null()),
+            };
+            Ok(q.order(resource_samples::id)
+                .offset(i64::try_from(offset).unwrap_or(i64::MAX))
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .select((
+                    resource_samples::id,
+                    resource_samples::job_id,
+                    resource_samples::run_id,
+                    resource_samples::attempt_id,
+                    resource_samples::runner,
+                    resource_samples::time,
+                    resource_samples::cpu_percent,
+                    resource_samples::memory_bytes,
+                    resource_samples::num_processes,
+                ))
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(record).collect()
+    }
+}
+
+fn record(
+    (id, job, run, attempt, runner, time, cpu, mem, procs): Row,
+) -> Result<SampleRecord, StoreError> {
+    let unsigned = |what: &'static str, v: i32| {
+        u32::try_from(v).map_err(|_| StoreError::corrupt(what, v.to_string()))
+    };
+    Ok(SampleRecord {
+        id,
+        runner: RunnerId(runner),
+        sample: ResourceSample {
+            job_id: job
+                .map(|j| unsigned("sample job id", j))
+                .transpose()?
+                .map(JobId),
+            run_id: run.map(|r| unsigned("sample run id", r)).transpose()?,
+            attempt_id: attempt
+                .map(|a| unsigned("sample attempt id", a))
+                .transpose()?,
+            time: Timestamp(time),
+            cpu_percent: cpu,
+            memory_bytes: u64::try_from(mem).unwrap_or_default(),
+            num_processes: unsigned("sample process count", procs)?,
+        },
+    })
 }

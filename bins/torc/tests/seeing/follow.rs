@@ -4,15 +4,17 @@
 
 use super::super::{start_server, text, torc, torc_in, wait_for, write_spec};
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A job held until the test writes `release`, a failure after it, and a job after both.
 const HELD: &str = r#"
 name: held
 jobs:
   - name: held
-    command: "while [ ! -f release ]; do sleep 0.05; done; echo released"
+    command: "touch started; while [ ! -f release ]; do sleep 0.05; done; echo released"
   - name: broken
     command: "echo the-broken-reason >&2; exit 3"
     depends_on: [held]
@@ -34,14 +36,10 @@ fn with_url<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-/// Waits until `held` runs (its state read with `jobs list`, through `url` if given).
-fn wait_until_held_runs(dir: &Path, url: Option<&str>) {
+/// Waits until `held` runs (its state as the server at `url` tells it).
+fn wait_until_held_runs(dir: &Path, url: &str) {
     wait_for("the held job to run", || {
-        let mut args = vec!["jobs", "list", "1", "--json"];
-        if let Some(u) = url {
-            args = with_url(u, &args);
-        }
-        let out = torc_in(dir, &args);
+        let out = torc_in(dir, &with_url(url, &["jobs", "list", "1", "--json"]));
         serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|v| {
             v.as_array()
                 .is_some_and(|a| a.iter().any(|j| j["status"] == "running"))
@@ -54,16 +52,73 @@ fn finish(child: Child) -> (Option<i32>, String, String) {
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
+/// A follower whose output is read as it comes, so that the test can wait until it follows.
+struct Follower {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn spawn(dir: &Path, args: &[&str]) -> Follower {
+        let mut child = spawn(dir, args);
+        let (out, err) = (Arc::default(), Arc::default());
+        let read = |stream: Box<dyn Read + Send>, into: &Arc<Mutex<String>>| {
+            let into = Arc::clone(into);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut s = into.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            })
+        };
+        let readers = vec![
+            read(Box::new(child.stdout.take().unwrap()), &out),
+            read(Box::new(child.stderr.take().unwrap()), &err),
+        ];
+        Follower {
+            child,
+            out,
+            err,
+            readers,
+        }
+    }
+
+    /// Waits until it printed something on stdout or stderr: it is following.
+    fn wait_until_following(&self) {
+        wait_for("the follower's first output", || {
+            !self.out.lock().unwrap().is_empty() || !self.err.lock().unwrap().is_empty()
+        });
+    }
+
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        let status = self.child.wait().unwrap();
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let out = self.out.lock().unwrap().clone();
+        let err = self.err.lock().unwrap().clone();
+        (status.code(), out, err)
+    }
+}
+
 #[test]
 fn watch_follows_a_run_of_another_process_and_exits_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(dir.path(), "held.yaml", HELD);
     let run = spawn(dir.path(), &["run", spec.to_str().unwrap(), "--quiet"]);
-    wait_until_held_runs(dir.path(), None);
-    let watch = spawn(dir.path(), &["watch", "1"]);
-    let events = spawn(dir.path(), &["events", "list", "1", "--follow"]);
+    // The job's own mark, not the database: the run is still creating it.
+    wait_for("the held job to run", || {
+        dir.path().join("started").exists()
+    });
+    let watch = Follower::spawn(dir.path(), &["watch", "1"]);
+    let events = Follower::spawn(dir.path(), &["events", "list", "1", "--follow"]);
+    watch.wait_until_following();
+    events.wait_until_following();
     std::fs::write(dir.path().join("release"), "").unwrap();
-    let (code, stdout, stderr) = finish(watch);
+    let (code, stdout, stderr) = watch.finish();
     assert_eq!(code, Some(1), "a failed job: exit 1; {stderr}");
     assert!(
         stdout.contains("workflow 1 complete: 1 completed, 1 failed"),
@@ -79,7 +134,7 @@ fn watch_follows_a_run_of_another_process_and_exits_with_it() {
         stderr.contains("workflow 1: 2/2 done"),
         "the progress lines: {stderr}"
     );
-    let (code, stdout, _) = finish(events);
+    let (code, stdout, _) = events.finish();
     assert_eq!(code, Some(0));
     assert!(
         stdout.contains("workflow_created") && stdout.contains("workflow_completed"),
@@ -107,18 +162,20 @@ fn watch_and_events_follow_a_workflow_on_a_server() {
         dir.path(),
         &with_url(&url, &["run", spec.to_str().unwrap(), "--quiet"]),
     );
-    wait_until_held_runs(dir.path(), Some(&url));
-    let watch = spawn(dir.path(), &with_url(&url, &["watch", "1"]));
-    let events = spawn(
+    wait_until_held_runs(dir.path(), &url);
+    let watch = Follower::spawn(dir.path(), &with_url(&url, &["watch", "1"]));
+    let events = Follower::spawn(
         dir.path(),
         &with_url(&url, &["events", "list", "1", "--follow", "--json"]),
     );
+    watch.wait_until_following();
+    events.wait_until_following();
     std::fs::write(dir.path().join("release"), "").unwrap();
-    let (code, stdout, stderr) = finish(watch);
+    let (code, stdout, stderr) = watch.finish();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stdout.contains("1 completed, 1 failed"), "{stdout}");
     assert!(stderr.contains("the-broken-reason"), "{stderr}");
-    let (code, stdout, stderr) = finish(events);
+    let (code, stdout, stderr) = events.finish();
     assert_eq!(code, Some(0), "{stderr}");
     let kinds: Vec<String> = stdout
         .lines()

@@ -145,7 +145,12 @@ jobs:
         s.contains("reset (failed jobs") && s.contains("state: ready") && s.contains("run 2")
     });
     // c: cancel the workflow.
+    // Back to the jobs; seen there before the next key (an escape followed at once by a key
+    // reads as Alt and that key).
     t.send(&["Escape"]);
+    t.wait_for("the jobs again", |s| {
+        s.contains("jobs: ") && s.contains("of 4")
+    });
     t.send(&["c"]);
     t.wait_for("the cancel", |s| {
         s.contains("canceled, run 2") && s.contains("1 canceled")
