@@ -22,7 +22,9 @@
 //! changes into commits and decides when a parked caller is answered. Layout: `handle` (the
 //! public [`EngineHandle`]), `stats` (its counters), `request` (what travels to the writer and the
 //! answers held back until a commit), `writer` (the writer thread's loop, with `writer::park`
-//! for long polls and `writer::lease` for the lease clock).
+//! for long polls, `writer::lease` for the lease clock, `writer::replay` for group commit and
+//! its failures, `writer::purge` for deletes a chunk at a time, and, in debug builds only,
+//! `writer::fault` for a writer that panics on purpose).
 
 mod handle;
 mod request;

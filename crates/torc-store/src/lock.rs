@@ -23,13 +23,34 @@ const PG_LOCK_CLASS: i32 = 0x746f_7263; // "torc"
 
 /// Held while an engine runs over the database; dropping it lets another start.
 pub struct EngineLock {
-    _held: Held,
+    held: Held,
 }
 
 /// What keeps the lock: the open lock file, or the connection that holds the advisory lock.
 enum Held {
-    File { _file: File },
-    Pg { _conn: Box<diesel::PgConnection> },
+    File {
+        _file: File,
+    },
+    Pg {
+        conn: Box<diesel::PgConnection>,
+        key: i32,
+    },
+}
+
+impl Drop for EngineLock {
+    /// Lets go of an advisory lock before its connection closes: the server would release it
+    /// only once the backend has gone, after this returns, and a new engine could be refused.
+    fn drop(&mut self) {
+        if let Held::Pg { conn, key } = &mut self.held {
+            let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1, $2) AS locked")
+                .bind::<Integer, _>(PG_LOCK_CLASS)
+                .bind::<Integer, _>(*key)
+                .get_result::<Locked>(&mut **conn);
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "cannot release the engine lock (the connection will)");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for EngineLock {
@@ -83,7 +104,7 @@ fn lock_file(db: &std::path::Path) -> Result<EngineLock, StoreError> {
     writeln!(file, "{}", holder()).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(EngineLock {
-        _held: Held::File { _file: file },
+        held: Held::File { _file: file },
     })
 }
 
@@ -139,8 +160,9 @@ fn lock_pg(url: &str, shown: &str) -> Result<EngineLock, StoreError> {
         .locked;
     if got {
         return Ok(EngineLock {
-            _held: Held::Pg {
-                _conn: Box::new(conn),
+            held: Held::Pg {
+                conn: Box::new(conn),
+                key,
             },
         });
     }

@@ -198,7 +198,7 @@ impl Server {
         let guard = config
             .auth
             .is_none()
-            .then(|| BrowserGuard::new(&config.allowed_hosts));
+            .then(|| BrowserGuard::new(&config.host, &config.allowed_hosts));
         let guard_for_app = guard.clone();
         let auth_data = web::Data::new(auth.clone());
         let reader_store = store.clone();

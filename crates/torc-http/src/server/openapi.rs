@@ -57,7 +57,7 @@ use utoipa::OpenApi;
         (name = "runners", description = "The hot path: claims, reports, heartbeats"),
         (name = "service", description = "The document, the metrics and tokens"),
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -82,6 +82,85 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The errors any operation may answer besides those its handler lists, each with an
+/// `ErrorBody`: a malformed request (400), a token missing or refused (401, 403; 403 is also a
+/// cross-site request refused without authentication), a missing workflow or token (404), a
+/// body too large, not declared JSON or YAML, or of the wrong shape (413, 415, 422), a caller
+/// over its share of runners and long polls (429), storage unavailable (503).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.ends_with("/openapi.json") {
+                continue;
+            }
+            let names_one = path.contains('{');
+            let runner = ["/claim", "/heartbeat", "/report"]
+                .iter()
+                .any(|end| path.ends_with(end));
+            let tokens = path.contains("/tokens");
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.delete, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+            ];
+            for (operation, with_body) in operations {
+                let Some(op) = operation.as_mut() else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                };
+                add("400", "Malformed request (path, query or body)");
+                add("401", "No token, or one the server does not know");
+                add(
+                    "403",
+                    "Not allowed to this token, or a cross-site request refused by a server \
+                     without authentication",
+                );
+                if names_one {
+                    add("404", "No such workflow or token (or not the caller's)");
+                }
+                if with_body {
+                    add("413", "Body over its limit");
+                    add(
+                        "415",
+                        "Without authentication: the body is not declared JSON or YAML",
+                    );
+                }
+                if with_body || tokens {
+                    add("422", "Well-formed but invalid");
+                }
+                if runner {
+                    add(
+                        "429",
+                        "The caller holds as many runners or long polls as allowed",
+                    );
+                }
+                add("503", "Storage unavailable or the engine stopping; retry");
+            }
+        }
     }
 }
 
@@ -116,6 +195,16 @@ mod tests {
         let bearer = &doc["components"]["securitySchemes"]["bearer"];
         assert_eq!(bearer["scheme"], "bearer", "{bearer}");
         assert_eq!(doc["security"][0]["bearer"], serde_json::json!([]));
+        let claim = &doc["paths"]["/torc-service/v1/workflows/{id}/claim"]["post"]["responses"];
+        for status in [
+            "400", "401", "403", "404", "413", "415", "422", "429", "503",
+        ] {
+            assert_eq!(
+                claim[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{status}"
+            );
+        }
         let public = &doc["paths"]["/torc-service/v1/openapi.json"]["get"]["security"];
         assert_eq!(
             public,

@@ -41,16 +41,27 @@ pub struct BrowserGuard {
     ports: Arc<OnceLock<Vec<u16>>>,
     /// Further names (`NAME`: any port, `NAME:PORT`: that one), lowercase.
     allowed: Arc<[String]>,
+    /// The name the server was told to listen on, as a Host header spells it (with the port
+    /// bound, like the loopback names).
+    listen_name: Arc<str>,
 }
 
 impl BrowserGuard {
-    pub fn new(allowed_hosts: &[String]) -> BrowserGuard {
+    /// The rules of a server listening on `listen_host`, answering `allowed_hosts` too.
+    pub fn new(listen_host: &str, allowed_hosts: &[String]) -> BrowserGuard {
+        let host = listen_host.trim().to_ascii_lowercase();
+        let listen_name = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         BrowserGuard {
             ports: Arc::new(OnceLock::new()),
             allowed: allowed_hosts
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase())
                 .collect(),
+            listen_name: listen_name.into(),
         }
     }
 
@@ -117,7 +128,8 @@ impl BrowserGuard {
             return true;
         }
         let listened = self.ports.get().map_or(&[][..], Vec::as_slice);
-        LOOPBACK.contains(&name) && port.is_some_and(|p| listened.contains(&p))
+        (LOOPBACK.contains(&name) || name == &*self.listen_name)
+            && port.is_some_and(|p| listened.contains(&p))
     }
 }
 
@@ -152,7 +164,7 @@ mod tests {
     }
 
     fn guard() -> BrowserGuard {
-        let g = BrowserGuard::new(&["torc.example".into(), "proxy:8443".into()]);
+        let g = BrowserGuard::new("127.0.0.2", &["torc.example".into(), "proxy:8443".into()]);
         g.listening_on(vec![8080]);
         g
     }
@@ -168,6 +180,7 @@ mod tests {
             "torc.example",
             "torc.example:80",
             "proxy:8443",
+            "127.0.0.2:8080",
         ] {
             assert!(g.names_us(ok), "{ok}");
         }
