@@ -79,6 +79,40 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Every broken rule, as a sentence.
+/// Migrations: each backend's versions (the name up to its first `_`) are unique, since the
+/// migration runner keys on them and would skip all but one of a shared version, and both
+/// backends have the same migrations.
+fn migration_problems(dir: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let names = |backend: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join(backend))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let (sqlite, postgres) = (names("sqlite"), names("postgres"));
+    if sqlite != postgres {
+        problems.push(format!(
+            "migrations differ between sqlite ({sqlite:?}) and postgres ({postgres:?})"
+        ));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for name in &sqlite {
+        let version = name.split('_').next().unwrap_or(name).to_string();
+        if let Some(other) = seen.insert(version.clone(), name.clone()) {
+            problems.push(format!(
+                "migrations {other} and {name} share version {version}: only one would run"
+            ));
+        }
+    }
+    problems
+}
+
 fn layout_problems(root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     for (krate, banned) in [("torc-core", IO_CRATES), ("torc-store", NOT_IN_STORE)] {
@@ -93,6 +127,9 @@ fn layout_problems(root: &Path) -> Vec<String> {
             Err(e) => problems.push(e),
         }
     }
+    problems.extend(migration_problems(
+        &root.join("crates/torc-store/migrations"),
+    ));
     for krate in ACYCLIC {
         let src = root.join("crates").join(krate).join("src");
         let graph = import_graph(&src);
