@@ -207,6 +207,11 @@ impl<C: Coordinator> Executor<C> {
         for action in &answer.actions {
             self.carry_out(action, &mut lines).await;
         }
+        if !answer.actions.is_empty() {
+            // Say at once what was submitted: the new allocation's runner may report in before
+            // the next step, naming a batch id the record must already hold.
+            self.send_updates().await;
+        }
         if !answer.orders.cancel.is_empty() {
             let ids: Vec<SlurmJobId> = answer
                 .orders
@@ -239,6 +244,24 @@ impl<C: Coordinator> Executor<C> {
             lines,
             actions: answer.actions.len(),
         })
+    }
+
+    /// Sends what is queued, asking for nothing; on an error it stays queued for the next step.
+    async fn send_updates(&mut self) {
+        if self.updates.is_empty() {
+            return;
+        }
+        let updates = std::mem::take(&mut self.updates);
+        let req = ActionClaimRequest {
+            workflow_id: self.workflow,
+            executor: self.name.clone(),
+            can: ActionCapabilities::default(),
+            allocations: updates.clone(),
+            elastic: false,
+        };
+        if self.coord.claim_actions(req).await.is_err() {
+            self.updates = updates;
+        }
     }
 
     /// Cancels those of `ids` that still wait in the queue; reports what it saw of each.
