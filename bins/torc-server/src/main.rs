@@ -155,7 +155,8 @@ async fn main() -> Result<()> {
     println!("torc-server listening on {}", server.url());
     let actions = if args.execute_actions {
         let launch = LaunchSettings {
-            runner_bin: runner_bin(args.runner_bin.as_deref())?,
+            runner_bin: executor::runner_bin(args.runner_bin.as_deref())
+                .map_err(anyhow::Error::msg)?,
             api_url: server.url(),
             output_dir: std::path::absolute(&args.output_dir)
                 .with_context(|| format!("--output-dir {}", args.output_dir.display()))?,
@@ -200,22 +201,6 @@ async fn main() -> Result<()> {
         task.abort();
     }
     Ok(())
-}
-
-/// The torc-runner beside this program, or the one given.
-fn runner_bin(given: Option<&std::path::Path>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return std::fs::canonicalize(p).with_context(|| format!("--runner-bin {}", p.display()));
-    }
-    let me = std::env::current_exe().context("cannot find this program's path")?;
-    let beside = me.with_file_name("torc-runner");
-    if !beside.exists() {
-        bail!(
-            "no torc-runner beside {} (pass --runner-bin PATH)",
-            me.display()
-        );
-    }
-    Ok(beside)
 }
 
 /// Steps the executors of every active workflow, for ever.

@@ -11,26 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use torc_core::api::{ActionCapabilities, Coordinator};
 use torc_core::WorkflowId;
-use torc_runner::executor::{batch_script, on_path, AllocationRunner, Executor, LaunchSettings};
+use torc_runner::executor::{
+    self, batch_script, on_path, AllocationRunner, Executor, LaunchSettings,
+};
 
-/// The `torc-runner` beside this `torc`, or the one given.
+/// The `torc-runner` beside this `torc`, or the one given (a missing one is a usage error).
 fn runner_bin(given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return std::fs::canonicalize(p).with_context(|| format!("--runner-bin {}", p.display()));
-    }
-    let me = std::env::current_exe().context("cannot find this program's path")?;
-    let beside = me.with_file_name("torc-runner");
-    if !beside.exists() {
-        return Err(Exit {
-            code: 2,
-            message: format!(
-                "no torc-runner beside {} (pass --runner-bin PATH)",
-                me.display()
-            ),
-        }
-        .into());
-    }
-    Ok(beside)
+    executor::runner_bin(given).map_err(|message| Exit { code: 2, message }.into())
 }
 
 fn launch(global: &Global, url: &str, runner: PathBuf) -> Result<LaunchSettings> {

@@ -105,10 +105,36 @@ pub fn batch_script(
     BatchScript::new(&scheduler_params(scheduler), defaults, &l)
 }
 
-/// Whether `program` is a file in a directory of `PATH`.
+/// Whether Slurm's command `program` (`sbatch`, …) is on `PATH`.
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    Slurm::new().has(program)
+}
+
+/// The `torc-runner` to launch: `given` (made absolute), else the one beside this program.
+/// The error says what is missing and how to name it.
+pub fn runner_bin(given: Option<&std::path::Path>) -> Result<PathBuf, String> {
+    if let Some(p) = given {
+        return std::fs::canonicalize(p).map_err(|e| format!("--runner-bin {}: {e}", p.display()));
+    }
+    let me =
+        std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let beside = me.with_file_name("torc-runner");
+    if !beside.exists() {
+        return Err(format!(
+            "no torc-runner beside {} (pass --runner-bin PATH)",
+            me.display()
+        ));
+    }
+    Ok(beside)
+}
+
+/// A batch job's state as the queue reports it, as the record keeps it, with the end's reason.
+fn recorded_state(state: &SlurmState) -> (AllocationState, String) {
+    match state {
+        SlurmState::Queued => (AllocationState::Queued, String::new()),
+        SlurmState::Running => (AllocationState::Running, String::new()),
+        SlurmState::Ended(why) => (AllocationState::Ended, format!("{why:?}")),
+    }
 }
 
 /// What one [`Executor::step`] did.
@@ -303,11 +329,7 @@ impl<C: Coordinator> Executor<C> {
             }
         }
         for st in statuses.iter().filter(|s| s.state != SlurmState::Queued) {
-            let (state, note) = match &st.state {
-                SlurmState::Running => (AllocationState::Running, String::new()),
-                SlurmState::Ended(why) => (AllocationState::Ended, format!("{why:?}")),
-                SlurmState::Queued => continue,
-            };
+            let (state, note) = recorded_state(&st.state);
             self.seen.insert(st.id.0, state);
             self.updates.push(AllocationUpdate::Seen {
                 batch_id: st.id.0,
@@ -325,7 +347,7 @@ impl<C: Coordinator> Executor<C> {
             .map(SlurmJobId)
             .collect();
         self.seen.retain(|id, _| ids.iter().any(|i| i.0 == *id));
-        if ids.is_empty() || !on_path_or(&self.slurm, "squeue") {
+        if ids.is_empty() || !self.slurm.has("squeue") {
             return;
         }
         let slurm = self.slurm.clone();
@@ -337,11 +359,7 @@ impl<C: Coordinator> Executor<C> {
             }
         };
         for st in statuses {
-            let (state, note) = match &st.state {
-                SlurmState::Queued => (AllocationState::Queued, String::new()),
-                SlurmState::Running => (AllocationState::Running, String::new()),
-                SlurmState::Ended(why) => (AllocationState::Ended, format!("{why:?}")),
-            };
+            let (state, note) = recorded_state(&st.state);
             let recorded = live
                 .iter()
                 .find(|a| a.batch_id == Some(st.id.0))
@@ -548,10 +566,6 @@ pub async fn run_until<C: Coordinator>(
     if let Err(e) = exec.step().await {
         tracing::warn!(workflow = %exec.workflow, error = %e, "last action exchange failed");
     }
-}
-
-fn on_path_or(slurm: &Slurm, program: &str) -> bool {
-    slurm.has(program)
 }
 
 fn join(ids: &[u64]) -> String {
