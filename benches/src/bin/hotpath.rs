@@ -49,6 +49,23 @@ enum Mode {
         /// Jobs per claim.
         #[arg(long, default_value_t = 128)]
         limit: u32,
+        /// Also run the same on this PostgreSQL database, right after, and print the ratio of
+        /// the two rates (e.g. postgres://USER@127.0.0.1:PORT/DB).
+        #[arg(long)]
+        postgres: Option<String>,
+    },
+    /// A flat workflow of `--jobs` jobs: creation time, the process's peak memory, and claim
+    /// latency on it against a workflow of 1,000 jobs on the same server.
+    Scale {
+        #[arg(long, default_value_t = 10_000_000)]
+        jobs: u32,
+        /// Jobs claimed and completed on each workflow for the latency comparison.
+        #[arg(long, default_value_t = 20_000)]
+        sample: u32,
+        #[arg(long, default_value_t = 4)]
+        runners: usize,
+        #[arg(long, default_value_t = 16)]
+        limit: u32,
     },
     /// A spec run by one torc-runner process through the server, against xargs -P.
     Pipeline {
@@ -123,10 +140,14 @@ async fn sim_runner(
     id: WorkflowId,
     name: String,
     limit: u32,
+    stop_after: Option<u64>,
 ) -> Result<(u64, Vec<Duration>, Vec<Duration>)> {
     let runner = RunnerId(name);
     let (mut done, mut claims, mut reports) = (0u64, Vec::new(), Vec::new());
     loop {
+        if stop_after.is_some_and(|n| done >= n) {
+            return Ok((done, claims, reports));
+        }
         let req = ClaimRequest {
             workflow_id: id,
             runner_id: runner.clone(),
@@ -201,7 +222,7 @@ async fn claims(
     limit: u32,
     workers: Option<usize>,
     database: Option<String>,
-) -> Result<()> {
+) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let server = start_server(dir.path(), workers, database.as_deref()).await?;
     let client = HttpClient::new(&server.url())?;
@@ -219,7 +240,7 @@ async fn claims(
     let tasks: Vec<_> = (0..runners)
         .map(|i| {
             let c = HttpClient::new(&server.url()).expect("valid URL");
-            tokio::spawn(sim_runner(c, id, format!("sim-{i}"), limit))
+            tokio::spawn(sim_runner(c, id, format!("sim-{i}"), limit, None))
         })
         .collect();
     let (mut done, mut claim_lat, mut report_lat) = (0, Vec::new(), Vec::new());
@@ -242,10 +263,10 @@ async fn claims(
         "{runners} simulated runners, {limit} jobs per claim, {} server workers",
         workers.map_or_else(|| "default".to_string(), |w| w.to_string())
     );
+    let rate = done as f64 / elapsed.as_secs_f64();
     println!(
-        "completed {done} jobs in {:.3} s: {:.0} jobs/s",
+        "completed {done} jobs in {:.3} s: {rate:.0} jobs/s (target ≥ 200000 on SQLite)",
         elapsed.as_secs_f64(),
-        done as f64 / elapsed.as_secs_f64()
     );
     print_latencies("claim", claim_lat);
     print_latencies("report", report_lat);
@@ -255,6 +276,95 @@ async fn claims(
         delta("torc_committed_requests_total") / commits.max(1.0),
         delta("torc_commit_seconds_total") * 1e3 / commits.max(1.0),
     );
+    server.stop(true).await?;
+    Ok(rate)
+}
+
+/// The peak resident set of this process (server and simulated runners), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Claim latencies of `runners` simulated runners over `sample` jobs of workflow `id`.
+async fn claim_sample(
+    url: &str,
+    id: WorkflowId,
+    sample: u32,
+    runners: usize,
+    limit: u32,
+) -> Result<Vec<Duration>> {
+    let each = u64::from(sample).div_ceil(runners as u64);
+    let tasks: Vec<_> = (0..runners)
+        .map(|i| {
+            let c = HttpClient::new(url).expect("valid URL");
+            tokio::spawn(sim_runner(
+                c,
+                id,
+                format!("scale-{id}-{i}"),
+                limit,
+                Some(each),
+            ))
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for task in tasks {
+        lat.extend(task.await??.1);
+    }
+    lat.sort_unstable();
+    Ok(lat)
+}
+
+async fn scale(
+    jobs: u32,
+    sample: u32,
+    runners: usize,
+    limit: u32,
+    workers: Option<usize>,
+    database: Option<String>,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = start_server(dir.path(), workers, database.as_deref()).await?;
+    let client = HttpClient::new(&server.url())?;
+    let flat = |n: u32| {
+        format!("name: flat{n}\njobs:\n  - name: j{{i}}\n    command: \"true\"\n    parameters:\n      i: \"1:{n}\"\n")
+    };
+    let small = client
+        .create_workflow(flat(1000), SpecFormat::Yaml)
+        .await?
+        .id;
+    let rss_before = peak_rss();
+    let t = Instant::now();
+    let big = client.create_workflow(flat(jobs), SpecFormat::Yaml).await?;
+    let created = t.elapsed();
+    let rss = peak_rss();
+    println!(
+        "created a flat workflow of {} jobs in {:.2} s (target ≤ 60 s for 10 M); peak RSS of the process {:.2} GB (before: {:.2} GB; target ≤ 8 GB)",
+        big.num_jobs,
+        created.as_secs_f64(),
+        rss as f64 / 1e9,
+        rss_before as f64 / 1e9
+    );
+    let few = sample.min(1000);
+    let small_lat = claim_sample(&server.url(), small, few, runners, limit).await?;
+    let big_lat = claim_sample(&server.url(), big.id, sample, runners, limit).await?;
+    let (p_small, p_big) = (percentile(&small_lat, 0.5), percentile(&big_lat, 0.5));
+    println!(
+        "claim p50: {:.3} ms on the {}-job workflow ({} claims), {:.3} ms on 1,000 jobs ({} claims): ratio {:.2} (target ≤ 1.5)",
+        p_big.as_secs_f64() * 1e3,
+        big.num_jobs,
+        big_lat.len(),
+        p_small.as_secs_f64() * 1e3,
+        small_lat.len(),
+        p_big.as_secs_f64() / p_small.as_secs_f64().max(1e-9)
+    );
+    println!("peak RSS at the end: {:.2} GB", peak_rss() as f64 / 1e9);
     server.stop(true).await?;
     Ok(())
 }
@@ -376,7 +486,24 @@ fn main() -> Result<()> {
                 jobs,
                 runners,
                 limit,
-            } => claims(jobs, runners, limit, args.workers, args.database).await,
+                postgres,
+            } => {
+                let sqlite = claims(jobs, runners, limit, args.workers, args.database).await?;
+                if let Some(url) = postgres {
+                    let pg = claims(jobs, runners, limit, args.workers, Some(url)).await?;
+                    println!(
+                        "PostgreSQL {pg:.0} jobs/s against {sqlite:.0} jobs/s first: ratio {:.2} (target ≥ 0.5)",
+                        pg / sqlite
+                    );
+                }
+                Ok(())
+            }
+            Mode::Scale {
+                jobs,
+                sample,
+                runners,
+                limit,
+            } => scale(jobs, sample, runners, limit, args.workers, args.database).await,
             Mode::Pipeline {
                 spec,
                 parallel,
