@@ -23,6 +23,7 @@ mod allocations;
 mod backend;
 
 mod error;
+mod fixed;
 mod idempotency;
 mod lock;
 mod purge;

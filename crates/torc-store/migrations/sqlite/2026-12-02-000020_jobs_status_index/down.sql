@@ -1,0 +1,1 @@
+CREATE INDEX jobs_workflow_status ON jobs (workflow_id, status, id);
