@@ -16,10 +16,14 @@ pub(super) const MAX_BIND_PARAMS: usize = 32_766;
 
 /// Settings applied to every connection: wait for locks rather than fail at once, write-ahead
 /// log so readers never block the writer, an fsync at every commit (nothing acknowledged is
-/// lost), and enforced foreign keys (deleting a workflow deletes its rows).
+/// lost), a page cache of up to 32 MiB (SQLite's default, 2 MiB, holds a small part of a big
+/// workflow's jobs: claims on a workflow of a million jobs were 2.5 times slower than on one of a
+/// thousand, reading pages back from the kernel; the cache grows only as pages are used), and
+/// enforced foreign keys (deleting a workflow deletes its rows).
 const CONNECTION_SETUP: &str = "PRAGMA busy_timeout = 10000;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
+PRAGMA cache_size = -32768;
 PRAGMA foreign_keys = ON;";
 
 pub(super) fn setup(conn: &mut SqliteConnection) -> QueryResult<()> {
