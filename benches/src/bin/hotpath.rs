@@ -36,6 +36,10 @@ struct Args {
     /// SQLite file in a temporary directory].
     #[arg(long, global = true)]
     database: Option<String>,
+    /// The server's relaxed durability (torc-server --relaxed-durability): commits answered
+    /// before they are on disk.
+    #[arg(long, global = true)]
+    relaxed: bool,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +90,9 @@ enum Mode {
     },
 }
 
+/// Set once from the command line: whether servers start with relaxed durability.
+static RELAXED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn start_server(
     dir: &std::path::Path,
     workers: Option<usize>,
@@ -96,6 +103,10 @@ async fn start_server(
     let mut config = ServerConfig::new(db);
     config.port = 0;
     config.workers = workers;
+    if RELAXED.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("relaxed durability: commits are answered before they are on disk");
+        config.durability = torc_http::Durability::Relaxed;
+    }
     Ok(Server::start(config).await?)
 }
 
@@ -476,6 +487,7 @@ async fn pipeline(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    RELAXED.store(args.relaxed, std::sync::atomic::Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -32,6 +32,9 @@ struct Args {
     /// Where each round's directory is made [default: the system's temporary directory].
     #[arg(long)]
     tmp: Option<PathBuf>,
+    /// Run torc with --relaxed-durability (commits synced at checkpoints only).
+    #[arg(long)]
+    relaxed: bool,
 }
 
 /// The stages as xargs runs them: each `{}` is a zero-padded index, as `{i:04d}` in the spec.
@@ -74,7 +77,7 @@ fn main() -> Result<()> {
     );
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
-        let t = run_torc(&torc, &spec, parallel, &tmp)?;
+        let t = run_torc(&torc, &spec, parallel, &tmp, args.relaxed)?;
         let x = run_xargs(parallel, &tmp)?;
         println!(
             "round {round}: torc {:.3} s | xargs by stage {:.3} s | ratio {:.3}",
@@ -95,7 +98,13 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn run_torc(torc: &Path, spec: &Path, parallel: usize, tmp: &Path) -> Result<Duration> {
+fn run_torc(
+    torc: &Path,
+    spec: &Path,
+    parallel: usize,
+    tmp: &Path,
+    relaxed: bool,
+) -> Result<Duration> {
     let dir = tempfile::tempdir_in(tmp)?;
     let started = Instant::now();
     let status = Command::new(torc)
@@ -107,6 +116,7 @@ fn run_torc(torc: &Path, spec: &Path, parallel: usize, tmp: &Path) -> Result<Dur
         .arg(dir.path().join("torc"))
         .arg("--max-parallel-jobs")
         .arg(parallel.to_string())
+        .args(relaxed.then_some("--relaxed-durability"))
         .stdout(Stdio::null())
         .status()?;
     let took = started.elapsed();

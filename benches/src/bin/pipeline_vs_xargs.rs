@@ -36,6 +36,9 @@ struct Args {
     /// disk out of the comparison.
     #[arg(long)]
     tmp: Option<PathBuf>,
+    /// Run torc with --relaxed-durability (commits synced at checkpoints only).
+    #[arg(long)]
+    relaxed: bool,
 }
 
 fn main() -> Result<()> {
@@ -69,7 +72,7 @@ fn main() -> Result<()> {
     println!("output directories under {}", tmp.display());
     let (mut ours, mut plain, mut files) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
-        let t = run_torc(&torc, &args.spec, parallel, &tmp)?;
+        let t = run_torc(&torc, &args.spec, parallel, &tmp, args.relaxed)?;
         let x = run_xargs(jobs, parallel, None)?;
         let f = run_xargs(jobs, parallel, Some(&tmp))?;
         println!(
@@ -117,7 +120,13 @@ fn count_jobs(torc: &PathBuf, spec: &PathBuf) -> Result<u64> {
     Ok(n.trim().trim_end_matches(',').parse()?)
 }
 
-fn run_torc(torc: &PathBuf, spec: &PathBuf, parallel: usize, tmp: &Path) -> Result<Duration> {
+fn run_torc(
+    torc: &PathBuf,
+    spec: &PathBuf,
+    parallel: usize,
+    tmp: &Path,
+    relaxed: bool,
+) -> Result<Duration> {
     let dir = tempfile::tempdir_in(tmp)?;
     let started = Instant::now();
     let status = Command::new(torc)
@@ -128,6 +137,7 @@ fn run_torc(torc: &PathBuf, spec: &PathBuf, parallel: usize, tmp: &Path) -> Resu
         .arg(dir.path())
         .arg("--max-parallel-jobs")
         .arg(parallel.to_string())
+        .args(relaxed.then_some("--relaxed-durability"))
         .stdout(Stdio::null())
         .status()?;
     let took = started.elapsed();

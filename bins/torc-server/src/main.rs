@@ -53,6 +53,13 @@ struct Args {
     /// HTTP worker threads [default: one per CPU core].
     #[arg(long)]
     workers: Option<usize>,
+    /// Answer requests once the database has their changes, before its disk does (SQLite:
+    /// synchronous=NORMAL; PostgreSQL: synchronous_commit=off). Faster on slow disks, but a
+    /// machine crash (SQLite) or database crash (PostgreSQL) may lose the last commits: a job
+    /// reported done may then run again, and one already handed out may be handed out again.
+    /// The database itself stays consistent. Default: nothing is answered before it is on disk.
+    #[arg(long)]
+    relaxed_durability: bool,
     /// Seconds a runner may stay silent before its jobs are taken back and run again elsewhere.
     /// Runners heartbeat well within it.
     #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
@@ -143,6 +150,12 @@ async fn main() -> Result<()> {
     config.allowed_hosts = args.allowed_hosts;
     config.port = args.port;
     config.workers = args.workers;
+    if args.relaxed_durability {
+        config.durability = torc_http::Durability::Relaxed;
+        tracing::warn!(
+            "relaxed durability: the last commits may be lost if the machine or database crashes"
+        );
+    }
     config.leases = torc_engine::LeasePolicy {
         lease: std::time::Duration::from_secs_f64(args.lease_secs),
         max_losses: args.max_job_losses,

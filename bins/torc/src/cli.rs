@@ -256,6 +256,11 @@ pub struct RunArgs {
     /// Do not show progress, only the summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Sync the database to disk at checkpoints only, not at every commit (SQLite's
+    /// synchronous=NORMAL): faster on slow disks, but if the machine (not just this process)
+    /// goes down, the last jobs' results may be lost and those jobs run again on `torc run ID`.
+    #[arg(long)]
+    pub relaxed_durability: bool,
 }
 
 #[derive(Debug, Subcommand)]

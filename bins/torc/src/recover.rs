@@ -275,6 +275,7 @@ pub fn recover(global: &Global, args: &RecoverArgs) -> Result<ExitCode> {
         num_gpus: None,
         grace_period: None,
         quiet: args.quiet,
+        relaxed_durability: false,
     };
     crate::run::run(global, &run)
 }

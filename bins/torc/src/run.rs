@@ -80,12 +80,17 @@ pub fn open_existing_store(global: &Global) -> Result<Store> {
 }
 
 pub fn open_store(global: &Global) -> Result<Store> {
+    open_store_with(global, torc_store::Durability::Full)
+}
+
+fn open_store_with(global: &Global, durability: torc_store::Durability) -> Result<Store> {
     let db = global.db_path();
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
-    Store::open_sqlite(&db).with_context(|| format!("cannot open database {}", db.display()))
+    Store::open_sqlite_with(&db, durability)
+        .with_context(|| format!("cannot open database {}", db.display()))
 }
 
 async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
@@ -103,6 +108,15 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         )
     })?;
     if let Some(url) = &global.url {
+        if args.relaxed_durability {
+            return Err(Exit {
+                code: 2,
+                message: "--relaxed-durability is for the embedded database; with --url the \
+                          server decides (torc-server --relaxed-durability)"
+                    .into(),
+            }
+            .into());
+        }
         let client = global.client(url)?;
         let id = match target {
             Err(id) => id,
@@ -121,7 +135,12 @@ async fn run_async(global: &Global, args: &RunArgs) -> Result<ExitCode> {
         )
         .await;
     }
-    let store = open_store(global)?;
+    let durability = if args.relaxed_durability {
+        torc_store::Durability::Relaxed
+    } else {
+        torc_store::Durability::Full
+    };
+    let store = open_store_with(global, durability)?;
     let engine = EngineHandle::start(store.clone())?;
     let id = match target {
         Err(id) => {

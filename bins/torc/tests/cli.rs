@@ -105,6 +105,40 @@ fn pipeline3001_completes_with_one_result_per_job() {
     assert_eq!(ids.len(), 3001);
 }
 
+/// The benchmark's 3,001-job workload (dependencies through files only, a fan-in by regex) runs
+/// as written, here with relaxed durability; the flag is refused where it cannot apply.
+#[test]
+fn the_perf_workload_runs_through_its_files_with_relaxed_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/perf3001.yaml");
+    let spec = spec.to_str().unwrap();
+    let out = torc_in(dir.path(), &["run", spec, "--relaxed-durability"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = std::fs::read_to_string(dir.path().join("output/final_report.txt")).unwrap();
+    assert_eq!(report.trim(), "1000");
+    // Each stage deleted what it consumed.
+    for stage in ["setup", "work"] {
+        let left = std::fs::read_dir(dir.path().join("output").join(stage)).unwrap();
+        assert_eq!(left.count(), 0, "{stage} files left");
+    }
+    let s = states(dir.path());
+    assert_eq!(s.len(), 3001);
+    assert!(s.iter().all(|(_, st)| st == "completed"));
+
+    let out = torc_in(
+        dir.path(),
+        &[
+            "--url",
+            "http://127.0.0.1:9",
+            "run",
+            spec,
+            "--relaxed-durability",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("torc-server --relaxed-durability"));
+}
+
 #[test]
 fn a_failure_cancels_downstream_unless_the_job_says_otherwise() {
     let dir = tempfile::tempdir().unwrap();

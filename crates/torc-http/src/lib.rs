@@ -41,6 +41,7 @@ pub use server::flood::FloodLimits;
 pub use server::metrics::parse_sample;
 pub use server::service::Limits;
 pub use server::{is_loopback_host, serve, Server, ServerConfig, ServerError, StopHandle};
+pub use torc_store::Durability;
 pub use wire::{
     CapRequest, CreatedToken, CreatedWorkflow, ErrorBody, EventBatch, EventPage, Job, JobPage,
     JobResult, ResourcesChanged, ResultPage, Sample, SamplePage, ScaleRequest, SpecProblem,

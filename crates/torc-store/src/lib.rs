@@ -36,6 +36,7 @@ mod store;
 mod tokens;
 mod transfer;
 
+pub use backend::Durability;
 pub use error::StoreError;
 pub use idempotency::IdempotencyKey;
 pub use lock::EngineLock;

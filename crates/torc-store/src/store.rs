@@ -1,6 +1,6 @@
 //! The [`Store`] handle: opening a database, and the operations that write to it.
 
-use crate::backend::{AnyConnection, InsertAll, Pool, PooledConn, Target};
+use crate::backend::{AnyConnection, Durability, InsertAll, Pool, PooledConn, Target};
 use crate::error::StoreError;
 use crate::fixed::SetJobStates;
 use crate::rows::{
@@ -61,17 +61,27 @@ impl Store {
     /// SQLite for `sqlite://PATH`, `sqlite:PATH` or a plain path (created if needed; the parent
     /// directory must exist).
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        Store::open_target(Target::parse(url)?)
+        Store::open_with(url, Durability::Full)
+    }
+
+    /// [`Store::open`] with commits as durable as `durability` says.
+    pub fn open_with(url: &str, durability: Durability) -> Result<Store, StoreError> {
+        Store::open_target(Target::parse(url)?, durability)
     }
 
     /// Opens (creating it if needed) the SQLite database at `path` and brings its schema up to
     /// date. The parent directory must exist.
     pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        Store::open_target(Target::Sqlite(path.to_path_buf()))
+        Store::open_sqlite_with(path, Durability::Full)
     }
 
-    fn open_target(target: Target) -> Result<Store, StoreError> {
-        let pool = target.open_pool()?;
+    /// [`Store::open_sqlite`] with commits as durable as `durability` says.
+    pub fn open_sqlite_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        Store::open_target(Target::Sqlite(path.to_path_buf()), durability)
+    }
+
+    fn open_target(target: Target, durability: Durability) -> Result<Store, StoreError> {
+        let pool = target.open_pool(durability)?;
         tracing::debug!(%target, "opened store");
         Ok(Store {
             pool,

@@ -47,6 +47,7 @@ fn ran() -> (tempfile::TempDir, Global) {
         num_gpus: None,
         grace_period: Some(1),
         quiet: true,
+        relaxed_durability: false,
     };
     crate::run::run(&global, &args).unwrap();
     (dir, global)

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// Without authentication: names besides the loopback ones that a request's `Host` (and
     /// `Origin`) may give, `NAME` (any port) or `NAME:PORT` (a reverse proxy's name, say).
     pub allowed_hosts: Vec<String>,
+    /// When a commit counts as done (and a request is answered): on disk by default.
+    pub durability: torc_store::Durability,
 }
 
 impl ServerConfig {
@@ -51,6 +53,7 @@ impl ServerConfig {
             leases: LeasePolicy::default(),
             auth: None,
             allowed_hosts: Vec::new(),
+            durability: torc_store::Durability::Full,
         }
     }
 }
@@ -162,8 +165,9 @@ impl Server {
         if config.auth.is_none() && !is_loopback_host(&config.host) {
             return Err(ServerError::AuthRequired { host: config.host });
         }
-        let url = config.database.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&url)).await??;
+        let (url, durability) = (config.database.clone(), config.durability);
+        let store =
+            tokio::task::spawn_blocking(move || Store::open_with(&url, durability)).await??;
         let engine = EngineHandle::start_with(
             store.clone(),
             EngineConfig {

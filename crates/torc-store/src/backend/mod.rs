@@ -91,7 +91,7 @@ impl Target {
     }
 
     /// Connects, sets the connection up, brings the schema up to date and builds the pool.
-    pub(crate) fn open_pool(&self) -> Result<Pool, StoreError> {
+    pub(crate) fn open_pool(&self, durability: Durability) -> Result<Pool, StoreError> {
         let shown = self.to_string();
         // One connection first, so that a bad target fails at once with a clear error (the pool
         // would retry until its timeout) and so that migrations run once, before any reader.
@@ -103,7 +103,7 @@ impl Target {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
-            .connection_customizer(Box::new(Setup))
+            .connection_customizer(Box::new(Setup { durability }))
             .build(Manager {
                 target: self.clone(),
             })
@@ -141,13 +141,29 @@ impl ManageConnection for Manager {
 
 /// Applies the per-connection settings of each backend to every connection of the pool.
 #[derive(Debug, Clone, Copy)]
-struct Setup;
+struct Setup {
+    durability: Durability,
+}
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Once it is on disk: nothing acknowledged is lost, whatever fails (the default).
+    #[default]
+    Full,
+    /// Once the database has it in memory or in its log, before the disk has it: SQLite's
+    /// `synchronous = NORMAL` (a commit may be lost if the machine, not just the process, goes
+    /// down), PostgreSQL's `synchronous_commit = off` (the last fraction of a second of commits
+    /// may be lost if the database server crashes). The database is never corrupted, but a job
+    /// reported done may run again, and one claimed may be handed out again.
+    Relaxed,
+}
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Setup {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         match conn {
-            AnyConnection::Sqlite(c) => sqlite::setup(c),
-            AnyConnection::Pg(c) => postgres::setup(c),
+            AnyConnection::Sqlite(c) => sqlite::setup(c, self.durability),
+            AnyConnection::Pg(c) => postgres::setup(c, self.durability),
         }
         .map_err(diesel::r2d2::Error::QueryError)
     }

@@ -26,8 +26,12 @@ pub(super) fn is_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-pub(super) fn setup(conn: &mut PgConnection) -> QueryResult<()> {
-    conn.batch_execute(CONNECTION_SETUP)
+pub(super) fn setup(conn: &mut PgConnection, durability: super::Durability) -> QueryResult<()> {
+    conn.batch_execute(CONNECTION_SETUP)?;
+    if durability == super::Durability::Relaxed {
+        conn.batch_execute("SET synchronous_commit = off;")?;
+    }
+    Ok(())
 }
 
 /// `url` with the password (of the user part, or a `password=` parameter) replaced by `***`.
@@ -68,7 +72,8 @@ pub(super) fn prepare(url: &str, shown: &str) -> Result<(), StoreError> {
     };
     let mut conn = PgConnection::establish(url)
         .map_err(|e| open_error(diesel::r2d2::Error::ConnectionError(e)))?;
-    setup(&mut conn).map_err(|e| open_error(diesel::r2d2::Error::QueryError(e)))?;
+    setup(&mut conn, super::Durability::Full)
+        .map_err(|e| open_error(diesel::r2d2::Error::QueryError(e)))?;
     let migration_error = |source| StoreError::Migration {
         target: shown.to_string(),
         source,

@@ -26,8 +26,12 @@ PRAGMA synchronous = FULL;
 PRAGMA cache_size = -32768;
 PRAGMA foreign_keys = ON;";
 
-pub(super) fn setup(conn: &mut SqliteConnection) -> QueryResult<()> {
-    conn.batch_execute(CONNECTION_SETUP)
+pub(super) fn setup(conn: &mut SqliteConnection, durability: super::Durability) -> QueryResult<()> {
+    conn.batch_execute(CONNECTION_SETUP)?;
+    if durability == super::Durability::Relaxed {
+        conn.batch_execute("PRAGMA synchronous = NORMAL;")?;
+    }
+    Ok(())
 }
 
 #[derive(QueryableByName)]
@@ -95,7 +99,8 @@ pub(super) fn prepare(path: &Path, shown: &str) -> Result<(), StoreError> {
     }
     let mut conn =
         establish(path).map_err(|e| open_error(diesel::r2d2::Error::ConnectionError(e)))?;
-    setup(&mut conn).map_err(|e| open_error(diesel::r2d2::Error::QueryError(e)))?;
+    setup(&mut conn, super::Durability::Full)
+        .map_err(|e| open_error(diesel::r2d2::Error::QueryError(e)))?;
     let mode = diesel::sql_query("PRAGMA journal_mode")
         .get_result::<JournalMode>(&mut conn)
         .map_err(|e| open_error(diesel::r2d2::Error::QueryError(e)))?;
@@ -137,7 +142,9 @@ mod tests {
     #[test]
     fn pooled_connections_are_set_up() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Target::Sqlite(dir.path().join("t.db")).open_pool().unwrap();
+        let pool = Target::Sqlite(dir.path().join("t.db"))
+            .open_pool(crate::Durability::Full)
+            .unwrap();
         let mut conns: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
         for conn in &mut conns {
             let AnyConnection::Sqlite(conn) = &mut **conn else {
@@ -153,10 +160,24 @@ mod tests {
         }
     }
 
+    /// Relaxed durability syncs at checkpoints only; everything else is as durable pools have it.
+    #[test]
+    fn relaxed_pools_sync_less() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Sqlite(dir.path().join("t.db"));
+        let pool = target.open_pool(crate::Durability::Relaxed).unwrap();
+        let mut conn = pool.get().unwrap();
+        let AnyConnection::Sqlite(conn) = &mut *conn else {
+            panic!("not a SQLite connection");
+        };
+        assert_eq!(setting(conn, "synchronous", "synchronous"), 1, "NORMAL");
+        assert_eq!(setting(conn, "foreign_keys", "foreign_keys"), 1);
+    }
+
     #[test]
     fn in_memory_databases_are_refused() {
         assert!(matches!(
-            Target::Sqlite(PathBuf::from(":memory:")).open_pool(),
+            Target::Sqlite(PathBuf::from(":memory:")).open_pool(crate::Durability::Full),
             Err(StoreError::UnsupportedUrl { .. })
         ));
     }
