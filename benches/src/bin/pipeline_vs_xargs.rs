@@ -69,6 +69,11 @@ fn main() -> Result<()> {
         args.rounds
     );
     let tmp = args.tmp.clone().unwrap_or_else(std::env::temp_dir);
+    // Every round's directories stay until the end: on a file system without a journal, ext4
+    // skips inodes freed in the last seconds when it creates files, so a side that ran right
+    // after a deletion of thousands of files would pay for it.
+    let root = tempfile::tempdir_in(&tmp)?;
+    let tmp = root.path().to_path_buf();
     println!("output directories under {}", tmp.display());
     let (mut ours, mut plain, mut files) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
@@ -127,14 +132,14 @@ fn run_torc(
     tmp: &Path,
     relaxed: bool,
 ) -> Result<Duration> {
-    let dir = tempfile::tempdir_in(tmp)?;
+    let dir = tempfile::tempdir_in(tmp)?.keep();
     let started = Instant::now();
     let status = Command::new(torc)
         .arg("run")
         .arg(spec)
         .arg("--quiet")
         .arg("--output-dir")
-        .arg(dir.path())
+        .arg(dir)
         .arg("--max-parallel-jobs")
         .arg(parallel.to_string())
         .args(relaxed.then_some("--relaxed-durability"))
@@ -150,12 +155,11 @@ fn run_torc(
 /// `bash -c true` per job; with `files_in`, each job also writes the two output files that a
 /// torc job gets, in a fresh directory there (the same filesystem work).
 fn run_xargs(jobs: u64, parallel: usize, files_in: Option<&Path>) -> Result<Duration> {
-    let dir = files_in.map(tempfile::tempdir_in).transpose()?;
+    let dir = files_in
+        .map(|d| tempfile::tempdir_in(d).map(tempfile::TempDir::keep))
+        .transpose()?;
     let job = match &dir {
-        Some(d) => format!(
-            "bash -c true > {0}/{{}}.o 2> {0}/{{}}.e",
-            d.path().display()
-        ),
+        Some(d) => format!("bash -c true > {0}/{{}}.o 2> {0}/{{}}.e", d.display()),
         None => "bash -c true".to_string(),
     };
     let started = Instant::now();
