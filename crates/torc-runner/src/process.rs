@@ -375,6 +375,37 @@ mod tests {
     }
 
     #[test]
+    fn start_failures_say_why_and_whose_fault() {
+        let os = io::Error::from_raw_os_error;
+        let output = |errno| StartError::Output {
+            path: "/out/job_stdio/a.o".into(),
+            source: os(errno),
+        };
+        let spawn = |errno| StartError::Spawn {
+            program: "bash".into(),
+            command_bytes: 200_000,
+            source: os(errno),
+        };
+        for (e, says) in [
+            (output(libc::EACCES), "not writable by the runner"),
+            (output(libc::ENOSPC), "the disk is full"),
+            (output(libc::EDQUOT), "quota"),
+            (output(libc::EROFS), "read-only"),
+            (spawn(libc::ENOENT), "not on the runner's PATH"),
+            (spawn(libc::EAGAIN), "process limit"),
+        ] {
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(e.is_local(), "{e}");
+        }
+        let long = spawn(libc::E2BIG);
+        assert!(
+            long.to_string().contains("the command is 200000 bytes"),
+            "{long}"
+        );
+        assert!(!long.is_local(), "a command too long is the job's fault");
+    }
+
+    #[test]
     fn never_signals_own_group() {
         // Would kill the test process if the guard were missing.
         signal_group(0, libc::SIGKILL);
