@@ -5,11 +5,31 @@
 //! signal when the *thread* that forked the child ends, not when its process does: forked from a
 //! worker of tokio's blocking pool (which ends its idle threads), a job would be killed while
 //! its runner lives on. Forks therefore happen on this thread, which lives as long as the run.
+//!
+//! The kernel signals only the leader. What the leader started (a job's background processes,
+//! or the commands a `bash -c` waits for) is in the same process group, and the run's *reaper*
+//! kills those groups: a small shell, in a group of its own and deaf to SIGINT, SIGTERM and
+//! SIGHUP, told each job's group as it starts and ends on a pipe only the runner writes. When
+//! the runner dies the pipe closes, and the reaper kills every group still listed, then exits.
 
-use std::io;
-use std::sync::mpsc;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt as _;
+use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 use tokio::process::{Child, Command};
+use tracing::warn;
+
+/// The reaper: `+ PGID` and `- PGID` lines until end of input, then SIGKILL to the groups left.
+const REAPER: &str = r#"trap '' INT TERM HUP
+declare -A held
+while read -r op pgid; do
+  case $op in
+    +) held[$pgid]=1 ;;
+    -) unset "held[$pgid]" ;;
+  esac
+done
+for pgid in "${!held[@]}"; do kill -KILL -- "-$pgid" 2>/dev/null; done"#;
 
 type Reply = mpsc::SyncSender<io::Result<Child>>;
 
@@ -18,6 +38,49 @@ type Reply = mpsc::SyncSender<io::Result<Child>>;
 pub(crate) struct Launcher {
     tx: Option<mpsc::Sender<(Command, Reply)>>,
     thread: Option<JoinHandle<()>>,
+    reaper: Mutex<Option<Reaper>>,
+}
+
+struct Reaper {
+    child: std::process::Child,
+    /// Non-blocking: a reaper that stops reading costs a record, never a stalled runner.
+    tell: std::process::ChildStdin,
+}
+
+impl Reaper {
+    fn start() -> io::Result<Reaper> {
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(REAPER)
+            .arg("torc-runner-reaper")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let tell = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("no pipe"))?;
+        // SAFETY: fcntl on a descriptor this process owns; it only changes its flags.
+        unsafe {
+            let fd = tell.as_raw_fd();
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
+        }
+        Ok(Reaper { child, tell })
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // The run is over and its jobs reaped: nothing is left for the reaper to kill.
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
 
 impl Launcher {
@@ -33,10 +96,34 @@ impl Launcher {
                     let _ = reply.send(cmd.spawn());
                 }
             })?;
+        let reaper = Reaper::start()
+            .inspect_err(|e| {
+                warn!(error = %e, "cannot start the reaper: what a job's group leader started may outlive a killed runner");
+            })
+            .ok();
         Ok(Launcher {
             tx: Some(tx),
             thread: Some(thread),
+            reaper: Mutex::new(reaper),
         })
+    }
+
+    /// Tells the reaper that the group `pgid` has ended (its leader was reaped).
+    pub(crate) fn ended(&self, pgid: u32) {
+        self.tell('-', pgid);
+    }
+
+    fn tell(&self, op: char, pgid: u32) {
+        let Ok(mut reaper) = self.reaper.lock() else {
+            return;
+        };
+        let Some(r) = reaper.as_mut() else {
+            return;
+        };
+        if let Err(e) = r.tell.write_all(format!("{op} {pgid}\n").as_bytes()) {
+            warn!(error = %e, "the reaper does not listen: what a job's group leader started may outlive a killed runner");
+            *reaper = None;
+        }
     }
 
     /// Spawns `cmd` on the launcher thread, told to die with this process.
@@ -49,7 +136,11 @@ impl Launcher {
             .ok_or_else(gone)?
             .send((cmd, reply))
             .map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?
+        let child = answer.recv().map_err(|_| gone())??;
+        if let Some(pgid) = child.id() {
+            self.tell('+', pgid);
+        }
+        Ok(child)
     }
 }
 

@@ -370,23 +370,17 @@ async fn a_command_over_the_argument_limit_fails_with_that_reason_alone() {
     server.stop(true).await.unwrap();
 }
 
-/// 14: a runner killed outright takes its jobs with it.
+/// 14: a runner killed outright takes its jobs with it: the jobs' shells, and what they
+/// started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_runner_takes_its_jobs_with_it() {
     let dir = TempDir::new().unwrap();
     let (server, client) = start(dir.path()).await;
     let marks = writable_dir(&dir.path().join("marks"));
-    let id = create(
-        &client,
-        jobs(
-            2,
-            &format!(
-                "\"echo $$ > {}/j{{i}}.pid; exec sleep 300\"",
-                marks.display()
-            ),
-        ),
-    )
-    .await;
+    let m = marks.display();
+    let command =
+        format!("\"sleep 300 & echo $! > {m}/j{{i}}.child; echo $$ > {m}/j{{i}}.pid; wait\"");
+    let id = create(&client, jobs(2, &command)).await;
     let out = writable_dir(&dir.path().join("out"));
     let mut cmd = runner(&server.url(), &["--workflow", &id.to_string()]);
     cmd.args(["--max-parallel-jobs", "2"])
@@ -399,6 +393,8 @@ async fn a_killed_runner_takes_its_jobs_with_it() {
     let pids = [
         pid_in(&marks.join("j1.pid")).await,
         pid_in(&marks.join("j2.pid")).await,
+        pid_in(&marks.join("j1.child")).await,
+        pid_in(&marks.join("j2.child")).await,
     ];
     kill(runner_pid, libc::SIGKILL);
     exit_of(child).await;

@@ -185,6 +185,8 @@ fn stop_message(job: &ClaimedJob, cause: EndReason) -> String {
 
 pub(super) struct Exit {
     pub(super) key: JobKey,
+    /// The process group of the process that exited (it leads it).
+    pub(super) pgid: Option<u32>,
     pub(super) attempt_id: u32,
     pub(super) recovery: bool,
     pub(super) status: io::Result<ExitStatus>,
@@ -196,10 +198,12 @@ pub(super) fn wait_for(
     attempt_id: u32,
     recovery: bool,
 ) -> BoxFut<Exit> {
+    let pgid = child.id();
     Box::pin(async move {
         let status = child.wait().await;
         Exit {
             key,
+            pgid,
             attempt_id,
             recovery,
             status,
@@ -461,6 +465,9 @@ impl<C: Coordinator> EventLoop<C> {
     }
 
     pub(super) fn on_exit(&mut self, exit: Exit) {
+        if let Some(pgid) = exit.pgid {
+            self.ctx.launcher.ended(pgid);
+        }
         let Some(r) = self.running.get_mut(&exit.key) else {
             warn!(
                 job = exit.key.1 .0,

@@ -104,6 +104,9 @@ pub async fn run_with_progress<C: Coordinator>(
     })?;
     let output_dir =
         std::fs::canonicalize(&config.output_dir).unwrap_or_else(|_| config.output_dir.clone());
+    // Before the launcher starts its reaper: the cgroup tree moves the runner only when it is
+    // alone in its cgroup.
+    let cgroups = memory_limits(&config);
     let ctx = JobContext {
         output_dir,
         stdio_dir,
@@ -119,7 +122,6 @@ pub async fn run_with_progress<C: Coordinator>(
         workflow = %config.workflow_id,
         runner = %config.runner_id
     );
-    let cgroups = memory_limits(&config);
     let monitor = Monitor::default();
     let _sampler = AbortOnDrop(tokio::spawn(
         monitor.clone().sample_forever(config.sample_interval),
