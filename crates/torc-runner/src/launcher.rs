@@ -1,16 +1,18 @@
-//! The one thread that forks every job process of a run.
+//! How job processes die with their runner, and the thread that forks those that must.
 //!
-//! Each job's process-group leader asks the kernel to SIGKILL it when its parent dies
-//! (`PR_SET_PDEATHSIG`), so a runner that is killed takes its jobs with it. Linux sends that
-//! signal when the *thread* that forked the child ends, not when its process does: forked from a
-//! worker of tokio's blocking pool (which ends its idle threads), a job would be killed while
-//! its runner lives on. Forks therefore happen on this thread, which lives as long as the run.
+//! A runner killed outright (SIGKILL, the OOM killer, a crash) takes its jobs with it in two
+//! ways. The run's *reaper*, an `awk` in a process group of its own that ignores SIGINT,
+//! SIGTERM and SIGHUP, is told on a pipe that only the runner writes each job's process group as
+//! it starts (`+ PGID`) and as its leader is reaped (`- PGID`); when the runner dies the pipe
+//! closes and the reaper SIGKILLs every group still listed: leaders and what they started.
 //!
-//! The kernel signals only the leader. What the leader started (a job's background processes,
-//! or the commands a `bash -c` waits for) is in the same process group, and the run's *reaper*
-//! kills those groups: a small shell, in a group of its own and deaf to SIGINT, SIGTERM and
-//! SIGHUP, told each job's group as it starts and ends on a pipe only the runner writes. When
-//! the runner dies the pipe closes, and the reaper kills every group still listed, then exits.
+//! A job whose spawn forks anyway (its child moves itself into its cgroup before exec) also asks
+//! the kernel for SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), which holds even if the
+//! reaper is gone. Linux sends that signal when the *thread* that forked the child ends, not its
+//! process, so such jobs are forked on the launcher's own thread, which lives as long as the
+//! run (a pool thread that retires would kill a job its runner still runs). Other jobs are not
+//! given it: it needs a hook between fork and exec, which forces `fork` over `posix_spawn`, and
+//! copying the runner's page tables for every job made the 3,001-job pipeline a third slower.
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -20,21 +22,17 @@ use std::thread::JoinHandle;
 use tokio::process::{Child, Command};
 use tracing::warn;
 
-/// The reaper: `+ PGID` and `- PGID` lines until end of input, then SIGKILL to the groups left.
-const REAPER: &str = r#"trap '' INT TERM HUP
-declare -A held
-while read -r op pgid; do
-  case $op in
-    +) held[$pgid]=1 ;;
-    -) unset "held[$pgid]" ;;
-  esac
-done
-for pgid in "${!held[@]}"; do kill -KILL -- "-$pgid" 2>/dev/null; done"#;
+/// The reaper's program: `+ PGID` and `- PGID` lines until end of input, then SIGKILL to the
+/// groups left.
+const REAPER: &str = r#"$1 == "+" { held[$2] = 1 }
+$1 == "-" { delete held[$2] }
+END { groups = ""; for (g in held) groups = groups " -" g
+      if (groups != "") system("kill -9" groups " 2>/dev/null") }"#;
 
 type Reply = mpsc::SyncSender<io::Result<Child>>;
 
-/// A handle to the run's forking thread; dropping it ends the thread (after the run, when no
-/// job is left to kill).
+/// A handle to the run's forking thread and reaper; dropping it ends both (after the run, when
+/// no job is left to kill).
 pub(crate) struct Launcher {
     tx: Option<mpsc::Sender<(Command, Reply)>>,
     thread: Option<JoinHandle<()>>,
@@ -49,15 +47,23 @@ struct Reaper {
 
 impl Reaper {
     fn start() -> io::Result<Reaper> {
-        let mut child = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(REAPER)
-            .arg("torc-runner-reaper")
+        let mut cmd = std::process::Command::new("awk");
+        cmd.arg(REAPER)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        // SAFETY: between fork and exec the closure only calls signal(2), which is
+        // async-signal-safe. Ignored signals stay ignored across exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
         let tell = child
             .stdin
             .take()
@@ -98,7 +104,7 @@ impl Launcher {
             })?;
         let reaper = Reaper::start()
             .inspect_err(|e| {
-                warn!(error = %e, "cannot start the reaper: what a job's group leader started may outlive a killed runner");
+                warn!(error = %e, "cannot start the reaper (awk): jobs may outlive a killed runner");
             })
             .ok();
         Ok(Launcher {
@@ -121,22 +127,28 @@ impl Launcher {
             return;
         };
         if let Err(e) = r.tell.write_all(format!("{op} {pgid}\n").as_bytes()) {
-            warn!(error = %e, "the reaper does not listen: what a job's group leader started may outlive a killed runner");
+            warn!(error = %e, "the reaper does not listen: jobs may outlive a killed runner");
             *reaper = None;
         }
     }
 
-    /// Spawns `cmd` on the launcher thread, told to die with this process.
-    pub(crate) fn spawn(&self, mut cmd: Command) -> io::Result<Child> {
-        die_with_parent(&mut cmd);
-        let (reply, answer) = mpsc::sync_channel(1);
-        let gone = || io::Error::other("the job launcher thread is gone");
-        self.tx
-            .as_ref()
-            .ok_or_else(gone)?
-            .send((cmd, reply))
-            .map_err(|_| gone())?;
-        let child = answer.recv().map_err(|_| gone())??;
+    /// Spawns `cmd`, a job's process-group leader, and lists its group with the reaper. With
+    /// `forks` (the command has a hook between fork and exec already), it is forked on the
+    /// launcher's thread and also told to die with this process.
+    pub(crate) fn spawn(&self, mut cmd: Command, forks: bool) -> io::Result<Child> {
+        let child = if forks {
+            die_with_parent(&mut cmd);
+            let (reply, answer) = mpsc::sync_channel(1);
+            let gone = || io::Error::other("the job launcher thread is gone");
+            self.tx
+                .as_ref()
+                .ok_or_else(gone)?
+                .send((cmd, reply))
+                .map_err(|_| gone())?;
+            answer.recv().map_err(|_| gone())??
+        } else {
+            cmd.spawn()?
+        };
         if let Some(pgid) = child.id() {
             self.tell('+', pgid);
         }

@@ -16,7 +16,7 @@
 //! - drop a completion: unacknowledged reports are retried until acknowledged (bounded only
 //!   while stopping, and then the run ends with an error that says how many were lost);
 //! - leave a job's process behind: stopped jobs are killed as a whole process group and reaped,
-//!   and a job's group leader dies with the runner (see `launcher`);
+//!   and a runner killed outright takes its jobs with it (see `launcher`);
 //! - hand its token to a job (see [`secret`]);
 //! - install signal handlers or a tracing subscriber by itself: binaries opt in with
 //!   [`install_signal_handlers`] and their own subscriber.

@@ -26,7 +26,7 @@ pub(crate) struct JobContext {
     pub api_url: Option<String>,
     /// Run each job as a Slurm step (`srun`) with its CPUs, memory and GPUs.
     pub srun: bool,
-    /// The thread that forks the jobs (see [`crate::launcher`]).
+    /// How jobs die with the runner (see [`crate::launcher`]).
     pub launcher: Arc<Launcher>,
 }
 
@@ -250,11 +250,14 @@ fn spawn_shell(
             });
         }
     }
-    ctx.launcher.spawn(cmd).map_err(|source| StartError::Spawn {
-        program,
-        command_bytes: script.len(),
-        source,
-    })
+    let forks = cgroup_fd.is_some();
+    ctx.launcher
+        .spawn(cmd, forks)
+        .map_err(|source| StartError::Spawn {
+            program,
+            command_bytes: script.len(),
+            source,
+        })
 }
 
 /// The recovery script to run before a retry of `job` that exited with `return_code`: only when

@@ -69,7 +69,8 @@ pub fn seal_token(flag: &str, var: &str) -> Result<Option<SealedToken>, SealErro
     }
     let args: Vec<OsString> = std::env::args_os().collect();
     let (rest, from_args) = strip_flag(&args, flag);
-    let (token, origin) = match (from_args, std::env::var_os(var)) {
+    let from_env = std::env::var_os(var).filter(|t| !t.is_empty());
+    let (token, origin) = match (from_args, from_env) {
         (Some(t), _) => (t, TokenOrigin::CommandLine),
         (None, Some(t)) => (t, TokenOrigin::Environment),
         (None, None) => return Ok(None),
