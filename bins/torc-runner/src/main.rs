@@ -19,22 +19,38 @@ use torc_core::api::{ActionCapabilities, RunnerTags};
 use torc_core::{RunnerId, WorkflowId};
 use torc_http::HttpClient;
 use torc_runner::executor::{self, Executor, LaunchSettings};
+use torc_runner::secret::{self, SealError, SealedToken, TokenOrigin};
 use torc_runner::{Capacity, RunEnd, RunnerConfig, Shutdown};
 use tracing_subscriber::EnvFilter;
+
+/// What `--help` says of who can reach what.
+const TRUST_MODEL: &str = "\
+Trust model: jobs run as this runner's Unix user. They never get its token: it is not in their
+environment, nor in /proc/<runner>/environ, cmdline or mem (the runner starts itself again
+without it in its environment or command line, and is not dumpable). But a job can do whatever
+that user can: read a token file the user can read (`--token-file /dev/stdin` leaves none),
+the environment of the user's other processes (a shell that exported TORC_API_TOKEN), and all
+the user's files. A runner shared by several people's workflows is therefore only as isolated
+as its user: give each tenant a runner user of its own with a token scoped to that tenant's
+workflows, and never run a runner as root (its jobs could read anything).";
 
 /// Runs a workflow's jobs (or, with --shared, those of every workflow it may serve) on this
 /// machine for a torc server.
 #[derive(Debug, Parser)]
-#[command(name = "torc-runner", version)]
+#[command(name = "torc-runner", version, after_help = TRUST_MODEL)]
 struct Args {
     /// The server, `http://HOST:PORT`.
     #[arg(long, env = "TORC_API_URL")]
     url: String,
     /// The bearer token, for a server that requires one: a user's, a runner token for this
-    /// workflow, or (with --shared) one scoped to a user's or a group's workflows (prefer the
-    /// environment variable: a command line is visible to other users).
+    /// workflow, or (with --shared) one scoped to a user's or a group's workflows (prefer
+    /// --token-file or the environment variable: a command line is visible to other users
+    /// until the runner has started again without it).
     #[arg(long, env = "TORC_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the token from this file (its first line), e.g. `/dev/stdin` for a pipe.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// The workflow whose jobs to run.
     #[arg(long, required_unless_present = "shared", conflicts_with = "shared")]
     workflow: Option<i64>,
@@ -98,6 +114,11 @@ struct Args {
     /// `sbatch` is on its PATH, `schedule_nodes` of Slurm schedulers.
     #[arg(long)]
     no_actions: bool,
+    /// After this many jobs in a row could not start on this machine (output directory not
+    /// writable, disk full, no `bash`, process limits), stop claiming, let running jobs
+    /// finish, and exit 1 (0: never).
+    #[arg(long, default_value_t = RunnerConfig::DEFAULT_MAX_LOCAL_FAILURES, value_name = "N")]
+    max_local_failures: u32,
     /// Seconds between looks for triggered actions.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     actions_secs: f64,
@@ -134,6 +155,7 @@ fn config(args: &Args, client: &HttpClient) -> Result<RunnerConfig> {
     );
     config.api_url = Some(client.api_url().to_string());
     config.shared = args.shared;
+    config.max_local_failures = args.max_local_failures;
     let tags: Vec<String> = args
         .tags
         .iter()
@@ -220,6 +242,7 @@ fn executor(
     args: &Args,
     config: &RunnerConfig,
     client: &Arc<HttpClient>,
+    token: Option<String>,
 ) -> Result<Option<Executor<HttpClient>>> {
     if config.shared || args.no_actions {
         return Ok(None);
@@ -241,7 +264,8 @@ fn executor(
         config.runner_id.0.clone(),
         can,
         Some(launch),
-    );
+    )
+    .with_token(token);
     if let Some(id) = slurm_job_id(args) {
         exec.report(AllocationUpdate::Seen {
             batch_id: id,
@@ -252,15 +276,60 @@ fn executor(
     Ok(Some(exec))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// The token: from --token-file, or as [`secret::seal_token`] took it out of the command line
+/// or the environment.
+fn token(args: &Args, sealed: Result<Option<SealedToken>, SealError>) -> Result<Option<String>> {
+    let sealed = sealed.context("--token or TORC_API_TOKEN")?;
+    if let Some(s) = &sealed {
+        if s.origin == TokenOrigin::CommandLine {
+            tracing::warn!("--token on the command line is visible to every user here while the runner starts: prefer --token-file or TORC_API_TOKEN");
+        }
+        if let Some(e) = &s.still_exposed {
+            tracing::warn!(error = %e, "cannot start again without the token: it stays in this process's /proc environ or cmdline");
+        }
+    }
+    match (&args.token_file, sealed) {
+        (Some(_), Some(s)) if s.origin == TokenOrigin::CommandLine => {
+            bail!("give --token or --token-file, not both")
+        }
+        (Some(path), _) => {
+            let t = secret::read_token_file(path)
+                .with_context(|| format!("--token-file {}", path.display()))?;
+            Ok(Some(t))
+        }
+        (None, Some(s)) => Ok(Some(s.token)),
+        (None, None) => Ok(args.token.clone()),
+    }
+}
+
+fn main() -> ExitCode {
+    // First, while this is the only thread: the token leaves this process's environment and
+    // command line (see `torc_runner::secret`).
+    let sealed = secret::seal_token("--token", "TORC_API_TOKEN");
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let token = match token(&args, sealed) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(serve(args, token)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args, token: Option<String>) -> ExitCode {
     let setup = HttpClient::new(&args.url)
-        .and_then(|client| match &args.token {
+        .and_then(|client| match &token {
             Some(token) => client.with_token(token),
             None => Ok(client),
         })
@@ -287,7 +356,7 @@ async fn main() -> ExitCode {
         format!("workflow {}", config.workflow_id)
     };
     let client = Arc::new(client);
-    let executor = match executor(&args, &config, &client) {
+    let executor = match executor(&args, &config, &client, token) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e:#}");

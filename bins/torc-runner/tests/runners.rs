@@ -10,6 +10,8 @@ use torc_core::spec::SpecFormat;
 use torc_core::{JobStatus, WorkflowId};
 use torc_http::{HttpClient, JobResult, Server, ServerConfig};
 
+mod hostile;
+
 fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")

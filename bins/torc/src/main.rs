@@ -47,7 +47,19 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_)) {
+        // Jobs run from this process: before any thread starts, the token leaves its
+        // environment and command line (the program executes itself again without them).
+        match torc_runner::secret::seal_token("--token", "TORC_API_TOKEN") {
+            Ok(Some(sealed)) => cli.global.token = Some(sealed.token),
+            Ok(None) => {}
+            Err(e) => {
+                errln!("error: --token or TORC_API_TOKEN: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

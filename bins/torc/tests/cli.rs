@@ -683,6 +683,46 @@ jobs:
     );
 }
 
+/// `torc run --url` runs jobs from its own process: they find its token neither in their
+/// environment nor in its `/proc` environ and cmdline, however it was given.
+#[test]
+fn jobs_of_torc_run_never_see_its_token() {
+    const TOKEN: &str = "tok_cli_secret_93b1e7";
+    let dir = tempfile::tempdir().unwrap();
+    let auth = torc_http::AuthConfig::from_yaml(&format!(
+        "users: [{{name: ana}}]\ntokens: [{{name: ana, user: ana, sha256: {}}}]\n",
+        torc_http::auth::hash_token(TOKEN)
+    ))
+    .unwrap();
+    let url = start_server_with(&dir.path().join("server.db"), Some(auth));
+    for how in ["environment", "command-line"] {
+        let seen = dir.path().join(format!("seen-{how}.txt"));
+        let spec = dir.path().join(format!("{how}.yaml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "name: peek\njobs:\n  - name: peek\n    command: \"{{ env; tr '\\\\0' '\\\\n' < /proc/$PPID/environ; tr '\\\\0' ' ' < /proc/$PPID/cmdline; echo; echo done; }} > {} 2>&1\"\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = torc();
+        cmd.current_dir(dir.path()).args(["--url", &url]);
+        match how {
+            "environment" => cmd.env("TORC_API_TOKEN", TOKEN),
+            _ => cmd.args(["--token", TOKEN]),
+        };
+        let out = cmd.arg("run").arg(&spec).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let seen = std::fs::read_to_string(&seen).unwrap();
+        assert!(seen.contains("done") && seen.contains("run"), "{seen}");
+        assert!(
+            !seen.contains(TOKEN),
+            "the job found the token ({how}):\n{seen}"
+        );
+    }
+}
+
 #[test]
 fn tokens_from_the_environment_and_tokens_create() {
     let dir = tempfile::tempdir().unwrap();

@@ -84,6 +84,10 @@ pub struct RunnerConfig {
     /// A shared runner: it claims jobs of every workflow the coordinator lets it serve, picked
     /// fairly, and runs until stopped (or idle past `idle_timeout`); `workflow_id` is unused.
     pub shared: bool,
+    /// After this many jobs in a row could not start for this machine's reasons (output
+    /// directory not writable, disk full, no shell, process limits), stop claiming, let running
+    /// jobs finish and end with an error, rather than fail every job handed out. 0: never.
+    pub max_local_failures: u32,
     /// The tags this runner offers. A shared runner always filters by them (none given: only
     /// untagged jobs); a runner dedicated to one workflow takes every job when `None`.
     pub tags: Option<RunnerTags>,
@@ -110,6 +114,7 @@ impl RunnerConfig {
     pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(2);
     pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
     pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+    pub const DEFAULT_MAX_LOCAL_FAILURES: u32 = 5;
 
     /// A configuration with the defaults: 2 s long polls, no idle timeout, the workflows' own
     /// grace periods, no allocation limit, one resource sample a second, a heartbeat every
@@ -137,6 +142,7 @@ impl RunnerConfig {
             heartbeat_interval: Some(Self::DEFAULT_HEARTBEAT_INTERVAL),
             shared: false,
             tags: None,
+            max_local_failures: Self::DEFAULT_MAX_LOCAL_FAILURES,
         }
     }
 

@@ -30,6 +30,13 @@ pub enum RunnerError {
         completions: usize,
         source: CoordinatorError,
     },
+    /// Jobs in a row could not start for this machine's reasons (output directory, disk,
+    /// shell, process limits): the runner stopped claiming rather than fail every job it took.
+    #[error("{count} jobs in a row could not start on this machine, so it stopped claiming; the last: {last}")]
+    LocalFailures { count: u32, last: String },
+    /// The thread that forks jobs could not be started.
+    #[error("cannot start the job launcher thread: {source}")]
+    Launcher { source: std::io::Error },
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {source}")]
     Signals { source: std::io::Error },

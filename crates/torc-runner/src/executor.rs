@@ -156,6 +156,9 @@ pub struct Executor<C: Coordinator> {
     elastic: bool,
     launch: Option<LaunchSettings>,
     slurm: Slurm,
+    /// The token the runners it starts get as `TORC_API_TOKEN`; `None`: they inherit this
+    /// process's environment.
+    token: Option<String>,
     /// Reports not yet acknowledged by the coordinator.
     updates: Vec<AllocationUpdate>,
     /// What the batch queue last said of each live allocation, so only changes are reported.
@@ -187,6 +190,7 @@ impl<C: Coordinator> Executor<C> {
             elastic: false,
             launch,
             slurm: Slurm::new(),
+            token: None,
             updates: Vec::new(),
             seen: BTreeMap::new(),
             children: Vec::new(),
@@ -202,6 +206,13 @@ impl<C: Coordinator> Executor<C> {
     /// Slurm's commands from this directory instead of `PATH`.
     pub fn with_slurm(mut self, slurm: Slurm) -> Self {
         self.slurm = slurm;
+        self
+    }
+
+    /// Gives the runners it starts (locally, and through `sbatch` in allocations) this token,
+    /// which this process no longer has in its environment (see [`crate::secret`]).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
         self
     }
 
@@ -478,7 +489,11 @@ impl<C: Coordinator> Executor<C> {
         script
             .write(&path)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        let slurm = self.slurm.clone();
+        let mut slurm = self.slurm.clone();
+        if let Some(token) = &self.token {
+            // sbatch passes its environment on to the batch script, whose runner reads it.
+            slurm = slurm.with_env("TORC_API_TOKEN", token);
+        }
         blocking(move || slurm.submit(&path))
             .await
             .map(|id| id.0)
@@ -510,6 +525,9 @@ impl<C: Coordinator> Executor<C> {
             .stderr(err);
         if let Some(n) = max_parallel_jobs {
             cmd.arg("--max-parallel-jobs").arg(n.to_string());
+        }
+        if let Some(token) = &self.token {
+            cmd.env("TORC_API_TOKEN", token);
         }
         let child = cmd
             .spawn()

@@ -15,7 +15,9 @@
 //!   only reports what happened (exit code, terminated, recovery failed);
 //! - drop a completion: unacknowledged reports are retried until acknowledged (bounded only
 //!   while stopping, and then the run ends with an error that says how many were lost);
-//! - leave a job's process behind: stopped jobs are killed as a whole process group and reaped;
+//! - leave a job's process behind: stopped jobs are killed as a whole process group and reaped,
+//!   and a runner killed outright takes its jobs with it (see `launcher`);
+//! - hand its token to a job (see [`secret`]);
 //! - install signal handlers or a tracing subscriber by itself: binaries opt in with
 //!   [`install_signal_handlers`] and their own subscriber.
 //!
@@ -25,11 +27,13 @@ mod cgroup;
 mod config;
 mod error;
 pub mod executor;
+mod launcher;
 mod monitor;
 mod process;
 mod resources;
 mod runner;
 mod samples;
+pub mod secret;
 mod shutdown;
 
 pub use cgroup::{tree as cgroup_tree, CgroupTree, CgroupUnavailable};

@@ -6,23 +6,28 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::process::{Child, Command};
 use torc_core::api::ClaimedJob;
 use torc_core::model::StdioMode;
 use torc_core::Timestamp;
 
+use crate::launcher::Launcher;
+
 /// The return code reported when the runner could not start or wait for a job's process.
 pub const RC_RUNNER_ERROR: i32 = 127;
 
 /// What every job of a run shares: where output goes and what jobs are told about the run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct JobContext {
     pub output_dir: PathBuf,
     pub stdio_dir: PathBuf,
     pub api_url: Option<String>,
     /// Run each job as a Slurm step (`srun`) with its CPUs, memory and GPUs.
     pub srun: bool,
+    /// How jobs die with the runner (see [`crate::launcher`]).
+    pub launcher: Arc<Launcher>,
 }
 
 /// The `.o` and `.e` paths of one attempt of a job.
@@ -75,13 +80,71 @@ pub fn output_files(stdio_dir: &Path, job: &ClaimedJob) -> Output {
     }
 }
 
+/// Why a job's process could not be started here. Each says what happened in words a result
+/// can carry; [`StartError::is_local`] tells this machine's faults from the job's own.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("cannot create its output file {}: {}", path.display(), output_cause(source))]
+    Output { path: PathBuf, source: io::Error },
+    #[error("cannot start `{}`: {}", program.to_string_lossy(), spawn_cause(*command_bytes, source))]
+    Spawn {
+        program: std::ffi::OsString,
+        /// The length of the command handed to the shell as one argument.
+        command_bytes: usize,
+        source: io::Error,
+    },
+}
+
+impl StartError {
+    /// Whether the fault lies with this machine (its disk, its shell, its process limits)
+    /// rather than with the job (a command too long to exec): only those stop a runner that
+    /// meets them again and again.
+    pub(crate) fn is_local(&self) -> bool {
+        match self {
+            StartError::Output { .. } => true,
+            StartError::Spawn { source, .. } => source.raw_os_error() != Some(libc::E2BIG),
+        }
+    }
+}
+
+fn output_cause(e: &io::Error) -> String {
+    let why = match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => "the output directory is not writable by the runner",
+        Some(libc::EROFS) => "the output directory is on a read-only file system",
+        Some(libc::ENOSPC) => "the disk is full (no space or no inodes left)",
+        Some(libc::EDQUOT) => "the runner's disk quota is used up",
+        Some(libc::ENOENT | libc::ENOTDIR) => "the output directory is gone",
+        _ => return e.to_string(),
+    };
+    format!("{why} ({e})")
+}
+
+fn spawn_cause(command_bytes: usize, e: &io::Error) -> String {
+    let why = match e.raw_os_error() {
+        Some(libc::ENOENT) => format!(
+            "it is not on the runner's PATH ({})",
+            std::env::var("PATH").unwrap_or_default()
+        ),
+        Some(libc::EACCES) => "it is not executable by the runner".into(),
+        Some(libc::E2BIG) => format!(
+            "the command is {command_bytes} bytes, over what the kernel lets exec take (one \
+             argument at most 128 KiB, arguments and environment together ARG_MAX): put it in a \
+             script and run that"
+        ),
+        Some(libc::EAGAIN) => "the runner may start no more processes (its process limit)".into(),
+        Some(libc::ENOMEM) => "there is not enough memory to start a process".into(),
+        _ => return e.to_string(),
+    };
+    format!("{why} ({e})")
+}
+
 /// Starts the job's shell command in a new process group; with `cgroup_fd` (an open
 /// `cgroup.procs` of the job's cgroup), the child moves itself into that cgroup before exec.
 pub(crate) fn spawn_job(
     job: &ClaimedJob,
     ctx: &JobContext,
     cgroup_fd: Option<i32>,
-) -> io::Result<Child> {
+) -> Result<Child, StartError> {
     spawn_shell(&job.shell_command(), job, ctx, false, cgroup_fd)
 }
 
@@ -91,7 +154,7 @@ pub(crate) fn spawn_recovery(
     script: &str,
     job: &ClaimedJob,
     ctx: &JobContext,
-) -> io::Result<Child> {
+) -> Result<Child, StartError> {
     spawn_shell(script, job, ctx, true, None)
 }
 
@@ -101,24 +164,28 @@ fn spawn_shell(
     ctx: &JobContext,
     append: bool,
     cgroup_fd: Option<i32>,
-) -> io::Result<Child> {
-    let open = |path: &Path| -> io::Result<Stdio> {
-        let file: File = if append {
-            OpenOptions::new().create(true).append(true).open(path)?
+) -> Result<Child, StartError> {
+    let create = |path: &Path| -> Result<File, StartError> {
+        let file = if append {
+            OpenOptions::new().create(true).append(true).open(path)
         } else {
-            File::create(path)?
+            File::create(path)
         };
-        Ok(file.into())
+        file.map_err(|source| StartError::Output {
+            path: path.to_path_buf(),
+            source,
+        })
     };
+    let open = |path: &Path| create(path).map(Stdio::from);
     let (stdout, stderr) = match output_files(&ctx.stdio_dir, job) {
         Output::Separate { out, err } => (open(&out)?, open(&err)?),
         Output::Combined(log) => {
-            let file: File = if append {
-                OpenOptions::new().create(true).append(true).open(&log)?
-            } else {
-                File::create(&log)?
-            };
-            (file.try_clone()?.into(), file.into())
+            let file = create(&log)?;
+            let copy = file.try_clone().map_err(|source| StartError::Output {
+                path: log.clone(),
+                source,
+            })?;
+            (copy.into(), file.into())
         }
         Output::OnlyStderr(err) => (Stdio::null(), open(&err)?),
         Output::OnlyStdout(out) => (open(&out)?, Stdio::null()),
@@ -132,7 +199,11 @@ fn spawn_shell(
         step.gpus = r.num_gpus;
         step.nodes = (r.num_nodes > 1).then_some(r.num_nodes);
         step.job_name = Some(job.name.clone());
-        let argv = torc_slurm::srun_argv(&step, script).map_err(io::Error::other)?;
+        let argv = torc_slurm::srun_argv(&step, script).map_err(|e| StartError::Spawn {
+            program: "srun".into(),
+            command_bytes: script.len(),
+            source: io::Error::other(e),
+        })?;
         let mut c = Command::new(&argv[0]);
         c.args(&argv[1..]);
         c
@@ -141,6 +212,7 @@ fn spawn_shell(
         c.arg("-c").arg(script);
         c
     };
+    let program = cmd.as_std().get_program().to_os_string();
     cmd.stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -178,7 +250,14 @@ fn spawn_shell(
             });
         }
     }
-    cmd.spawn()
+    let forks = cgroup_fd.is_some();
+    ctx.launcher
+        .spawn(cmd, forks)
+        .map_err(|source| StartError::Spawn {
+            program,
+            command_bytes: script.len(),
+            source,
+        })
 }
 
 /// The recovery script to run before a retry of `job` that exited with `return_code`: only when
@@ -296,6 +375,37 @@ mod tests {
         assert_eq!(recovery_script_for(&j, 3), None);
         j.attempt_id = 3;
         assert_eq!(recovery_script_for(&j, 1), None);
+    }
+
+    #[test]
+    fn start_failures_say_why_and_whose_fault() {
+        let os = io::Error::from_raw_os_error;
+        let output = |errno| StartError::Output {
+            path: "/out/job_stdio/a.o".into(),
+            source: os(errno),
+        };
+        let spawn = |errno| StartError::Spawn {
+            program: "bash".into(),
+            command_bytes: 200_000,
+            source: os(errno),
+        };
+        for (e, says) in [
+            (output(libc::EACCES), "not writable by the runner"),
+            (output(libc::ENOSPC), "the disk is full"),
+            (output(libc::EDQUOT), "quota"),
+            (output(libc::EROFS), "read-only"),
+            (spawn(libc::ENOENT), "not on the runner's PATH"),
+            (spawn(libc::EAGAIN), "process limit"),
+        ] {
+            assert!(e.to_string().contains(says), "{e}");
+            assert!(e.is_local(), "{e}");
+        }
+        let long = spawn(libc::E2BIG);
+        assert!(
+            long.to_string().contains("the command is 200000 bytes"),
+            "{long}"
+        );
+        assert!(!long.is_local(), "a command too long is the job's fault");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Asking a runner to stop: a cloneable [`Shutdown`] handle (now, or at an allocation's end), and
-//! the SIGINT/SIGTERM wiring that binaries opt into with [`install_signal_handlers`].
+//! the SIGINT/SIGTERM/SIGHUP wiring that binaries opt into with [`install_signal_handlers`].
 
 use crate::error::RunnerError;
 use futures::StreamExt;
-use signal_hook::consts::signal::{SIGINT, SIGTERM};
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
@@ -107,13 +107,15 @@ impl Drop for SignalGuard {
     }
 }
 
-/// Routes SIGINT and SIGTERM to `shutdown`: the first signal stops gracefully, the second kills
-/// every job, a third one terminates the process with the signal's default action.
+/// Routes SIGINT, SIGTERM and SIGHUP to `shutdown`: the first signal stops gracefully, the
+/// second kills every job, a third one terminates the process with the signal's default action.
+/// SIGHUP (a closed terminal or session, a supervisor's stop) is a stop like the others: its
+/// default action would kill the runner and leave its jobs unreported.
 ///
 /// For binaries only; the library never installs handlers by itself. Must be called from
 /// within a tokio runtime.
 pub fn install_signal_handlers(shutdown: Shutdown) -> Result<SignalGuard, RunnerError> {
-    let signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM])
+    let signals = signal_hook_tokio::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|source| RunnerError::Signals { source })?;
     let handle = signals.handle();
     let task = tokio::spawn(async move {

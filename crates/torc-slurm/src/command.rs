@@ -140,22 +140,42 @@ pub struct Partition {
 }
 
 /// Runs Slurm's commands, found on `PATH` or in one directory.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Slurm {
     bin_dir: Option<PathBuf>,
+    /// Variables set for every command, beside the inherited environment.
+    env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Slurm {
+    /// Names the variables set, never their values (one may be a token).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slurm")
+            .field("bin_dir", &self.bin_dir)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Slurm {
     /// Slurm's commands from `PATH`.
     pub fn new() -> Slurm {
-        Slurm { bin_dir: None }
+        Slurm::default()
     }
 
     /// Slurm's commands from `dir`.
     pub fn with_bin_dir(dir: impl Into<PathBuf>) -> Slurm {
         Slurm {
             bin_dir: Some(dir.into()),
+            env: Vec::new(),
         }
+    }
+
+    /// The same, with `key=value` in every command's environment (`sbatch` hands its
+    /// environment on to the batch script).
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Slurm {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     fn command(&self, program: &'static str) -> Command {
@@ -163,7 +183,8 @@ impl Slurm {
             Some(dir) => Command::new(dir.join(program)),
             None => Command::new(program),
         };
-        cmd.stdin(Stdio::null());
+        cmd.stdin(Stdio::null())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

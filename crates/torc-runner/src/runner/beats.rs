@@ -27,7 +27,7 @@ fn held(job_id: JobId, run_id: u32, attempt_id: u32) -> HeldJob {
 }
 
 /// The answers to one round of heartbeats: one per workflow the runner holds jobs of.
-pub(super) type BeatAnswers = Vec<(WorkflowId, HeartbeatResponse)>;
+pub(super) type BeatAnswers = Vec<(WorkflowId, Result<HeartbeatResponse, CoordinatorError>)>;
 
 impl<C: Coordinator> EventLoop<C> {
     /// The time between heartbeats: the configured interval, or a third of the lease if that
@@ -103,32 +103,40 @@ impl<C: Coordinator> EventLoop<C> {
             .collect();
         self.beat = Some(Box::pin(async move {
             let mut answers = Vec::new();
-            if let Some((workflow, first)) = round.next().await {
-                answers.push((workflow, first?));
+            if let Some(first) = round.next().await {
+                answers.push(first);
             }
-            while let Some(Some((workflow, answer))) = round.next().now_or_never() {
-                answers.push((workflow, answer?));
+            while let Some(Some(answer)) = round.next().now_or_never() {
+                answers.push(answer);
             }
-            Ok(answers)
+            answers
         }));
     }
 
-    pub(super) fn on_beat(&mut self, res: Result<BeatAnswers, CoordinatorError>) {
+    pub(super) fn on_beat(&mut self, answers: BeatAnswers) {
         let now = Instant::now();
-        match res {
-            Ok(answers) => {
-                self.beat_failures = 0;
-                for (workflow, resp) in answers {
+        let mut failure = None;
+        for (workflow, answer) in answers {
+            match answer {
+                Ok(resp) => {
                     self.lease = resp.lease_ms.map(Duration::from_millis);
                     if !resp.revoked.is_empty() {
                         self.revoke(workflow, &resp.revoked);
                     }
                     self.observe_workflow(workflow, resp.workflow_state);
                 }
+                // A shared runner serves the others: see `drop_workflow`.
+                Err(e) if self.cfg.shared && !e.is_transient() => self.drop_workflow(workflow, &e),
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            None => {
+                self.beat_failures = 0;
                 let interval = self.beat_interval().unwrap_or_default();
                 self.next_beat = Some((self.beat_sent + interval).max(now));
             }
-            Err(e) => {
+            Some(e) => {
                 // Rejections too are retried: the claim and report paths decide whether the
                 // runner can go on; a beat only keeps the lease.
                 self.beat_failures += 1;

@@ -185,6 +185,8 @@ fn stop_message(job: &ClaimedJob, cause: EndReason) -> String {
 
 pub(super) struct Exit {
     pub(super) key: JobKey,
+    /// The process group of the process that exited (it leads it).
+    pub(super) pgid: Option<u32>,
     pub(super) attempt_id: u32,
     pub(super) recovery: bool,
     pub(super) status: io::Result<ExitStatus>,
@@ -196,10 +198,12 @@ pub(super) fn wait_for(
     attempt_id: u32,
     recovery: bool,
 ) -> BoxFut<Exit> {
+    let pgid = child.id();
     Box::pin(async move {
         let status = child.wait().await;
         Exit {
             key,
+            pgid,
             attempt_id,
             recovery,
             status,
@@ -349,6 +353,7 @@ impl<C: Coordinator> EventLoop<C> {
         let sampler_limit = limit.filter(|_| cgroup.is_none());
         match process::spawn_job(&job, &self.ctx, cgroup.as_ref().map(JobCgroup::enter_fd)) {
             Ok(child) => {
+                self.local_failures = 0;
                 let pgid = pgid_of(&child);
                 let now = Instant::now();
                 self.monitor.track(pgid, sampler_limit);
@@ -393,6 +398,7 @@ impl<C: Coordinator> EventLoop<C> {
                 if let Some(cg) = cgroup {
                     cg.finish();
                 }
+                self.note_start_failure(&e);
                 self.counts.failed += 1;
                 let mut done = completion(
                     &job,
@@ -404,9 +410,25 @@ impl<C: Coordinator> EventLoop<C> {
                     Usage::default(),
                 );
                 done.1.end_reason = Some(EndReason::RunnerError);
-                done.1.message = Some(format!("cannot start the job: {e}"));
+                done.1.message = Some(format!("the job could not start here: {e}"));
                 self.completions.push(done);
             }
+        }
+    }
+
+    /// Counts a start that failed for this machine's reasons; so many in a row, and the runner
+    /// stops claiming (every job it took would fail the same way) and ends with an error.
+    fn note_start_failure(&mut self, e: &process::StartError) {
+        if !e.is_local() {
+            return;
+        }
+        self.local_failures += 1;
+        let limit = self.cfg.max_local_failures;
+        if limit > 0 && self.local_failures >= limit && self.stopping.is_none() {
+            self.fail(crate::RunnerError::LocalFailures {
+                count: self.local_failures,
+                last: e.to_string(),
+            });
         }
     }
 
@@ -443,6 +465,9 @@ impl<C: Coordinator> EventLoop<C> {
     }
 
     pub(super) fn on_exit(&mut self, exit: Exit) {
+        if let Some(pgid) = exit.pgid {
+            self.ctx.launcher.ended(pgid);
+        }
         let Some(r) = self.running.get_mut(&exit.key) else {
             warn!(
                 job = exit.key.1 .0,

@@ -17,6 +17,7 @@
 use crate::cgroup::CgroupTree;
 use crate::config::{stagger_delay, RunnerConfig};
 use crate::error::{Progress, RunEnd, RunSummary, RunnerError};
+use crate::launcher::Launcher;
 use crate::monitor::Monitor;
 use crate::process::{signal_group, JobContext};
 use crate::samples::Samples;
@@ -34,7 +35,7 @@ use tokio::time::Instant;
 use torc_core::api::JobLimits;
 use torc_core::api::{
     ClaimResponse, ClaimedJob, CompletionReport, Coordinator, CoordinatorError, ReportBatch,
-    ReportResponse, StartReport,
+    StartReport,
 };
 use torc_core::changes::{EndReason, WorkflowState};
 use torc_core::{JobId, WorkflowId};
@@ -103,18 +104,24 @@ pub async fn run_with_progress<C: Coordinator>(
     })?;
     let output_dir =
         std::fs::canonicalize(&config.output_dir).unwrap_or_else(|_| config.output_dir.clone());
+    // Before the launcher starts its reaper: the cgroup tree moves the runner only when it is
+    // alone in its cgroup.
+    let cgroups = memory_limits(&config);
     let ctx = JobContext {
         output_dir,
         stdio_dir,
         api_url: config.api_url.clone(),
         srun: config.srun_jobs,
+        launcher: Arc::new(
+            Launcher::start(tokio::runtime::Handle::current())
+                .map_err(|source| RunnerError::Launcher { source })?,
+        ),
     };
     let span = tracing::info_span!(
         "runner",
         workflow = %config.workflow_id,
         runner = %config.runner_id
     );
-    let cgroups = memory_limits(&config);
     let monitor = Monitor::default();
     let _sampler = AbortOnDrop(tokio::spawn(
         monitor.clone().sample_forever(config.sample_interval),
@@ -158,6 +165,9 @@ enum StopReason {
     Shutdown,
     Canceled,
     Failed,
+    /// Jobs cannot start here: no more claims, running jobs finish and are reported, then the
+    /// run ends with the error.
+    Broken,
     /// The allocation's end is near: no more claims, running jobs stop at their deadlines.
     AllocationEnd,
 }
@@ -166,6 +176,7 @@ impl StopReason {
     fn end_reason(self) -> EndReason {
         match self {
             StopReason::Shutdown | StopReason::Failed => EndReason::Shutdown,
+            StopReason::Broken => EndReason::RunnerError,
             StopReason::Canceled => EndReason::Canceled,
             StopReason::AllocationEnd => EndReason::AllocationEnd,
         }
@@ -234,7 +245,7 @@ struct EventLoop<C: Coordinator> {
     /// While stopping: when to stop waiting for the claim in flight.
     claim_deadline: Option<Instant>,
 
-    beat: Option<BoxFut<Result<beats::BeatAnswers, CoordinatorError>>>,
+    beat: Option<BoxFut<beats::BeatAnswers>>,
     /// Workflows whose cancel this (shared) runner has acted on.
     canceled: std::collections::HashSet<WorkflowId>,
     beat_sent: Instant,
@@ -244,7 +255,7 @@ struct EventLoop<C: Coordinator> {
     /// The coordinator's lease, as its last heartbeat answer said.
     lease: Option<Duration>,
 
-    report: Option<BoxFut<Result<Vec<ReportResponse>, CoordinatorError>>>,
+    report: Option<BoxFut<Result<reports::Answers, CoordinatorError>>>,
     /// The batches in flight (one per workflow), or waiting to be sent again after a transient
     /// error.
     unacked: Option<Vec<ReportBatch>>,
@@ -263,6 +274,9 @@ struct EventLoop<C: Coordinator> {
     shutdowns_seen: u32,
     stopping: Option<StopReason>,
     hard_stop: bool,
+    /// Jobs in a row that could not start for this machine's reasons (see
+    /// `RunnerConfig::max_local_failures`).
+    local_failures: u32,
     error: Option<RunnerError>,
 
     counts: Progress,
@@ -332,6 +346,7 @@ impl<C: Coordinator> EventLoop<C> {
             shutdowns_seen: 0,
             stopping: None,
             hard_stop: false,
+            local_failures: 0,
             error: None,
             counts: Progress::default(),
             progress,
@@ -403,7 +418,9 @@ impl<C: Coordinator> EventLoop<C> {
         let end = match self.stopping {
             Some(_) if !(quiet && self.claim.is_none()) => return None,
             Some(StopReason::Canceled) => RunEnd::WorkflowCanceled,
-            Some(StopReason::Shutdown | StopReason::Failed) => RunEnd::Shutdown,
+            Some(StopReason::Shutdown | StopReason::Failed | StopReason::Broken) => {
+                RunEnd::Shutdown
+            }
             Some(StopReason::AllocationEnd) => RunEnd::AllocationEnd,
             None if quiet && self.workflow_state == WorkflowState::Complete => {
                 RunEnd::WorkflowComplete
@@ -574,8 +591,9 @@ impl<C: Coordinator> EventLoop<C> {
         }
         let now = Instant::now();
         let grace = self.cfg.grace_period;
-        // At an allocation's end, running jobs keep their deadlines (see `Running::set_end`).
-        if reason != StopReason::AllocationEnd {
+        // At an allocation's end, running jobs keep their deadlines (see `Running::set_end`);
+        // on a machine where jobs cannot start, those that did run to their end.
+        if !matches!(reason, StopReason::AllocationEnd | StopReason::Broken) {
             for r in self.running.values_mut() {
                 let kill = r.kill_after(now, grace);
                 r.terminate(now, Some(kill), reason.end_reason());
@@ -587,10 +605,14 @@ impl<C: Coordinator> EventLoop<C> {
 
     fn fail(&mut self, err: RunnerError) {
         error!(error = %err, "fatal runner error");
+        let reason = match err {
+            RunnerError::LocalFailures { .. } => StopReason::Broken,
+            _ => StopReason::Failed,
+        };
         if self.error.is_none() {
             self.error = Some(err);
         }
-        self.begin_stop(StopReason::Failed);
+        self.begin_stop(reason);
     }
 
     /// What the coordinator says of one workflow. A dedicated runner follows its workflow; a
@@ -614,6 +636,30 @@ impl<C: Coordinator> EventLoop<C> {
         }
         // The coordinator canceled its queued jobs already.
         self.queued.retain(|j| j.workflow_id != workflow);
+    }
+
+    /// A shared runner's answer to a refusal that concerns one workflow (its report or its
+    /// heartbeat refused: deleted, out of the token's reach): that workflow's jobs are killed and
+    /// dropped, unreported, and the runner serves the others. What it still holds of the
+    /// workflow after this was handed out later, and is judged on its own.
+    fn drop_workflow(&mut self, workflow: WorkflowId, why: &CoordinatorError) {
+        let now = Instant::now();
+        let mut killed = 0;
+        for r in self.running.values_mut() {
+            if r.job.workflow_id == workflow && !r.revoked {
+                r.revoked = true;
+                r.terminate(now, None, EndReason::Canceled);
+                killed += 1;
+            }
+        }
+        let before = self.queued.len() + self.completions.len();
+        self.queued.retain(|j| j.workflow_id != workflow);
+        self.completions.retain(|(w, _)| *w != workflow);
+        self.starts.retain(|(w, _)| *w != workflow);
+        let dropped = before - self.queued.len() - self.completions.len();
+        self.counts.revoked += dropped as u64;
+        warn!(%workflow, error = %why, killed, dropped,
+              "the coordinator refused this workflow's report or heartbeat: its jobs are dropped, the others go on");
     }
 
     fn observe_state(&mut self, state: WorkflowState) {

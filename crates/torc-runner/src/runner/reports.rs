@@ -13,6 +13,10 @@ use torc_core::api::{
 use torc_core::WorkflowId;
 use tracing::{debug, error, warn};
 
+/// The answer to each batch of a round of reports, in order. A transient error ends the round
+/// (every batch is sent again: reports are idempotent); a refusal concerns its batch alone.
+pub(super) type Answers = Vec<Result<ReportResponse, CoordinatorError>>;
+
 impl<C: Coordinator> EventLoop<C> {
     pub(super) fn pump_reports(&mut self, now: Instant) {
         if self.report.is_some() || self.reports_closed {
@@ -47,11 +51,14 @@ impl<C: Coordinator> EventLoop<C> {
         );
         let coord = Arc::clone(&self.coord);
         // One batch per workflow (a shared runner may hold several), sent one after the other.
-        // A failure sends them all again: reports are idempotent.
+        // A transient failure sends them all again: reports are idempotent.
         self.report = Some(Box::pin(async move {
             let mut answers = Vec::with_capacity(batches.len());
             for batch in batches {
-                answers.push(coord.report(batch).await?);
+                match coord.report(batch).await {
+                    Err(e) if e.is_transient() => return Err(e),
+                    answer => answers.push(answer),
+                }
             }
             Ok(answers)
         }));
@@ -92,7 +99,7 @@ impl<C: Coordinator> EventLoop<C> {
         batches
     }
 
-    pub(super) fn on_report(&mut self, res: Result<Vec<ReportResponse>, CoordinatorError>) {
+    pub(super) fn on_report(&mut self, res: Result<Answers, CoordinatorError>) {
         let Some(batches) = self.unacked.take() else {
             return;
         };
@@ -100,7 +107,14 @@ impl<C: Coordinator> EventLoop<C> {
             Ok(answers) => {
                 self.report_failures = 0;
                 self.report_not_before = None;
-                for (batch, resp) in batches.iter().zip(answers) {
+                for (batch, answer) in batches.iter().zip(answers) {
+                    let resp = match answer {
+                        Ok(resp) => resp,
+                        Err(source) => {
+                            self.refused_batch(batch, source);
+                            continue;
+                        }
+                    };
                     if resp.outcomes.len() != batch.completions.len() {
                         warn!(
                             sent = batch.completions.len(),
@@ -123,7 +137,8 @@ impl<C: Coordinator> EventLoop<C> {
                     self.empty_claims = 0;
                 }
             }
-            Err(e) if e.is_transient() => {
+            // Only a transient error ends a round (see `Answers`).
+            Err(e) => {
                 self.report_failures += 1;
                 let limit = if self.hard_stop {
                     HARD_STOP_REPORT_ATTEMPTS
@@ -150,14 +165,22 @@ impl<C: Coordinator> EventLoop<C> {
                 self.report_not_before = Some(Instant::now() + delay);
                 self.unacked = Some(batches);
             }
-            Err(source) => {
-                self.reports_closed = true;
-                let completions = batches.iter().map(|b| b.completions.len()).sum();
-                self.fail(RunnerError::ReportRejected {
-                    completions,
-                    source,
-                });
-            }
         }
+    }
+
+    /// The coordinator refused a whole batch. A runner dedicated to the workflow stops; a
+    /// shared runner drops that workflow's jobs and serves the others.
+    fn refused_batch(&mut self, batch: &ReportBatch, source: CoordinatorError) {
+        let completions = batch.completions.len();
+        if self.cfg.shared {
+            self.counts.refused += completions as u64;
+            self.drop_workflow(batch.workflow_id, &source);
+            return;
+        }
+        self.reports_closed = true;
+        self.fail(RunnerError::ReportRejected {
+            completions,
+            source,
+        });
     }
 }
