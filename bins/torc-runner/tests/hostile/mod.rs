@@ -396,6 +396,21 @@ async fn a_killed_runner_takes_its_jobs_with_it() {
         pid_in(&marks.join("j1.child")).await,
         pid_in(&marks.join("j2.child")).await,
     ];
+    // The runner lists a job's group with the reaper right after spawning it, and reports it
+    // running after that: once the server has both running, the reaper knows both groups. (A
+    // runner killed between a spawn and that line, a window of microseconds, leaves that job.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client.status(id).await.unwrap();
+        if status.counts.get(&JobStatus::Running) == Some(&2) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs not running: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     kill(runner_pid, libc::SIGKILL);
     exit_of(child).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
