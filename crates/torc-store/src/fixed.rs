@@ -7,12 +7,14 @@
 //! value (a JSON array read by `json_each` on SQLite, an `int4[]` on PostgreSQL) and the
 //! statement declares a static query id, which is what diesel's statement cache keys on.
 
+use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::HasSqlType;
 use diesel::sql_types::{Array, BigInt, Integer, SmallInt, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{QueryResult, RunQueryDsl};
-use std::fmt::Write;
 
 /// `UPDATE jobs SET status, attempt_id` for the listed jobs of one workflow.
 pub(crate) struct SetJobStates<'a> {
@@ -36,18 +38,26 @@ impl<'a> SetJobStates<'a> {
     }
 
     fn for_sqlite(mut self) -> Self {
-        let mut json = String::with_capacity(self.ids.len() * 8 + 2);
-        json.push('[');
-        for (i, id) in self.ids.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            // Writing to a String cannot fail.
-            let _ = write!(json, "{id}");
-        }
-        json.push(']');
-        self.json = json;
+        // Integers always serialize.
+        self.json = serde_json::to_string(self.ids).unwrap_or_default();
         self
+    }
+
+    /// `UPDATE jobs SET status = ?, attempt_id = ? WHERE workflow_id = ?`: the part both
+    /// backends spell alike.
+    fn walk_head<'b, DB>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: Backend + HasSqlType<SmallInt> + HasSqlType<Integer> + HasSqlType<BigInt>,
+        i16: ToSql<SmallInt, DB>,
+        i32: ToSql<Integer, DB>,
+        i64: ToSql<BigInt, DB>,
+    {
+        out.push_sql("UPDATE jobs SET status = ");
+        out.push_bind_param::<SmallInt, _>(&self.status)?;
+        out.push_sql(", attempt_id = ");
+        out.push_bind_param::<Integer, _>(&self.attempt)?;
+        out.push_sql(" WHERE workflow_id = ");
+        out.push_bind_param::<BigInt, _>(&self.workflow)
     }
 
     /// Runs the update; returns how many rows it changed.
@@ -67,12 +77,7 @@ impl QueryId for SetJobStates<'_> {
 
 impl QueryFragment<Sqlite> for SetJobStates<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_sql("UPDATE jobs SET status = ");
-        out.push_bind_param::<SmallInt, _>(&self.status)?;
-        out.push_sql(", attempt_id = ");
-        out.push_bind_param::<Integer, _>(&self.attempt)?;
-        out.push_sql(" WHERE workflow_id = ");
-        out.push_bind_param::<BigInt, _>(&self.workflow)?;
+        self.walk_head(&mut out)?;
         out.push_sql(" AND id IN (SELECT value FROM json_each(");
         out.push_bind_param::<Text, _>(&self.json)?;
         out.push_sql("))");
@@ -82,12 +87,7 @@ impl QueryFragment<Sqlite> for SetJobStates<'_> {
 
 impl QueryFragment<Pg> for SetJobStates<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("UPDATE jobs SET status = ");
-        out.push_bind_param::<SmallInt, _>(&self.status)?;
-        out.push_sql(", attempt_id = ");
-        out.push_bind_param::<Integer, _>(&self.attempt)?;
-        out.push_sql(" WHERE workflow_id = ");
-        out.push_bind_param::<BigInt, _>(&self.workflow)?;
+        self.walk_head(&mut out)?;
         out.push_sql(" AND id = ANY(");
         out.push_bind_param::<Array<Integer>, _>(&self.ids)?;
         out.push_sql(")");
