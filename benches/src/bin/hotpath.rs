@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use torc_benches::{median, sibling_binary};
 use torc_core::api::{ClaimRequest, CompletionReport, Coordinator, ReportBatch, StartReport};
 use torc_core::changes::WorkflowState;
 use torc_core::spec::SpecFormat;
@@ -380,11 +381,6 @@ async fn scale(
     Ok(())
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 async fn pipeline(
     spec: PathBuf,
     parallel: Option<usize>,
@@ -394,19 +390,7 @@ async fn pipeline(
     workers: Option<usize>,
     database: Option<String>,
 ) -> Result<()> {
-    let runner = match runner {
-        Some(r) => r,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no parent directory")?
-            .join("torc-runner"),
-    };
-    if !runner.exists() {
-        bail!(
-            "{} not found; build it: cargo build --release -p torc-runner-cli",
-            runner.display()
-        );
-    }
+    let runner = sibling_binary(runner, "torc-runner", "torc-runner-cli")?;
     let text = std::fs::read_to_string(&spec).with_context(|| spec.display().to_string())?;
     let parallel =
         parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -471,7 +455,11 @@ async fn pipeline(
             xargs.last().map_or(0.0, |d| d.as_secs_f64()),
         );
     }
-    let (o, c, x) = (median(ours), median(with_create), median(xargs));
+    let (o, c, x) = (
+        median(&mut ours),
+        median(&mut with_create),
+        median(&mut xargs),
+    );
     println!(
         "{} ({jobs} jobs), parallelism {parallel}: medians server + runner {:.3} s, with creation {:.3} s, xargs {:.3} s; ratio {:.2} ({:.2} with creation)",
         spec.display(),

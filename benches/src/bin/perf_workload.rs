@@ -14,6 +14,7 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use torc_benches::{median, sibling_binary};
 
 #[derive(Parser)]
 struct Args {
@@ -50,19 +51,7 @@ const INSTANCES: u32 = 1000;
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let torc = match args.torc.clone() {
-        Some(t) => t,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no parent directory")?
-            .join("torc"),
-    };
-    if !torc.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release -p torc",
-            torc.display()
-        );
-    }
+    let torc = sibling_binary(args.torc.clone(), "torc", "torc")?;
     let spec =
         std::fs::canonicalize(&args.spec).with_context(|| args.spec.display().to_string())?;
     let parallel = args
@@ -170,9 +159,4 @@ fn check_report(dir: &Path) -> Result<()> {
         bail!("{} says {:?}, not {INSTANCES}", path.display(), text.trim());
     }
     Ok(())
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }

@@ -13,6 +13,7 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use torc_benches::{median, sibling_binary};
 
 #[derive(Parser)]
 struct Args {
@@ -43,19 +44,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let torc = match args.torc.clone() {
-        Some(t) => t,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no parent directory")?
-            .join("torc"),
-    };
-    if !torc.exists() {
-        bail!(
-            "{} not found; build it with cargo build --release -p torc",
-            torc.display()
-        );
-    }
+    let torc = sibling_binary(args.torc.clone(), "torc", "torc")?;
     let parallel = args
         .parallel
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -172,9 +161,4 @@ fn run_xargs(jobs: u64, parallel: usize, files_in: Option<&Path>) -> Result<Dura
         bail!("xargs failed: {status}");
     }
     Ok(took)
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
