@@ -74,6 +74,14 @@ struct Args {
     /// environment (sbatch passes it on), if the server requires one.
     #[arg(long)]
     execute_actions: bool,
+    /// Specs read at once by `POST /workflows` [default: half the cores, 1 to 8]; a creation
+    /// past it waits its turn for up to --spec-parse-secs, then gets 503 (clients retry).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    spec_parses: Option<u32>,
+    /// Seconds a spec may take to be read, validated and expanded before its creation is
+    /// refused (422). The spec budgets bound the work; this bounds the time.
+    #[arg(long, default_value_t = 60.0, value_parser = positive_secs)]
+    spec_parse_secs: f64,
     /// With --execute-actions: seconds between looks.
     #[arg(long, default_value_t = 5.0, value_parser = positive_secs)]
     actions_secs: f64,
@@ -156,6 +164,10 @@ async fn main() -> Result<()> {
             "relaxed durability: the last commits may be lost if the machine or database crashes"
         );
     }
+    if let Some(n) = args.spec_parses {
+        config.limits.spec_parses = n as usize;
+    }
+    config.limits.spec_parse_time = std::time::Duration::from_secs_f64(args.spec_parse_secs);
     config.leases = torc_engine::LeasePolicy {
         lease: std::time::Duration::from_secs_f64(args.lease_secs),
         max_losses: args.max_job_losses,

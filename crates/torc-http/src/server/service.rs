@@ -21,7 +21,7 @@ use torc_core::api::{
     HeartbeatRequest, HeartbeatResponse, ReportBatch, ReportResponse, SharedClaimRequest,
 };
 use torc_core::sched::ResourceScale;
-use torc_core::spec::{self, SpecFormat};
+use torc_core::spec::{self, SpecErrors, SpecFormat};
 use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
 use torc_engine::EngineHandle;
 use torc_store::{Store, StoreError, TokenRecord};
@@ -47,6 +47,12 @@ pub struct Limits {
     pub max_runner_id: usize,
     /// Runners and long polls one token, and everyone, may hold.
     pub floods: FloodLimits,
+    /// Specs read at once (`POST /workflows`); a creation waits its turn for at most
+    /// `spec_parse_time`, then gets 503.
+    pub spec_parses: usize,
+    /// Longest a spec may take to be read, validated and expanded; past it the creation gets
+    /// 422. The spec's own budgets (`torc_core::spec`) bound the work; this bounds the time.
+    pub spec_parse_time: Duration,
 }
 
 impl Default for Limits {
@@ -61,6 +67,12 @@ impl Default for Limits {
             max_page: 10_000,
             max_runner_id: 256,
             floods: FloodLimits::default(),
+            // Half the cores, 1 to 8: each spec read can take a core and, for millions of
+            // jobs, gigabytes, while claims and reports keep the rest.
+            spec_parses: std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / 2)
+                .clamp(1, 8),
+            spec_parse_time: Duration::from_secs(60),
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct Service {
     floods: Floods,
     pub(crate) metrics: RequestMetrics,
     pub(crate) auth: Auth,
+    /// One permit per spec being read (`Limits::spec_parses`).
+    parses: Arc<tokio::sync::Semaphore>,
     /// Workflow → owner. An owner never changes and ids are never reused, so an entry is never
     /// stale; a deleted workflow's is dropped.
     owners: RwLock<HashMap<WorkflowId, OwnerName>>,
@@ -140,6 +154,7 @@ impl Service {
             floods: Floods::new(limits.floods),
             metrics: RequestMetrics::default(),
             auth,
+            parses: Arc::new(tokio::sync::Semaphore::new(limits.spec_parses.max(1))),
             owners: RwLock::new(HashMap::new()),
         }
     }
@@ -230,11 +245,7 @@ impl Service {
             .transpose()?;
         let text = String::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the spec is not UTF-8: {e}")))?;
-        let (expanded, text) = tokio::task::spawn_blocking(move || {
-            let r = spec::load(&text, format);
-            (r, text)
-        })
-        .await?;
+        let (expanded, text) = self.read_spec(text, format).await?;
         let mut expanded = expanded?;
         input::spec(&text, &expanded.def)?;
         let owner = self
@@ -263,6 +274,48 @@ impl Service {
             num_jobs,
             warnings: expanded.warnings,
         })
+    }
+
+    /// Reads a spec on a blocking thread, at most `spec_parses` at once and for at most
+    /// `spec_parse_time`. The permit goes with the thread: one that outlives its time limit
+    /// still counts until it ends, so slow specs never pile up threads.
+    async fn read_spec(
+        &self,
+        text: String,
+        format: SpecFormat,
+    ) -> Result<(Result<spec::Expanded, SpecErrors>, String), ApiError> {
+        let limit = self.limits.spec_parse_time;
+        let permit = match tokio::time::timeout(limit, self.parses.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    ApiErrorKind::Unavailable,
+                    "the server is stopping",
+                ))
+            }
+            Err(_) => {
+                return Err(ApiError::new(
+                    ApiErrorKind::Unavailable,
+                    format!(
+                        "the server is busy reading {} other specs; try again later",
+                        self.limits.spec_parses
+                    ),
+                ))
+            }
+        };
+        let reading = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let r = spec::load(&text, format);
+            (r, text)
+        });
+        match tokio::time::timeout(limit, reading).await {
+            Ok(done) => Ok(done?),
+            Err(_) => Err(ApiError::unprocessable(format!(
+                "the spec took longer than the server's limit of {} s to read, validate and \
+                 expand (torc-server --spec-parse-secs); split it into smaller workflows",
+                limit.as_secs_f64()
+            ))),
+        }
     }
 
     /// The workflows `who` may see, oldest first.

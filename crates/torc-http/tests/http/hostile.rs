@@ -456,3 +456,48 @@ async fn deleting_a_huge_workflow_does_not_hold_back_the_others() {
     );
     t.stop().await;
 }
+
+/// A spec small on the wire that takes a while to expand (200,000 jobs).
+const SLOW_SPEC: &str = "name: slow
+jobs:
+  - name: j_{a}_{b}
+    command: echo {a} {b}
+    parameters: {a: \"1:500\", b: \"1:400\"}
+";
+
+/// Specs are read a bounded number at once and for a bounded time: past the time the creation
+/// gets 422 (while the thread still reading it keeps its turn, so slow specs never pile up
+/// threads), and a creation that cannot get a turn in time gets 503; the rest of the server
+/// answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specs_are_read_few_at_once_and_for_a_bounded_time() {
+    let t = TestServer::start_with(|c| {
+        c.limits.spec_parses = 1;
+        c.limits.spec_parse_time = std::time::Duration::from_millis(30);
+    })
+    .await;
+    let small = t.create(FLAT5).await;
+    let create = || {
+        t.raw
+            .post(t.url("/workflows"))
+            .header("content-type", "application/yaml")
+            .body(SLOW_SPEC)
+    };
+    let body = t.expect_error(create(), 422, "invalid_input").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--spec-parse-secs"),
+        "{body}"
+    );
+    // The first spec is still being read (it takes far longer than 30 ms): no turn for this one.
+    let body = t.expect_error(create(), 503, "internal").await;
+    assert!(body["message"].as_str().unwrap().contains("busy"), "{body}");
+    // Everything else is answered meanwhile.
+    let (status, summary) = t
+        .send(t.raw.get(t.url(&format!("/workflows/{small}"))))
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    t.stop().await;
+}
