@@ -1,5 +1,7 @@
-//! Where a problem is ([`Loc`]), the problems found so far ([`Errors`]), and "did you mean".
+//! Where a problem is ([`Loc`]), the problems found so far and the budgets spent ([`Errors`]),
+//! and "did you mean".
 
+use super::budget::{Budget, Budgets, Meter};
 use super::SpecError;
 use std::fmt;
 
@@ -66,14 +68,48 @@ impl fmt::Display for Loc<'_> {
 /// not make a million messages.
 pub(super) const MAX_ERRORS: usize = 200;
 
-/// Problems found so far.
+/// Problems found so far, and what the spec has spent of its budgets (a budget refused is a
+/// problem, and every pass that spends one already carries this).
 #[derive(Debug, Default)]
 pub(super) struct Errors {
     list: Vec<SpecError>,
     dropped: usize,
+    pub meter: Meter,
 }
 
 impl Errors {
+    pub fn with_budgets(budgets: Budgets) -> Errors {
+        Errors {
+            meter: Meter::new(budgets),
+            ..Errors::default()
+        }
+    }
+
+    /// Spends `amount` of `budget`; if that would exceed it, reports the refusal at `location`
+    /// (once per budget, with `detail()` after the budget's name) and returns false.
+    pub fn spend(
+        &mut self,
+        location: impl fmt::Display,
+        budget: Budget,
+        amount: u64,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
+        match self.meter.spend(budget, amount) {
+            Ok(()) => true,
+            Err(first) => {
+                if first {
+                    // Kept even past the cap: it is why the spec is refused.
+                    let message = budget.message(&self.meter.budgets, &detail());
+                    self.list.push(SpecError {
+                        location: location.to_string(),
+                        message,
+                    });
+                }
+                false
+            }
+        }
+    }
+
     pub fn push(&mut self, location: impl fmt::Display, message: impl Into<String>) {
         if self.is_full() {
             self.dropped += 1;
