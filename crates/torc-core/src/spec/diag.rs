@@ -2,6 +2,7 @@
 //! and "did you mean".
 
 use super::budget::{Budget, Budgets, Meter};
+
 use super::SpecError;
 use std::fmt;
 
@@ -126,6 +127,20 @@ impl Errors {
         self.list.len() >= MAX_ERRORS
     }
 
+    /// [`did_you_mean`] among `count` candidates, unless the suggestion budgets say to skip it
+    /// (a long word, many candidates, or many suggestions already).
+    pub fn suggest<'c>(
+        &mut self,
+        word: &str,
+        count: usize,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> String {
+        if self.is_full() || !self.meter.may_suggest(word, count) {
+            return String::new();
+        }
+        did_you_mean(word, candidates)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -145,14 +160,33 @@ impl Errors {
     }
 }
 
-/// The candidate closest to `word`, with whether it is close enough to be a likely typo.
+/// Words longer than this (in characters) get no suggestion: the edit distance costs the
+/// product of the lengths (the default of [`Budgets::suggestion_word_len`], for the fixed lists
+/// of keys and settings that are not metered).
+const SUGGEST_MAX_WORD: usize = 64;
+
+/// The candidate closest to `word`, with whether it is close enough to be a likely typo. `None`
+/// for a word over [`SUGGEST_MAX_WORD`] characters. A candidate whose length alone puts it
+/// further than the best so far is not compared.
 pub(super) fn closest<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<(&'c str, bool)> {
+    let len = word.chars().count();
+    if len > SUGGEST_MAX_WORD {
+        return None;
+    }
     let mut best: Option<(&str, usize)> = None;
     for c in candidates {
-        let d = strsim::damerau_levenshtein(word, c);
+        let c_len = c.chars().count();
+        if best.is_some_and(|(_, bd)| c_len.abs_diff(len) >= bd) {
+            continue;
+        }
+        let d = if c.starts_with(word) || word.starts_with(c) {
+            c_len.abs_diff(len)
+        } else {
+            strsim::damerau_levenshtein(word, c)
+        };
         if best.is_none_or(|(_, bd)| d < bd) {
             best = Some((c, d));
         }
