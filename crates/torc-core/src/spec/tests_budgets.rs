@@ -312,3 +312,38 @@ fn suggestions_skip_long_words_and_many_candidates() {
     assert_eq!(errs.len(), 1, "{}", SpecErrors(errs.clone()));
     assert!(errs[0].message.contains("did you mean"), "{errs:?}");
 }
+
+#[test]
+fn durations_and_sizes_out_of_range_are_validation_errors() {
+    let errs = load(
+        "name: u\nresource_requirements:\n  - {name: r, num_cpus: 1, memory: 2048t, runtime: P36526D}\n  - {name: s, num_cpus: 1, memory: 1152921504606846976}\njobs:\n  - {name: a, command: x, timeout: PT9223372036854775807S, resource_requirements: r}\n",
+        SpecFormat::Yaml,
+    )
+    .unwrap_err()
+    .0;
+    let at = |location: &str, fragment: &str| {
+        assert!(
+            errs.iter()
+                .any(|e| e.location == location && e.message.contains(fragment)),
+            "no `{fragment}` at `{location}` in:\n{}",
+            SpecErrors(errs.clone())
+        )
+    };
+    at(
+        r#"jobs[0] ("a").timeout"#,
+        "`PT9223372036854775807S` is longer than the limit of 100 years",
+    );
+    at(
+        r#"resource_requirements[0] ("r").runtime"#,
+        "limit of 100 years",
+    );
+    at(r#"resource_requirements[0] ("r").memory"#, "limit of 1 PiB");
+    at(r#"resource_requirements[1] ("s").memory"#, "limit of 1 PiB");
+    assert_eq!(errs.len(), 4, "{}", SpecErrors(errs.clone()));
+    let ok = load(
+        "name: u\nresource_requirements: [{name: r, num_cpus: 1, memory: 1024t, runtime: P36525D}]\njobs:\n  - {name: a, command: x, timeout: P36525D, resource_requirements: r}\n",
+        SpecFormat::Yaml,
+    )
+    .unwrap();
+    assert_eq!(ok.def.jobs[0].timeout, Some(crate::units::MAX_DURATION));
+}
