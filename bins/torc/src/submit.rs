@@ -124,7 +124,7 @@ pub fn submit(global: &Global, args: &SubmitArgs) -> Result<()> {
         Some(launch(global, &url, runner)?),
     )
     .elastic(args.watch);
-    let poll = Duration::from_secs_f64(args.poll_secs.max(0.1));
+    let poll = torc_core::units::duration_from_secs_f64(args.poll_secs.max(0.1));
     let mut failures = 0u32;
     loop {
         match rt.block_on(exec.step()) {

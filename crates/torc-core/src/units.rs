@@ -150,6 +150,24 @@ pub fn parse_memory(input: &str) -> Result<u64, UnitError> {
         })
 }
 
+/// `now + d`, saturating: a duration too long for the clock gives `now` plus
+/// [`MAX_DURATION`] (or `now` itself if even that does not fit), never a panic. For deadlines
+/// made of durations that came from a spec, a server or a command line.
+pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_DURATION))
+        .unwrap_or(now)
+}
+
+/// A count of seconds as a duration, saturating: negative and NaN give zero, infinite and
+/// huge give [`Duration::MAX`], never a panic (`Duration::from_secs_f64` panics on them).
+pub fn duration_from_secs_f64(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
 /// Refuses a size in bytes (given as a bare number) beyond [`MAX_MEMORY`].
 pub fn check_memory(bytes: u64) -> Result<u64, UnitError> {
     if bytes <= MAX_MEMORY {
@@ -679,6 +697,25 @@ mod tests {
         assert_eq!(parse_memory("1024t"), Ok(MAX_MEMORY));
         assert_eq!(check_memory(MAX_MEMORY), Ok(MAX_MEMORY));
         assert!(check_memory(MAX_MEMORY + 1).is_err());
+    }
+
+    #[test]
+    fn conversions_of_huge_values_saturate() {
+        let now = std::time::Instant::now();
+        assert_eq!(instant_after(now, Duration::MAX), now + MAX_DURATION);
+        assert_eq!(
+            instant_after(now, Duration::from_secs(u64::MAX)),
+            now + MAX_DURATION
+        );
+        assert_eq!(
+            instant_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(duration_from_secs_f64(f64::NAN), Duration::ZERO);
+        assert_eq!(duration_from_secs_f64(-1.0), Duration::ZERO);
+        assert_eq!(duration_from_secs_f64(f64::INFINITY), Duration::MAX);
+        assert_eq!(duration_from_secs_f64(1e30), Duration::MAX);
+        assert_eq!(duration_from_secs_f64(1.5), Duration::from_millis(1500));
     }
 
     proptest! {

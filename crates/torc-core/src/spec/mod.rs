@@ -51,6 +51,12 @@
 //! the same data does not wait for itself. Names are looked up in hash maps; an anchored
 //! literal regex (`^a_12$`) is a lookup; other regexes scan the names once per distinct regex,
 //! narrowed by their literal prefix, so that specs of a million jobs expand in seconds.
+//!
+//! # Budgets
+//!
+//! Loading is held to [`Budgets`] (see `budget.rs` for the defaults and why): what the spec
+//! makes is counted before it is made, and a spec past a budget is refused with an error that
+//! names it. [`load_with_budgets`] takes others than the defaults.
 
 mod budget;
 mod compile;
