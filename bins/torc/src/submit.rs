@@ -8,7 +8,6 @@ use crate::Exit;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use torc_core::api::{ActionCapabilities, Coordinator};
 use torc_core::WorkflowId;
 use torc_runner::executor::{
