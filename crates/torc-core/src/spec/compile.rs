@@ -6,8 +6,9 @@ use super::read::{RawJob, LIST_KEYS};
 use super::template::Template;
 
 /// Renders `texts` for every combination of `params` (once if there are none) and hands each
-/// rendering to `f` (the caller has held the count of combinations to the budgets). Returns false, with errors, if a template is invalid or an instance
-/// cannot be rendered (in which case `f` may have been called for some instances).
+/// rendering to `f`; the caller has held the count of combinations to the budgets. Returns
+/// false, with errors, if a template is invalid or an instance cannot be rendered (in which
+/// case `f` may have been called for some instances).
 pub(super) fn render_each(
     params: Option<&ParamSet>,
     texts: &[(&'static str, &str)],
