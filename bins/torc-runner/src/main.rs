@@ -364,7 +364,7 @@ async fn serve(args: Args, token: Option<String>) -> ExitCode {
         }
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let interval = Duration::from_secs_f64(args.actions_secs.max(0.5));
+    let interval = torc_core::units::duration_from_secs_f64(args.actions_secs.max(0.5));
     let actions = executor.map(|mut exec| {
         tokio::spawn(async move {
             executor::run_until(&mut exec, interval, async {

@@ -169,7 +169,7 @@ async fn main() -> Result<()> {
     }
     config.limits.spec_parse_time = std::time::Duration::from_secs_f64(args.spec_parse_secs);
     config.leases = torc_engine::LeasePolicy {
-        lease: std::time::Duration::from_secs_f64(args.lease_secs),
+        lease: torc_core::units::duration_from_secs_f64(args.lease_secs),
         max_losses: args.max_job_losses,
     };
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -203,7 +203,7 @@ async fn main() -> Result<()> {
         );
         let engine = std::sync::Arc::new(server.engine().clone());
         let pool = ExecutorPool::new(engine, name, can, launch);
-        let every = std::time::Duration::from_secs_f64(args.actions_secs);
+        let every = torc_core::units::duration_from_secs_f64(args.actions_secs);
         Some(tokio::spawn(execute_actions(
             pool,
             server.store().clone(),

@@ -304,9 +304,7 @@ pub fn list_results(
                 r.status.name().to_string(),
                 r.return_code.to_string(),
                 time(r.start_time),
-                format_duration(std::time::Duration::from_secs_f64(
-                    r.exec_time_secs.max(0.0),
-                )),
+                format_duration(torc_core::units::duration_from_secs_f64(r.exec_time_secs)),
                 opt_mem(r.peak_memory_bytes),
                 r.peak_cpu_percent
                     .map_or("-".into(), |c| format!("{c:.0}%")),

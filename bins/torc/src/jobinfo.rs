@@ -182,7 +182,7 @@ pub fn show(global: &Global, args: &JobShowArgs) -> Result<ExitCode> {
                 r.status.name().to_string(),
                 r.return_code.to_string(),
                 time(r.start_time),
-                format_duration(Duration::from_secs_f64(r.exec_time_secs.max(0.0))),
+                format_duration(torc_core::units::duration_from_secs_f64(r.exec_time_secs)),
                 r.peak_memory_bytes.map_or("-".into(), format_memory),
                 r.runner.as_ref().map_or("-".into(), |r| r.0.clone()),
                 err.with_extension("{o,e}").display().to_string(),

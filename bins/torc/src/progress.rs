@@ -335,7 +335,9 @@ impl<W: Watched> Show<W> {
         let eta = if rate > 0.0 && left > 0 {
             format!(
                 ", ETA {}",
-                torc_core::units::format_duration(Duration::from_secs_f64(left as f64 / rate))
+                torc_core::units::format_duration(torc_core::units::duration_from_secs_f64(
+                    left as f64 / rate
+                ))
             )
         } else {
             String::new()

@@ -181,7 +181,7 @@ fn describe(r: &Raised) -> String {
             format_memory(c.memory_bytes)
         ),
         _ => {
-            let secs = |s: f64| format_duration(std::time::Duration::from_secs_f64(s));
+            let secs = |s: f64| format_duration(torc_core::units::duration_from_secs_f64(s));
             let mut parts = Vec::new();
             if c.requirement.is_some() {
                 parts.push(format!(

@@ -8,7 +8,6 @@ use crate::Exit;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use torc_core::api::{ActionCapabilities, Coordinator};
 use torc_core::WorkflowId;
 use torc_runner::executor::{
@@ -124,7 +123,7 @@ pub fn submit(global: &Global, args: &SubmitArgs) -> Result<()> {
         Some(launch(global, &url, runner)?),
     )
     .elastic(args.watch);
-    let poll = Duration::from_secs_f64(args.poll_secs.max(0.1));
+    let poll = torc_core::units::duration_from_secs_f64(args.poll_secs.max(0.1));
     let mut failures = 0u32;
     loop {
         match rt.block_on(exec.step()) {

@@ -253,6 +253,45 @@ fn dry_run_counts_jobs_and_bad_specs_exit_2_writing_nothing() {
 }
 
 #[test]
+fn hostile_specs_exit_2_naming_their_budget_or_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // A few hundred bytes whose aliases stand for a billion nodes.
+    let mut laughs =
+        String::from("name: lol\nx0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..9 {
+        let prev = format!("*x{}", level - 1);
+        laughs.push_str(&format!(
+            "x{level}: &x{level} [{}]\n",
+            [prev.as_str(); 10].join(", ")
+        ));
+    }
+    laughs.push_str("jobs:\n  - {name: a, command: echo, tags: *x8}\n");
+    let laughs = write_spec(dir.path(), "laughs.yaml", &laughs);
+    let forever = write_spec(
+        dir.path(),
+        "forever.yaml",
+        "name: f\njobs:\n  - {name: a, command: x, timeout: PT9223372036854775807S}\n",
+    );
+    for (spec, says) in [
+        (
+            &laughs,
+            "exceeds the budget for YAML nodes replayed by aliases",
+        ),
+        (&forever, "longer than the limit of 100 years"),
+    ] {
+        for args in [
+            vec!["workflows", "create", "--dry-run", spec.to_str().unwrap()],
+            vec!["run", spec.to_str().unwrap()],
+        ] {
+            let out = torc_in(dir.path(), &args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let err = text(&out.stderr);
+            assert!(err.contains(says), "{err}");
+        }
+    }
+}
+
+#[test]
 fn torc1x_examples_validate_alike_in_yaml_and_kdl() {
     // The examples name their tables relative to the repository root.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

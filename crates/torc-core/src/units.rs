@@ -11,9 +11,21 @@
 //! - Slurm time limits (`sbatch --time`): `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`,
 //!   `D-HH:MM:SS`.
 //!
-//! Parsing never panics; every failure is a [`UnitError`] naming the input.
+//! Parsing never panics; every failure is a [`UnitError`] naming the input. Values beyond
+//! [`MAX_DURATION`] (100 years) and [`MAX_MEMORY`] (1 PiB) are refused, so that whatever a spec
+//! says can be added to a clock, multiplied by a count or converted to another unit by a
+//! runner or a client without overflowing.
 
 use std::time::Duration;
+
+/// The longest duration a spec may give (a job's `timeout`, a requirement's `runtime`, a Slurm
+/// `walltime`): 100 years of 365.25 days. Far beyond any job, and far below where adding it
+/// to a clock or converting it to milliseconds could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_525 * 86_400);
+
+/// The largest memory size a spec may give: 1 PiB, far beyond any machine's memory, and far
+/// below where multiplying it by a count of jobs or nodes could overflow a `u64` quickly.
+pub const MAX_MEMORY: u64 = 1 << 50;
 
 /// Why a memory size or a duration could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +48,7 @@ pub enum UnitError {
     InvalidMemory { input: String },
     #[error("negative memory size `{input}` is not allowed")]
     NegativeMemory { input: String },
-    #[error("memory size `{input}` is too large")]
+    #[error("memory size `{input}` is more than the limit of 1 PiB ({MAX_MEMORY} bytes)")]
     MemoryTooLarge { input: String },
     #[error("empty duration: expected an ISO 8601 duration such as `PT30M` or `P1DT12H`")]
     EmptyDuration,
@@ -50,7 +62,10 @@ pub enum UnitError {
          minutes or seconds instead"
     )]
     CalendarDuration { input: String, unit: &'static str },
-    #[error("duration `{input}` is too long")]
+    #[error(
+        "duration `{input}` is longer than the limit of 100 years (`P36525D`, {} seconds)",
+        MAX_DURATION.as_secs()
+    )]
     DurationTooLong { input: String },
     #[error(
         "invalid Slurm time limit `{input}`: expected `HH:MM:SS`, `D-HH:MM:SS`, `MM:SS` or \
@@ -129,9 +144,50 @@ pub fn parse_memory(input: &str) -> Result<u64, UnitError> {
     })?;
     KIB.checked_pow(exponent)
         .and_then(|m| value.checked_mul(m))
+        .filter(|&bytes| bytes <= MAX_MEMORY)
         .ok_or_else(|| UnitError::MemoryTooLarge {
             input: input.to_string(),
         })
+}
+
+/// `now + d`, saturating: a duration too long for the clock gives `now` plus
+/// [`MAX_DURATION`] (or `now` itself if even that does not fit), never a panic. For deadlines
+/// made of durations that came from a spec, a server or a command line.
+pub fn instant_after(now: std::time::Instant, d: Duration) -> std::time::Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_DURATION))
+        .unwrap_or(now)
+}
+
+/// A count of seconds as a duration, saturating: negative and NaN give zero, infinite and
+/// huge give [`Duration::MAX`], never a panic (`Duration::from_secs_f64` panics on them).
+pub fn duration_from_secs_f64(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+/// Refuses a size in bytes (given as a bare number) beyond [`MAX_MEMORY`].
+pub fn check_memory(bytes: u64) -> Result<u64, UnitError> {
+    if bytes <= MAX_MEMORY {
+        Ok(bytes)
+    } else {
+        Err(UnitError::MemoryTooLarge {
+            input: bytes.to_string(),
+        })
+    }
+}
+
+/// Refuses a duration beyond [`MAX_DURATION`], naming it as `input` spelled it.
+fn within_limit(d: Duration, input: &str) -> Result<Duration, UnitError> {
+    if d <= MAX_DURATION {
+        Ok(d)
+    } else {
+        Err(UnitError::DurationTooLong {
+            input: input.to_string(),
+        })
+    }
 }
 
 /// The power of 1024 named by a unit such as ``, `b`, `k`, `kb`, `KiB`; `None` if not a unit.
@@ -290,7 +346,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, UnitError> {
     let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| UnitError::DurationTooLong {
         input: input.to_string(),
     })?;
-    Ok(Duration::new(secs, (total % NANOS_PER_SEC) as u32))
+    within_limit(Duration::new(secs, (total % NANOS_PER_SEC) as u32), input)
 }
 
 enum NumberError {
@@ -394,7 +450,7 @@ pub fn parse_walltime(input: &str) -> Result<Duration, UnitError> {
         }
         _ => return Err(bad()),
     };
-    Ok(Duration::from_secs(secs))
+    within_limit(Duration::from_secs(secs), input)
 }
 
 /// The ISO 8601 spelling of a duration (`PT1H30M`, `P2DT0.5S`, `PT0S`); [`parse_duration`] reads
@@ -607,9 +663,64 @@ mod tests {
         );
     }
 
+    #[test]
+    fn durations_and_sizes_beyond_their_limits_are_refused() {
+        for text in [
+            "PT9223372036854775807S",
+            "P36526D",
+            "PT18446744073709551615S",
+            "P5218W",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(
+                matches!(e, UnitError::DurationTooLong { .. }),
+                "{text}: {e}"
+            );
+            assert!(e.to_string().contains("limit of 100 years"), "{e}");
+        }
+        assert_eq!(parse_duration("P36525D"), Ok(MAX_DURATION));
+        assert_eq!(parse_walltime("36525-00:00:00"), Ok(MAX_DURATION));
+        assert!(matches!(
+            parse_walltime("36525-00:00:01"),
+            Err(UnitError::DurationTooLong { .. })
+        ));
+        for text in [
+            "1048577g",
+            "1025t",
+            "1152921504606846976",
+            "18446744073709551615",
+        ] {
+            let e = parse_memory(text).unwrap_err();
+            assert!(matches!(e, UnitError::MemoryTooLarge { .. }), "{text}: {e}");
+            assert!(e.to_string().contains("limit of 1 PiB"), "{e}");
+        }
+        assert_eq!(parse_memory("1024t"), Ok(MAX_MEMORY));
+        assert_eq!(check_memory(MAX_MEMORY), Ok(MAX_MEMORY));
+        assert!(check_memory(MAX_MEMORY + 1).is_err());
+    }
+
+    #[test]
+    fn conversions_of_huge_values_saturate() {
+        let now = std::time::Instant::now();
+        assert_eq!(instant_after(now, Duration::MAX), now + MAX_DURATION);
+        assert_eq!(
+            instant_after(now, Duration::from_secs(u64::MAX)),
+            now + MAX_DURATION
+        );
+        assert_eq!(
+            instant_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(duration_from_secs_f64(f64::NAN), Duration::ZERO);
+        assert_eq!(duration_from_secs_f64(-1.0), Duration::ZERO);
+        assert_eq!(duration_from_secs_f64(f64::INFINITY), Duration::MAX);
+        assert_eq!(duration_from_secs_f64(1e30), Duration::MAX);
+        assert_eq!(duration_from_secs_f64(1.5), Duration::from_millis(1500));
+    }
+
     proptest! {
         #[test]
-        fn memory_round_trips_with_any_suffix(n in 0u64..1_000_000, exp in 0usize..5, b in any::<bool>(), upper in any::<bool>()) {
+        fn memory_round_trips_with_any_suffix(n in 0u64..1_000, exp in 0usize..5, b in any::<bool>(), upper in any::<bool>()) {
             let mut text = format!("{n}{}{}", MEMORY_SUFFIXES[exp], if b { "b" } else { "" });
             if upper {
                 text = text.to_uppercase();
@@ -619,13 +730,25 @@ mod tests {
 
         #[test]
         fn memory_spec_format_round_trips(n in any::<u64>()) {
-            prop_assert_eq!(parse_memory(&format_memory_spec(n)), Ok(n));
+            let parsed = parse_memory(&format_memory_spec(n));
+            if n <= MAX_MEMORY {
+                prop_assert_eq!(parsed, Ok(n));
+            } else {
+                let refused = matches!(parsed, Err(UnitError::MemoryTooLarge { .. }));
+                prop_assert!(refused);
+            }
         }
 
         #[test]
         fn duration_iso_round_trips(secs in 0u64..10_000_000_000, nanos in 0u32..1_000_000_000) {
             let d = Duration::new(secs, nanos);
-            prop_assert_eq!(parse_duration(&format_duration_iso(d)), Ok(d));
+            let parsed = parse_duration(&format_duration_iso(d));
+            if d <= MAX_DURATION {
+                prop_assert_eq!(parsed, Ok(d));
+            } else {
+                let refused = matches!(parsed, Err(UnitError::DurationTooLong { .. }));
+                prop_assert!(refused);
+            }
         }
 
         #[test]

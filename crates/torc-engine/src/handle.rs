@@ -228,7 +228,8 @@ impl EngineHandle {
         req: SharedClaimRequest,
         owners: Option<Vec<String>>,
     ) -> Result<ClaimResponse, EngineError> {
-        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        let deadline =
+            torc_core::units::instant_after(Instant::now(), Duration::from_millis(req.wait_ms));
         self.call(|reply| Request::ClaimShared {
             req,
             owners,
@@ -276,7 +277,8 @@ impl EngineHandle {
 
 impl Coordinator for EngineHandle {
     async fn claim(&self, req: ClaimRequest) -> Result<ClaimResponse, CoordinatorError> {
-        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        let deadline =
+            torc_core::units::instant_after(Instant::now(), Duration::from_millis(req.wait_ms));
         self.call(|reply| Request::Claim {
             req,
             deadline,
@@ -296,7 +298,8 @@ impl Coordinator for EngineHandle {
         &self,
         req: HeartbeatRequest,
     ) -> Result<HeartbeatResponse, CoordinatorError> {
-        let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
+        let deadline =
+            torc_core::units::instant_after(Instant::now(), Duration::from_millis(req.wait_ms));
         self.call(|reply| Request::Heartbeat {
             req,
             deadline,

@@ -463,7 +463,7 @@ impl HttpClient {
             ("limit", limit.to_string()),
         ];
         let rb = self
-            .request_with_timeout(Method::GET, &url, self.timeout + wait)
+            .request_with_timeout(Method::GET, &url, self.timeout.saturating_add(wait))
             .query(&query);
         self.send(rb, &url).await
     }
@@ -516,7 +516,7 @@ impl HttpClient {
     ) -> Result<T, ClientError> {
         let timeout = self
             .timeout
-            .max(Duration::from_millis(wait_ms) + CLAIM_GRACE);
+            .max(Duration::from_millis(wait_ms).saturating_add(CLAIM_GRACE));
         let rb = self
             .request_with_timeout(Method::POST, url, timeout)
             .json(body);

@@ -1,13 +1,14 @@
 //! Compiling an entry's strings into templates over its parameters, and rendering them.
 
 use super::diag::{Errors, Loc};
-use super::params::{ParamSet, MAX_JOBS};
+use super::params::ParamSet;
 use super::read::{RawJob, LIST_KEYS};
 use super::template::Template;
 
 /// Renders `texts` for every combination of `params` (once if there are none) and hands each
-/// rendering to `f`. Returns false, with errors, if a template is invalid or an instance
-/// cannot be rendered (in which case `f` may have been called for some instances).
+/// rendering to `f`; the caller has held the count of combinations to the budgets. Returns
+/// false, with errors, if a template is invalid or an instance cannot be rendered (in which
+/// case `f` may have been called for some instances).
 pub(super) fn render_each(
     params: Option<&ParamSet>,
     texts: &[(&'static str, &str)],
@@ -20,13 +21,6 @@ pub(super) fn render_each(
         f(&mut out);
         return true;
     };
-    if params.count().is_none() {
-        errs.push(
-            loc,
-            format!("the parameters make more than {MAX_JOBS} combinations, the most allowed"),
-        );
-        return false;
-    }
     let mut templates = Vec::with_capacity(texts.len());
     for (key, text) in texts {
         match Template::compile(text, &params.names) {

@@ -1,4 +1,7 @@
-//! Where a problem is ([`Loc`]), the problems found so far ([`Errors`]), and "did you mean".
+//! Where a problem is ([`Loc`]), the problems found so far and the budgets spent ([`Errors`]),
+//! and "did you mean".
+
+use super::budget::{Budget, Budgets, Meter};
 
 use super::SpecError;
 use std::fmt;
@@ -66,14 +69,48 @@ impl fmt::Display for Loc<'_> {
 /// not make a million messages.
 pub(super) const MAX_ERRORS: usize = 200;
 
-/// Problems found so far.
+/// Problems found so far, and what the spec has spent of its budgets (a budget refused is a
+/// problem, and every pass that spends one already carries this).
 #[derive(Debug, Default)]
 pub(super) struct Errors {
     list: Vec<SpecError>,
     dropped: usize,
+    pub meter: Meter,
 }
 
 impl Errors {
+    pub fn with_budgets(budgets: Budgets) -> Errors {
+        Errors {
+            meter: Meter::new(budgets),
+            ..Errors::default()
+        }
+    }
+
+    /// Spends `amount` of `budget`; if that would exceed it, reports the refusal at `location`
+    /// (once per budget, with `detail()` after the budget's name) and returns false.
+    pub fn spend(
+        &mut self,
+        location: impl fmt::Display,
+        budget: Budget,
+        amount: u64,
+        detail: impl FnOnce() -> String,
+    ) -> bool {
+        match self.meter.spend(budget, amount) {
+            Ok(()) => true,
+            Err(first) => {
+                if first {
+                    // Kept even past the cap: it is why the spec is refused.
+                    let message = budget.message(&self.meter.budgets, &detail());
+                    self.list.push(SpecError {
+                        location: location.to_string(),
+                        message,
+                    });
+                }
+                false
+            }
+        }
+    }
+
     pub fn push(&mut self, location: impl fmt::Display, message: impl Into<String>) {
         if self.is_full() {
             self.dropped += 1;
@@ -88,6 +125,20 @@ impl Errors {
     /// Whether further problems are only counted (callers may skip costly messages).
     pub fn is_full(&self) -> bool {
         self.list.len() >= MAX_ERRORS
+    }
+
+    /// [`did_you_mean`] among `count` candidates, unless the suggestion budgets say to skip it
+    /// (a long word, many candidates, or many suggestions already).
+    pub fn suggest<'c>(
+        &mut self,
+        word: &str,
+        count: usize,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> String {
+        if self.is_full() || !self.meter.may_suggest(word, count) {
+            return String::new();
+        }
+        did_you_mean(word, candidates)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,14 +160,33 @@ impl Errors {
     }
 }
 
-/// The candidate closest to `word`, with whether it is close enough to be a likely typo.
+/// Words longer than this (in characters) get no suggestion: the edit distance costs the
+/// product of the lengths (the default of [`Budgets::suggestion_word_len`], for the fixed lists
+/// of keys and settings that are not metered).
+const SUGGEST_MAX_WORD: usize = 64;
+
+/// The candidate closest to `word`, with whether it is close enough to be a likely typo. `None`
+/// for a word over [`SUGGEST_MAX_WORD`] characters. A candidate whose length alone puts it
+/// further than the best so far is not compared.
 pub(super) fn closest<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<(&'c str, bool)> {
+    let len = word.chars().count();
+    if len > SUGGEST_MAX_WORD {
+        return None;
+    }
     let mut best: Option<(&str, usize)> = None;
     for c in candidates {
-        let d = strsim::damerau_levenshtein(word, c);
+        let c_len = c.chars().count();
+        if best.is_some_and(|(_, bd)| c_len.abs_diff(len) >= bd) {
+            continue;
+        }
+        let d = if c.starts_with(word) || word.starts_with(c) {
+            c_len.abs_diff(len)
+        } else {
+            strsim::damerau_levenshtein(word, c)
+        };
         if best.is_none_or(|(_, bd)| d < bd) {
             best = Some((c, d));
         }

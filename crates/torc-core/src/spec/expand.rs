@@ -1,8 +1,9 @@
 //! Expansion of raw entries into the model: parameters, placeholders, references, dependencies.
 
+use super::budget::Budget;
 use super::compile::{render_each, JobTemplates};
-use super::diag::{did_you_mean, Errors, Loc};
-use super::params::{ParamSet, ParamValue, MAX_JOBS};
+use super::diag::{Errors, Loc};
+use super::params::{ParamSet, ParamValue};
 use super::read::{RawJob, RawSpec, LIST_KEYS};
 use super::resolve::{find_cycle, NameIndex, RegexMatch};
 use super::settings::resolve_actions;
@@ -11,8 +12,6 @@ use crate::ids::JobId;
 use crate::model::{FileDef, JobDef, UserDataDef, WorkflowDef};
 use std::collections::{BTreeMap, HashMap};
 
-/// "Did you mean" is only searched for among at most this many names.
-const MAX_SUGGEST: usize = 20_000;
 /// How many instance names a problem shared by many instances shows.
 const SHOWN_INSTANCES: usize = 3;
 
@@ -43,6 +42,10 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     let mut file_entry = Vec::new();
     for f in &raw.files {
         let loc = files_loc.entry(f.index, Some(f.name));
+        let text_len = f.name.len() + f.path.len() + f.identifier.map_or(0, str::len);
+        if !admit(errs, &loc, "files", f.params.as_ref(), text_len as u64) {
+            continue;
+        }
         let mut texts = vec![("name", f.name), ("path", f.path)];
         if let Some(id) = f.identifier {
             texts.push(("identifier", id));
@@ -60,6 +63,10 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     let mut ud_entry = Vec::new();
     for u in &raw.user_data {
         let loc = ud_loc.entry(u.index, Some(u.name));
+        let text_len = u.name.len() as u64 + u.data.map_or(0, value_len);
+        if !admit(errs, &loc, "user data", u.params.as_ref(), text_len) {
+            continue;
+        }
         render_each(u.params.as_ref(), &[("name", u.name)], &loc, errs, |r| {
             ud_names.push(std::mem::take(&mut r[0]));
             ud_defs.push(UserDataDef {
@@ -96,25 +103,30 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     let mut job_names: Vec<String> = Vec::new();
     let mut job_entry: Vec<u32> = Vec::new();
     let mut ranges: Vec<Option<(usize, usize)>> = Vec::with_capacity(raw.jobs.len());
-    let mut over_limit = false;
+    let env_len: usize = raw.env.iter().map(|(k, v)| k.len() + v.len()).sum();
     for (e, job) in raw.jobs.iter().enumerate() {
         let loc = jobs_loc.entry(job.index, Some(job.name));
-        let count = job.params.as_ref().map_or(Some(1), ParamSet::count);
-        if over_limit {
+        let count = job.params.as_ref().map_or(1, ParamSet::count);
+        let limit = errs.meter.budgets.jobs;
+        let before = limit - errs.meter.left(Budget::Jobs);
+        if !errs.spend(loc, Budget::Jobs, count, || {
+            format!(
+                "the workflow expands to more than {limit} jobs ({} from this entry after \
+                 {before} before it)",
+                shown_count(count)
+            )
+        }) || !admit(
+            errs,
+            &loc,
+            "jobs",
+            job.params.as_ref(),
+            job_text_len(job, env_len),
+        ) {
             ranges.push(None);
             continue;
         }
-        let Some(count) = count.filter(|c| job_names.len() + c <= MAX_JOBS) else {
-            errs.push(
-                loc,
-                format!("the workflow expands to more than {MAX_JOBS} jobs, the most allowed"),
-            );
-            over_limit = true;
-            ranges.push(None);
-            continue;
-        };
         let start = job_names.len();
-        job_names.reserve(count);
+        job_names.reserve(count as usize);
         let ok = render_each(
             job.params.as_ref(),
             &[("name", job.name)],
@@ -161,6 +173,9 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     }
 
     // Pass B: everything else, instance by instance.
+    if errs.meter.any_exceeded() {
+        return WorkflowDef::default();
+    }
     let raw_actions = std::mem::take(&mut raw.settings.actions);
     let slurm_names: Option<Vec<&str>> = raw
         .settings
@@ -179,6 +194,7 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
         env: &raw.env,
         groups: Vec::new(),
         current: (0, false),
+        regex_edges: 0,
     };
     let mut jobs: Vec<JobDef> = Vec::with_capacity(job_names.len());
     for (job, range) in raw.jobs.iter().zip(&ranges) {
@@ -190,8 +206,27 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
             continue;
         };
         let mut index = start;
+        // Admitted in pass A: its template length times its instances. What is rendered beyond
+        // that (long parameter values, file paths written in) is spent as it is made.
+        let mut admitted = (end - start) as u64 * job_text_len(job, env_len);
+        let mut rendered = 0u64;
         let mut build = |combo: &[&ParamValue]| {
+            if ctx.errs.meter.any_exceeded() {
+                jobs.push(JobDef::new("", ""));
+                index += 1;
+                return;
+            }
             let def = ctx.build_job(job, &templates, names, combo, index as u32, &loc);
+            if let Some(d) = &def {
+                rendered += job_len(d);
+                if rendered > admitted {
+                    let (n, extra) = (index + 1 - start, rendered - admitted);
+                    ctx.errs.spend(loc, Budget::RenderedBytes, extra, || {
+                        format!("the first {n} instances of this entry render {rendered} bytes")
+                    });
+                    admitted = rendered;
+                }
+            }
             jobs.push(def.unwrap_or_else(|| JobDef::new("", "")));
             index += 1;
         };
@@ -204,9 +239,14 @@ pub(super) fn expand(mut raw: RawSpec<'_>, errs: &mut Errors) -> WorkflowDef {
     let actions = resolve_actions(raw_actions, &mut ctx.jobs, ctx.errs);
     drop(ctx);
     let settings = raw.settings;
+    if errs.meter.any_exceeded() {
+        return WorkflowDef::default();
+    }
 
     // Pass C: implicit dependencies through data, then sort and deduplicate.
-    add_data_dependencies(&mut jobs, file_names.len(), ud_names.len());
+    if !add_data_dependencies(&mut jobs, file_names.len(), ud_names.len(), errs) {
+        return WorkflowDef::default();
+    }
     for job in &mut jobs {
         job.depends_on.sort_unstable();
         job.depends_on.dedup();
@@ -292,6 +332,98 @@ fn instances_note(names: &[&str], count: usize) -> String {
     )
 }
 
+/// A count for a message: `u64::MAX` stands for an overflow.
+fn shown_count(n: u64) -> String {
+    if n == u64::MAX {
+        "more than 2^64".to_string()
+    } else {
+        n.to_string()
+    }
+}
+
+/// Spends an entry's instances, and the bytes its templates make (their length times its
+/// instances), before any instance is made; false (reported) if a budget refuses them.
+fn admit(
+    errs: &mut Errors,
+    loc: &Loc<'_>,
+    what: &str,
+    params: Option<&ParamSet>,
+    text_len: u64,
+) -> bool {
+    let count = params.map_or(1, ParamSet::count);
+    let before = errs.meter.budgets.instances - errs.meter.left(Budget::Instances);
+    if !errs.spend(loc, Budget::Instances, count, || {
+        format!(
+            "this entry makes {} {what}, after {before} jobs, files and user data before it",
+            shown_count(count)
+        )
+    }) {
+        return false;
+    }
+    let bytes = count.saturating_mul(text_len);
+    errs.spend(loc, Budget::RenderedBytes, bytes, || {
+        format!(
+            "this entry's templates ({text_len} bytes) times its {} instances make at least {} \
+             bytes",
+            shown_count(count),
+            shown_count(bytes)
+        )
+    })
+}
+
+/// Roughly the bytes a JSON value takes in memory beyond its nodes: its strings and keys, and 8
+/// per node.
+fn value_len(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => 8 + s.len() as u64,
+        Value::Array(items) => items.iter().map(value_len).sum::<u64>() + 8,
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| k.len() as u64 + value_len(v))
+            .sum::<u64>()
+            .saturating_add(8),
+        _ => 8,
+    }
+}
+
+/// The length of a job entry's templates, with the workflow's `env` (`env_len`) each of its
+/// instances gets a copy of.
+fn job_text_len(job: &RawJob<'_>, env_len: usize) -> u64 {
+    let optional = [
+        job.invocation_script,
+        job.resource_requirements,
+        job.failure_handler,
+        job.scheduler,
+    ];
+    let len = job.name.len()
+        + job.command.len()
+        + optional.iter().flatten().map(|s| s.len()).sum::<usize>()
+        + job.lists.iter().flatten().map(|s| s.len()).sum::<usize>()
+        + job.tags.iter().map(|s| s.len()).sum::<usize>()
+        + job
+            .env
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + env_len;
+    len as u64
+}
+
+/// The bytes of text of a built job (its name is counted in pass A).
+fn job_len(def: &JobDef) -> u64 {
+    let len = def.command.len()
+        + def.invocation_script.as_ref().map_or(0, String::len)
+        + def.scheduler.as_ref().map_or(0, String::len)
+        + def.tags.iter().map(String::len).sum::<usize>()
+        + def
+            .env
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    len as u64
+}
+
 /// Maps the names of a list's entries to their positions, reporting duplicates.
 fn index_entries<'r>(
     list: &'static str,
@@ -360,6 +492,9 @@ struct Ctx<'c, 'n> {
     groups: Vec<Group>,
     /// The job instance being built, and whether its entry is parameterized.
     current: (u32, bool),
+    /// Edges of the current instance already spent (regex matches, spent before they are
+    /// added).
+    regex_edges: u64,
 }
 
 /// One problem of a parameterized entry, shared by `count` of its instances.
@@ -424,6 +559,17 @@ impl<'n> Ctx<'_, 'n> {
         }
     }
 
+    /// Whether a problem of the current instance at `location` joins one already gathered
+    /// (whose message is the one shown).
+    fn joins_group(&self, location: &str) -> bool {
+        let (instance, parameterized) = self.current;
+        parameterized
+            && self
+                .groups
+                .iter()
+                .any(|g| g.location == location && g.last_instance != instance)
+    }
+
     /// Reports the gathered problems of the entry just built.
     fn flush_groups(&mut self) {
         for g in std::mem::take(&mut self.groups) {
@@ -445,17 +591,24 @@ impl<'n> Ctx<'_, 'n> {
     }
 
     fn suggestion(&mut self, kind: Kind, name: &str) -> String {
-        let index = self.index(kind);
-        if index.len() > MAX_SUGGEST {
-            return String::new();
-        }
-        did_you_mean(name, index.names())
+        let index = match kind {
+            Kind::Job => &self.jobs,
+            Kind::File => &self.files,
+            Kind::UserData => &self.user_data,
+        };
+        self.errs.suggest(name, index.len(), index.names())
     }
 
     /// Resolves one name of `kind`; reports it if unknown.
     fn lookup(&mut self, kind: Kind, name: &str, loc: &Loc<'_>) -> Option<u32> {
         if let Some(i) = self.index(kind).get(name) {
             return Some(i);
+        }
+        let location = loc.to_string();
+        if self.joins_group(&location) {
+            // Said as the first instance that has it says it: no message to make.
+            self.report(location, String::new());
+            return None;
         }
         let hint = if self.errs.is_full() {
             String::new()
@@ -464,7 +617,7 @@ impl<'n> Ctx<'_, 'n> {
         };
         let context = self.context();
         self.report(
-            loc,
+            location,
             format!("unknown {} `{name}`{context}{hint}", kind.noun()),
         );
         None
@@ -472,7 +625,12 @@ impl<'n> Ctx<'_, 'n> {
 
     /// Resolves one regex over the names of `kind`; reports it if invalid or matching nothing.
     fn lookup_regex(&mut self, kind: Kind, pattern: &str, loc: &Loc<'_>, out: &mut Vec<u32>) {
-        let (outcome, first_time) = self.index(kind).resolve_regex(pattern);
+        let index = match kind {
+            Kind::Job => &mut self.jobs,
+            Kind::File => &mut self.files,
+            Kind::UserData => &mut self.user_data,
+        };
+        let (outcome, first_time) = index.resolve_regex(pattern, self.errs, loc);
         match &*outcome {
             RegexMatch::Invalid(e) if first_time => {
                 self.report(loc, format!("invalid regex `{pattern}`: {e}"));
@@ -480,8 +638,16 @@ impl<'n> Ctx<'_, 'n> {
             RegexMatch::Matches(m) if m.is_empty() && first_time => {
                 self.report(loc, format!("regex `{pattern}` matches no {}", kind.noun()));
             }
-            RegexMatch::Matches(m) => out.extend_from_slice(m),
-            RegexMatch::Invalid(_) => {}
+            RegexMatch::Matches(m) => {
+                let n = m.len() as u64;
+                if self.errs.spend(loc, Budget::DependencyEdges, n, || {
+                    format!("regex `{pattern}` matches {n} names, one edge each")
+                }) {
+                    self.regex_edges += n;
+                    out.extend_from_slice(m);
+                }
+            }
+            RegexMatch::Invalid(_) | RegexMatch::OverBudget => {}
         }
     }
 
@@ -495,6 +661,7 @@ impl<'n> Ctx<'_, 'n> {
         loc: &Loc<'_>,
     ) -> Option<JobDef> {
         self.current = (index, job.params.is_some());
+        self.regex_edges = 0;
         let render = |this: &mut Self, t: &Template, escape: bool, at: &Loc<'_>| {
             t.render(names, combo, escape)
                 .map_err(|e| this.report(at, e.to_string()))
@@ -550,6 +717,16 @@ impl<'n> Ctx<'_, 'n> {
                 }
             }
         }
+        let edges = [&deps, &inputs, &outputs, &ud_inputs, &ud_outputs]
+            .iter()
+            .map(|v| v.len() as u64)
+            .sum::<u64>()
+            .saturating_sub(self.regex_edges);
+        if !self.errs.spend(loc, Budget::DependencyEdges, edges, || {
+            format!("job `{}` adds {edges} more", self.jobs.name(index))
+        }) {
+            return None;
+        }
         deps.retain(|&d| d != index);
         def.depends_on = deps
             .into_iter()
@@ -570,7 +747,11 @@ impl<'n> Ctx<'_, 'n> {
             match self.rr_index.get(name.as_str()) {
                 Some(&i) => def.resource_requirement = Some(i),
                 None => {
-                    let hint = did_you_mean(&name, self.rr_index.keys().copied());
+                    let hint = self.errs.suggest(
+                        &name,
+                        self.rr_index.len(),
+                        self.rr_index.keys().copied(),
+                    );
                     let context = self.context();
                     self.report(
                         at,
@@ -585,7 +766,11 @@ impl<'n> Ctx<'_, 'n> {
             match self.fh_index.get(name.as_str()) {
                 Some(&i) => def.failure_handler = Some(i),
                 None => {
-                    let hint = did_you_mean(&name, self.fh_index.keys().copied());
+                    let hint = self.errs.suggest(
+                        &name,
+                        self.fh_index.len(),
+                        self.fh_index.keys().copied(),
+                    );
                     let context = self.context();
                     self.report(
                         at,
@@ -599,7 +784,7 @@ impl<'n> Ctx<'_, 'n> {
             let name = render(self, st, false, &at)?;
             if let Some(known) = self.slurm {
                 if !known.contains(&name.as_str()) {
-                    let hint = did_you_mean(&name, known.iter().copied());
+                    let hint = self.errs.suggest(&name, known.len(), known.iter().copied());
                     let context = self.context();
                     self.report(
                         at,
@@ -711,7 +896,13 @@ impl<'n> Ctx<'_, 'n> {
 }
 
 /// A job that reads a file or user data waits for every job that writes it (never itself).
-fn add_data_dependencies(jobs: &mut [JobDef], n_files: usize, n_user_data: usize) {
+/// The edges are counted and spent before any is added; false (reported) if refused.
+fn add_data_dependencies(
+    jobs: &mut [JobDef],
+    n_files: usize,
+    n_user_data: usize,
+    errs: &mut Errors,
+) -> bool {
     let mut file_writers: Vec<Vec<u32>> = vec![Vec::new(); n_files];
     let mut ud_writers: Vec<Vec<u32>> = vec![Vec::new(); n_user_data];
     for (j, job) in jobs.iter().enumerate() {
@@ -721,6 +912,26 @@ fn add_data_dependencies(jobs: &mut [JobDef], n_files: usize, n_user_data: usize
         for &u in &job.output_user_data {
             ud_writers[u as usize].push(j as u32);
         }
+    }
+    let mut edges = 0u64;
+    for job in jobs.iter() {
+        let from_files = job
+            .input_files
+            .iter()
+            .map(|&f| file_writers[f as usize].len());
+        let from_data = job
+            .input_user_data
+            .iter()
+            .map(|&u| ud_writers[u as usize].len());
+        edges = from_files
+            .chain(from_data)
+            .fold(edges, |sum, n| sum.saturating_add(n as u64));
+    }
+    let root = Loc::Root;
+    if !errs.spend(root.key("jobs"), Budget::DependencyEdges, edges, || {
+        format!("jobs that read files and user data wait for their {edges} writers")
+    }) {
+        return false;
     }
     for (j, job) in jobs.iter_mut().enumerate() {
         let writers = job
@@ -738,4 +949,5 @@ fn add_data_dependencies(jobs: &mut [JobDef], n_files: usize, n_user_data: usize
             .collect();
         job.depends_on.extend(extra);
     }
+    true
 }

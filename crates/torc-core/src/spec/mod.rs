@@ -51,7 +51,14 @@
 //! the same data does not wait for itself. Names are looked up in hash maps; an anchored
 //! literal regex (`^a_12$`) is a lookup; other regexes scan the names once per distinct regex,
 //! narrowed by their literal prefix, so that specs of a million jobs expand in seconds.
+//!
+//! # Budgets
+//!
+//! Loading is held to [`Budgets`] (see `budget.rs` for the defaults and why): what the spec
+//! makes is counted before it is made, and a spec past a budget is refused with an error that
+//! names it. [`load_with_budgets`] takes others than the defaults.
 
+mod budget;
 mod compile;
 mod diag;
 mod expand;
@@ -68,6 +75,8 @@ mod template;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_budgets;
+#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_formats;
@@ -76,6 +85,8 @@ mod tests_slurm;
 #[cfg(test)]
 mod tests_torc1x;
 mod text;
+
+pub use budget::Budgets;
 
 use crate::model::WorkflowDef;
 use serde_json::{Map, Value};
@@ -169,16 +180,15 @@ pub fn typed_cell(text: &str) -> Value {
 }
 
 /// Parses a spec's text into a JSON value, without validating it (for tools that rewrite
-/// specs, such as `torc slurm generate`).
+/// specs, such as `torc slurm generate`); held to the default [`Budgets`].
 pub fn parse_document(text: &str, format: SpecFormat) -> Result<Value, SpecError> {
-    text::parse(text, format)
+    text::parse(text, format, &Budgets::default())
 }
 
 /// Parses, validates and expands a spec that names no files (a `parameters_file` or `@path`
 /// list is an error that says to create the workflow from the command line).
 pub fn load(text: &str, format: SpecFormat) -> Result<Expanded, SpecErrors> {
-    let value = text::parse(text, format).map_err(|e| SpecErrors(vec![e]))?;
-    load_value_from(value, None)
+    load_with_budgets(text, format, None, &Budgets::default())
 }
 
 /// Parses, validates and expands a spec, reading the files it names through `tables`.
@@ -187,24 +197,39 @@ pub fn load_with(
     format: SpecFormat,
     tables: &dyn TableSource,
 ) -> Result<Expanded, SpecErrors> {
-    let value = text::parse(text, format).map_err(|e| SpecErrors(vec![e]))?;
-    load_value_from(value, Some(tables))
+    load_with_budgets(text, format, Some(tables), &Budgets::default())
+}
+
+/// [`load`] or (with `tables`) [`load_with`], held to `budgets` rather than the defaults.
+pub fn load_with_budgets(
+    text: &str,
+    format: SpecFormat,
+    tables: Option<&dyn TableSource>,
+    budgets: &Budgets,
+) -> Result<Expanded, SpecErrors> {
+    let value = text::parse(text, format, budgets).map_err(|e| SpecErrors(vec![e]))?;
+    load_value_from(value, tables, budgets)
 }
 
 /// Validates and expands a spec already parsed into a JSON value (e.g. a request body).
 pub fn load_value(value: &Value) -> Result<Expanded, SpecErrors> {
-    load_value_from(value.clone(), None)
+    load_value_from(value.clone(), None, &Budgets::default())
 }
 
 fn load_value_from(
     mut value: Value,
     tables: Option<&dyn TableSource>,
+    budgets: &Budgets,
 ) -> Result<Expanded, SpecErrors> {
-    let mut errs = diag::Errors::default();
+    let mut errs = diag::Errors::with_budgets(budgets.clone());
     let read_in = prepare::prepare(&mut value, tables, &mut errs);
     let mut raw = read::read_spec(&value, &mut errs);
     let warnings = std::mem::take(&mut raw.warnings);
-    let def = expand::expand(raw, &mut errs);
+    let def = if errs.meter.any_exceeded() {
+        WorkflowDef::default()
+    } else {
+        expand::expand(raw, &mut errs)
+    };
     if errs.is_empty() {
         Ok(Expanded {
             def,

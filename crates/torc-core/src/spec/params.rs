@@ -4,10 +4,9 @@ use serde_json::Value;
 use std::fmt;
 use std::rc::Rc;
 
-/// The most values one parameter may have, and the most instances one entry may expand to.
+/// The most values one parameter may have (the spec's parameters together are held to the
+/// `parameter_values` budget, and its instances to `instances`).
 pub(super) const MAX_VALUES: usize = 10_000_000;
-/// The most jobs (after expansion) one workflow may have.
-pub(super) const MAX_JOBS: usize = 10_000_000;
 
 /// One value a parameter takes.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,9 +79,16 @@ pub(super) fn type_name(v: &Value) -> &'static str {
 
 /// Reads a parameter's values from the spec: a range string, a list (YAML/JSON list or a
 /// `"[a, b]"` string), or a single value.
+#[cfg(test)]
 pub(super) fn parse_value(v: &Value) -> Result<Vec<ParamValue>, ParamError> {
+    parse_value_within(v, MAX_VALUES)
+}
+
+/// [`parse_value`], where a range of more than `room` values is refused before it is made
+/// (with [`ParamError::TooManyValues`]).
+pub(super) fn parse_value_within(v: &Value, room: usize) -> Result<Vec<ParamValue>, ParamError> {
     match v {
-        Value::String(s) => parse_text(s),
+        Value::String(s) => parse_text_within(s, room),
         Value::Number(n) => Ok(vec![number_value(n)]),
         Value::Bool(b) => Ok(vec![ParamValue::Str(b.to_string())]),
         Value::Array(items) => {
@@ -117,7 +123,13 @@ fn number_value(n: &serde_json::Number) -> ParamValue {
 }
 
 /// Parses the text form of a parameter value.
+#[cfg(test)]
 pub(super) fn parse_text(text: &str) -> Result<Vec<ParamValue>, ParamError> {
+    parse_text_within(text, MAX_VALUES)
+}
+
+fn parse_text_within(text: &str, room: usize) -> Result<Vec<ParamValue>, ParamError> {
+    let room = room.min(MAX_VALUES);
     let mut t = text.trim();
     // `{1:10}` is a common slip for `1:10`.
     if t.len() >= 2 && t.starts_with('{') && t.ends_with('}') && !t.contains(',') {
@@ -129,7 +141,7 @@ pub(super) fn parse_text(text: &str) -> Result<Vec<ParamValue>, ParamError> {
     if t.contains(':') {
         let parts: Vec<&str> = t.split(':').map(str::trim).collect();
         if parse_number(parts[0]).is_some() {
-            return parse_range(t, &parts);
+            return parse_range(t, &parts, room);
         }
     }
     Ok(vec![typed_item(t)])
@@ -221,7 +233,7 @@ fn decimals(s: &str) -> Option<u32> {
     Some(s.split_once('.').map_or(0, |(_, f)| f.len() as u32))
 }
 
-fn parse_range(text: &str, parts: &[&str]) -> Result<Vec<ParamValue>, ParamError> {
+fn parse_range(text: &str, parts: &[&str], room: usize) -> Result<Vec<ParamValue>, ParamError> {
     let bad = || ParamError::BadRange {
         text: text.to_string(),
     };
@@ -259,7 +271,7 @@ fn parse_range(text: &str, parts: &[&str]) -> Result<Vec<ParamValue>, ParamError
             });
         }
         let count = ((end - start) / step + 1) as u128;
-        if count > MAX_VALUES as u128 {
+        if count > room as u128 {
             return Err(too_many(count));
         }
         return Ok((0..count as i128)
@@ -291,7 +303,7 @@ fn parse_range(text: &str, parts: &[&str]) -> Result<Vec<ParamValue>, ParamError
         });
     }
     let steps = (ratio + eps).floor();
-    if steps >= MAX_VALUES as f64 {
+    if steps >= room as f64 {
         return Err(too_many(steps as u128 + 1));
     }
     let count = steps as usize + 1;
@@ -326,15 +338,15 @@ pub(super) struct ParamSet {
 }
 
 impl ParamSet {
-    /// How many combinations there are; `None` if over [`MAX_VALUES`].
-    pub fn count(&self) -> Option<usize> {
+    /// How many combinations there are (`u64::MAX` if more), computed without making any.
+    pub fn count(&self) -> u64 {
         if self.zip {
-            return Some(self.values.first().map_or(1, |v| v.len()));
+            return self.values.first().map_or(1, |v| v.len() as u64);
         }
         self.values
             .iter()
-            .try_fold(1usize, |acc, v| acc.checked_mul(v.len()))
-            .filter(|n| *n <= MAX_VALUES)
+            .try_fold(1u64, |acc, v| acc.checked_mul(v.len() as u64))
+            .unwrap_or(u64::MAX)
     }
 
     /// Calls `f` with each combination in order: for `product`, the last parameter varies
@@ -559,7 +571,7 @@ mod tests {
             ],
             false,
         );
-        assert_eq!(s.count(), Some(6));
+        assert_eq!(s.count(), 6);
         assert_eq!(combos(&s), ["1,a", "1,b", "1,c", "2,a", "2,b", "2,c"]);
         let z = set(
             vec![vec![Int(1), Int(2)], vec![Str("a".into()), Str("b".into())]],

@@ -5,7 +5,8 @@
 //! Tables are written in as a list of row mappings under the same `parameters_file` key, and
 //! `@path` lists as plain lists, so that a spec sent on to a server needs nothing but itself.
 
-use super::diag::{did_you_mean, Errors, Loc};
+use super::budget::Budget;
+use super::diag::{Errors, Loc};
 use super::params::{is_param_name, type_name, typed_item, ParamValue};
 use super::template::format_value;
 use super::TableSource;
@@ -51,8 +52,9 @@ pub(super) fn prepare(
         let mut seen = BTreeSet::new();
         for (loc, name) in unknown {
             if !params.contains(name.as_str()) && seen.insert((loc.clone(), name.clone())) {
-                let hint = did_you_mean(
+                let hint = errs.suggest(
                     &name,
+                    vars.len() + params.len(),
                     vars.keys()
                         .map(String::as_str)
                         .chain(params.iter().copied()),
@@ -197,13 +199,21 @@ impl Subst<'_> {
         let vars = self.vars;
         let mut failure = None;
         let mut others = Vec::new();
+        let errs = &mut *self.errs;
         let replaced = scan(s, &mut |name, spec| match vars.get(name) {
+            // What variables write in is spent as it is made: a long value used often could
+            // otherwise make far more text than the spec has.
+            Some(_) if errs.meter.exceeded(Budget::RenderedBytes) => None,
             Some(value) => {
                 let mut text = String::new();
                 if let Err(e) = format_value(name, spec, value, &mut text) {
                     failure.get_or_insert(e);
                 }
-                Some(text)
+                let n = text.len() as u64;
+                errs.spend(loc, Budget::RenderedBytes, n, || {
+                    format!("variable `{name}` writes in {n} more bytes")
+                })
+                .then_some(text)
             }
             None => {
                 others.push(name.to_string());

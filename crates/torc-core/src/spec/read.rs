@@ -465,7 +465,9 @@ fn read_resource_requirement(
             .map_err(|e| errs.push(loc.key("memory"), e.to_string()))
             .ok(),
         Some(Value::Number(n)) => match n.as_u64() {
-            Some(bytes) => Some(bytes),
+            Some(bytes) => units::check_memory(bytes)
+                .map_err(|e| errs.push(loc.key("memory"), e.to_string()))
+                .ok(),
             None => {
                 let shown = n.to_string();
                 let e = units::parse_memory(&shown).err().map_or_else(

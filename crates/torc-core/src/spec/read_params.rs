@@ -1,9 +1,10 @@
 //! Reading parameters: workflow-level ones, each entry's own and the ones it uses, and
 //! parameter tables (a `parameters_file` written in as rows); also `env` mappings.
 
+use super::budget::Budget;
 use super::diag::{did_you_mean, Errors, Loc};
 use super::fields::{field, get_bool, get_map, get_str, get_str_list};
-use super::params::{self, is_param_name, type_name, ParamSet, ParamValue};
+use super::params::{self, is_param_name, type_name, ParamError, ParamSet, ParamValue};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -201,9 +202,32 @@ fn read_param_values(
         );
         return None;
     }
-    params::parse_value(v)
-        .map_err(|e| errs.push(here, e.to_string()))
-        .ok()
+    let room = errs.meter.left(Budget::ParameterValues);
+    match params::parse_value_within(v, usize::try_from(room).unwrap_or(usize::MAX)) {
+        Ok(values) => {
+            // Within `room`: always granted.
+            errs.spend(
+                here,
+                Budget::ParameterValues,
+                values.len() as u64,
+                String::new,
+            );
+            Some(values)
+        }
+        Err(ParamError::TooManyValues { text, count }) if count <= params::MAX_VALUES as u128 => {
+            let made = errs.meter.budgets.parameter_values - room;
+            errs.spend(here, Budget::ParameterValues, count as u64, || {
+                format!(
+                    "`{text}` makes {count} values, after {made} made by the parameters before it"
+                )
+            });
+            None
+        }
+        Err(e) => {
+            errs.push(here, e.to_string());
+            None
+        }
+    }
 }
 
 /// A job's or file's parameters: its own `parameters`, plus the workflow-level ones named in
@@ -294,12 +318,14 @@ pub(super) fn read_param_set(
             }
             Some((_, None)) => ok = false,
             None => {
+                let hint = errs.suggest(
+                    name,
+                    workflow.list.len(),
+                    workflow.list.iter().map(|(n, _)| n.as_str()),
+                );
                 errs.push(
                     uloc.index(i),
-                    format!(
-                        "unknown workflow parameter `{name}`{}",
-                        did_you_mean(name, workflow.list.iter().map(|(n, _)| n.as_str()))
-                    ),
+                    format!("unknown workflow parameter `{name}`{hint}"),
                 );
             }
         }

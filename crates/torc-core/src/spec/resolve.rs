@@ -2,6 +2,8 @@
 //! literal regexes, a sorted list narrowed by a regex's literal prefix for the rest, a cache per
 //! distinct regex; and cycle detection over the dependency graph.
 
+use super::budget::Budget;
+use super::diag::{Errors, Loc};
 use crate::ids::JobId;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -12,6 +14,8 @@ pub(super) enum RegexMatch {
     /// Indexes of the matching names, ascending.
     Matches(Rc<[u32]>),
     Invalid(String),
+    /// Testing it against its candidates would exceed the regex work budget (reported).
+    OverBudget,
 }
 
 /// Names to their indexes, with regex resolution.
@@ -62,17 +66,24 @@ impl<'n> NameIndex<'n> {
     }
 
     /// The names matching `pattern` (cached by pattern text). The `bool` is true the first
-    /// time this pattern is seen, so that a problem with it is reported once.
-    pub fn resolve_regex(&mut self, pattern: &str) -> (Rc<RegexMatch>, bool) {
+    /// time this pattern is seen, so that a problem with it is reported once. The names a
+    /// pattern is tested against are spent from the regex work budget before it is tested
+    /// (refused at `loc`).
+    pub fn resolve_regex(
+        &mut self,
+        pattern: &str,
+        errs: &mut Errors,
+        loc: &Loc<'_>,
+    ) -> (Rc<RegexMatch>, bool) {
         if let Some(hit) = self.cache.get(pattern) {
             return (hit.clone(), false);
         }
-        let outcome = Rc::new(self.compute(pattern));
+        let outcome = Rc::new(self.compute(pattern, errs, loc));
         self.cache.insert(pattern.to_string(), outcome.clone());
         (outcome, true)
     }
 
-    fn compute(&mut self, pattern: &str) -> RegexMatch {
+    fn compute(&mut self, pattern: &str, errs: &mut Errors, loc: &Loc<'_>) -> RegexMatch {
         // A plain anchored literal is a valid regex by construction: a lookup, no compile.
         if let Some(literal) = anchored_literal(pattern) {
             let hit: Vec<u32> = self.get(&literal).into_iter().collect();
@@ -87,7 +98,16 @@ impl<'n> NameIndex<'n> {
         };
         let prefix = literal_prefix(pattern);
         let names = self.names;
+        let mut spend = |candidates: usize| {
+            let n = candidates as u64;
+            errs.spend(loc, Budget::RegexWork, n, || {
+                format!("regex `{pattern}` would be tested against {n} more names")
+            })
+        };
         let mut hits: Vec<u32> = if prefix.is_empty() {
+            if !spend(names.len()) {
+                return RegexMatch::OverBudget;
+            }
             names
                 .iter()
                 .enumerate()
@@ -105,9 +125,13 @@ impl<'n> NameIndex<'n> {
                 v
             });
             let start = sorted.partition_point(|(n, _)| *n < prefix.as_str());
-            sorted[start..]
+            // Names with the prefix are together in the sorted list.
+            let len = sorted[start..].partition_point(|(n, _)| n.starts_with(prefix.as_str()));
+            if !spend(len) {
+                return RegexMatch::OverBudget;
+            }
+            sorted[start..start + len]
                 .iter()
-                .take_while(|(n, _)| n.starts_with(prefix.as_str()))
                 .filter(|(n, _)| re.is_match(n))
                 .map(|(_, i)| *i)
                 .collect()
@@ -335,17 +359,24 @@ mod tests {
         let n = names(&["c_1", "b_1", "c_2", "c_x", "cc_1", "a"]);
         let (mut idx, dups) = NameIndex::new(&n);
         assert!(dups.is_empty());
-        let get = |idx: &mut NameIndex, p: &str| match &*idx.resolve_regex(p).0 {
-            RegexMatch::Matches(m) => m.to_vec(),
-            RegexMatch::Invalid(e) => panic!("{e}"),
-        };
+        let mut errs = Errors::default();
+        let mut get =
+            |idx: &mut NameIndex, p: &str| match &*idx.resolve_regex(p, &mut errs, &Loc::Root).0 {
+                RegexMatch::Matches(m) => m.to_vec(),
+                other => panic!("{other:?}"),
+            };
         assert_eq!(get(&mut idx, "^c_[0-9]+$"), [0, 2]);
         assert_eq!(get(&mut idx, "_1"), [0, 1, 4]);
         assert_eq!(get(&mut idx, "^c_2$"), [2]);
         assert_eq!(get(&mut idx, "^zz"), Vec::<u32>::new());
         assert_eq!(get(&mut idx, "^c_|^a$"), [0, 2, 3, 5]);
-        assert!(matches!(*idx.resolve_regex("(").0, RegexMatch::Invalid(_)));
-        assert!(!idx.resolve_regex("(").1);
+        let mut errs = Errors::default();
+        let root = Loc::Root;
+        assert!(matches!(
+            *idx.resolve_regex("(", &mut errs, &root).0,
+            RegexMatch::Invalid(_)
+        ));
+        assert!(!idx.resolve_regex("(", &mut errs, &root).1);
     }
 
     #[test]

@@ -605,10 +605,13 @@ fn read_action<'a>(
                         loc,
                         "a `schedule_nodes` action of `scheduler_type: slurm` needs `scheduler`, the name of a `slurm_schedulers` entry",
                     ),
-                    Some(s) if !schedulers.contains(&s) => errs.push(
-                        loc.key("scheduler"),
-                        format!("unknown slurm scheduler `{s}`{}", did_you_mean(s, schedulers.iter().copied())),
-                    ),
+                    Some(s) if !schedulers.contains(&s) => {
+                        let hint = errs.suggest(s, schedulers.len(), schedulers.iter().copied());
+                        errs.push(
+                            loc.key("scheduler"),
+                            format!("unknown slurm scheduler `{s}`{hint}"),
+                        );
+                    }
                     _ => {}
                 }
             }
@@ -681,18 +684,15 @@ pub(super) fn resolve_actions(
                 match jobs.get(name) {
                     Some(j) => ids.push(j),
                     None => {
-                        let hint = if jobs.len() <= 20_000 {
-                            did_you_mean(name, jobs.names())
-                        } else {
-                            String::new()
-                        };
+                        let hint = errs.suggest(name, jobs.len(), jobs.names());
                         errs.push(names_loc.index(i), format!("unknown job `{name}`{hint}"));
                     }
                 }
             }
             let regex_loc = loc.key("job_name_regexes");
             for (i, pattern) in a.regexes.iter().enumerate() {
-                match &*jobs.resolve_regex(pattern).0 {
+                let at = regex_loc.index(i);
+                match &*jobs.resolve_regex(pattern, errs, &at).0 {
                     RegexMatch::Invalid(e) => errs.push(
                         regex_loc.index(i),
                         format!("invalid regex `{pattern}`: {e}"),
@@ -702,6 +702,7 @@ pub(super) fn resolve_actions(
                         format!("regex `{pattern}` matches no job"),
                     ),
                     RegexMatch::Matches(m) => ids.extend_from_slice(m),
+                    RegexMatch::OverBudget => {}
                 }
             }
             ids.sort_unstable();

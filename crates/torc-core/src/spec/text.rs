@@ -1,27 +1,40 @@
 //! Text to a JSON value: YAML (with anchors and `<<` merge keys), JSON and JSON5; KDL is in
 //! `kdl.rs`.
+//!
+//! YAML aliases are replayed by the parser, so a few kilobytes of anchors can stand for a
+//! billion nodes: the value is built by a visitor that counts every node it makes and stops at
+//! one per byte of text plus the `yaml_alias_nodes` budget. Nesting is bounded in every
+//! syntax (the parsers recurse): brackets and braces are counted in YAML, JSON5 and KDL text
+//! before parsing, the YAML parser stops at 128 levels of indentation, and JSON's parser at 128.
 
+use super::budget::{Budget, Budgets};
 use super::{SpecError, SpecFormat};
+use serde::de::{DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use std::cell::Cell;
+use std::fmt;
 
-/// Deepest nesting of brackets and braces accepted in YAML and JSON5 text (the JSON parser has
-/// its own limit).
+/// Deepest nesting of brackets and braces accepted in YAML, JSON5 and KDL text (the JSON
+/// parser has its own limit).
 const MAX_DEPTH: usize = 128;
 
 /// Parses `text` into a value; a syntax error says where it is.
-pub(super) fn parse(text: &str, format: SpecFormat) -> Result<Value, SpecError> {
+pub(super) fn parse(text: &str, format: SpecFormat, budgets: &Budgets) -> Result<Value, SpecError> {
     match format {
-        SpecFormat::Yaml => parse_yaml(text),
+        SpecFormat::Yaml => parse_yaml(text, budgets),
         SpecFormat::Json => serde_json::from_str::<Value>(text).map_err(|e| SpecError {
             location: format!("line {}, column {}", e.line(), e.column()),
             message: format!("invalid JSON: {e}"),
         }),
         SpecFormat::Json5 => parse_json5(text),
-        SpecFormat::Kdl => super::kdl::parse(text),
+        SpecFormat::Kdl => {
+            check_depth(text, "KDL")?;
+            super::kdl::parse(text)
+        }
     }
 }
 
-fn parse_yaml(text: &str) -> Result<Value, SpecError> {
+fn parse_yaml(text: &str, budgets: &Budgets) -> Result<Value, SpecError> {
     // The YAML parser slows down sharply on deeply nested flow collections.
     check_depth(text, "YAML")?;
     let syntax = |e: serde_norway::Error| SpecError {
@@ -31,19 +44,182 @@ fn parse_yaml(text: &str) -> Result<Value, SpecError> {
         ),
         message: format!("invalid YAML: {e}"),
     };
-    let mut yaml: serde_norway::Value = match serde_norway::from_str(text) {
+    let over_budget = |e: serde_norway::Error| {
+        let mut detail = e.to_string();
+        if detail.starts_with("repetition limit exceeded") {
+            detail = "the document's aliases are followed more than 100 times per node written \
+                      (the YAML parser's own limit)"
+                .to_string();
+        }
+        SpecError {
+            location: "document".to_string(),
+            message: Budget::YamlAliasNodes.message(budgets, &detail),
+        }
+    };
+    let mut yaml: serde_norway::Value = match counted_yaml(text, budgets) {
         Ok(v) => v,
+        Err((e, true)) => return Err(over_budget(e)),
         // Torc specs write templates unquoted in flow lists (`depends_on: [a_{i}]`), which
         // strict YAML rejects: retry with such items quoted, else report the first error.
-        Err(e) => quote_flow_templates(text)
-            .and_then(|fixed| serde_norway::from_str(&fixed).ok())
-            .ok_or_else(|| syntax(e))?,
+        Err((e, false)) => match quote_flow_templates(text).map(|t| counted_yaml(&t, budgets)) {
+            Some(Ok(v)) => v,
+            Some(Err((e, true))) => return Err(over_budget(e)),
+            _ => return Err(syntax(e)),
+        },
     };
     yaml.apply_merge().map_err(syntax)?;
     yaml_to_json(yaml).map_err(|message| SpecError {
         location: "document".to_string(),
         message,
     })
+}
+
+/// Parses YAML into a value, making at most one node per byte of `text` plus the
+/// `yaml_alias_nodes` budget (aliases are replayed: each replayed node counts). The `bool` is
+/// true when the error is that budget.
+fn counted_yaml(
+    text: &str,
+    budgets: &Budgets,
+) -> Result<serde_norway::Value, (serde_norway::Error, bool)> {
+    let allowed = (text.len() as u64).saturating_add(budgets.yaml_alias_nodes);
+    let left = Cell::new(allowed);
+    let seed = Counted {
+        left: &left,
+        allowed,
+    };
+    seed.deserialize(serde_norway::Deserializer::from_str(text))
+        // The parser's own limit on how often aliases are followed is this budget too.
+        .map_err(|e| {
+            let replays = e.to_string().starts_with("repetition limit exceeded");
+            (e, replays || left.get() == 0)
+        })
+}
+
+/// Builds a YAML value as `serde_norway::Value`'s own `Deserialize` does (duplicate keys
+/// refused), counting each node against `left`.
+#[derive(Clone, Copy)]
+struct Counted<'c> {
+    left: &'c Cell<u64>,
+    allowed: u64,
+}
+
+impl Counted<'_> {
+    fn node<E: serde::de::Error>(self) -> Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(n) if n > 0 => {
+                self.left.set(n);
+                Ok(())
+            }
+            _ => {
+                self.left.set(0);
+                Err(E::custom(format_args!(
+                    "the document's aliases expand it to more than {} nodes",
+                    self.allowed
+                )))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Counted<'_> {
+    type Value = serde_norway::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counted<'_> {
+    type Value = serde_norway::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::Number(i.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::Number(u.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::Number(x.into()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::String(s))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.node()?;
+        Ok(serde_norway::Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        self.node()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(serde_norway::Value::Sequence(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde_norway::mapping::Entry;
+        self.node()?;
+        let mut out = serde_norway::Mapping::new();
+        while let Some(key) = map.next_key_seed(self)? {
+            match out.entry(key) {
+                Entry::Occupied(e) => {
+                    let key = match e.key() {
+                        serde_norway::Value::String(s) => format!("with key {s:?}"),
+                        serde_norway::Value::Number(n) => format!("with key {n}"),
+                        serde_norway::Value::Bool(b) => format!("with key `{b}`"),
+                        serde_norway::Value::Null => "with null key".to_string(),
+                        _ => "in YAML map".to_string(),
+                    };
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate entry {key}"
+                    )));
+                }
+                Entry::Vacant(e) => {
+                    e.insert(map.next_value_seed(self)?);
+                }
+            }
+        }
+        Ok(serde_norway::Value::Mapping(out))
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+        let (tag, _) = data.variant::<String>()?;
+        Err(serde::de::Error::custom(format_args!(
+            "YAML tags are not supported (found `!{tag}`)"
+        )))
+    }
 }
 
 fn yaml_to_json(v: serde_norway::Value) -> Result<Value, String> {
@@ -269,9 +445,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse_default(text: &str, format: SpecFormat) -> Result<Value, SpecError> {
+        parse(text, format, &Budgets::default())
+    }
+
     #[test]
     fn yaml_keeps_key_order_and_applies_merges() {
-        let v = parse(
+        let v = parse_default(
             "defaults: &d\n  a: 1\n  b: 2\nthing:\n  <<: *d\n  b: 3\nz: 1\ny: 2\n",
             SpecFormat::Yaml,
         )
@@ -283,25 +463,25 @@ mod tests {
 
     #[test]
     fn yaml_colon_range_stays_a_string() {
-        let v = parse("i: 1:10\nj: 0:1:0.5\n", SpecFormat::Yaml).unwrap();
+        let v = parse_default("i: 1:10\nj: 0:1:0.5\n", SpecFormat::Yaml).unwrap();
         assert_eq!(v["i"], json!("1:10"));
         assert_eq!(v["j"], json!("0:1:0.5"));
     }
 
     #[test]
     fn syntax_errors_have_a_location() {
-        let e = parse("name: x\njobs: [\n", SpecFormat::Yaml).unwrap_err();
+        let e = parse_default("name: x\njobs: [\n", SpecFormat::Yaml).unwrap_err();
         assert!(e.location.starts_with("line "), "{e:?}");
         assert!(e.message.starts_with("invalid YAML"), "{e:?}");
-        let e = parse("{\"name\": }", SpecFormat::Json).unwrap_err();
+        let e = parse_default("{\"name\": }", SpecFormat::Json).unwrap_err();
         assert_eq!(e.location, "line 1, column 10");
-        let e = parse("{name: }", SpecFormat::Json5).unwrap_err();
+        let e = parse_default("{name: }", SpecFormat::Json5).unwrap_err();
         assert!(e.location.starts_with("line 1"), "{e:?}");
-        let e = parse(&"[".repeat(1000), SpecFormat::Json5).unwrap_err();
+        let e = parse_default(&"[".repeat(1000), SpecFormat::Json5).unwrap_err();
         assert!(e.message.contains("nested"), "{e:?}");
-        let e = parse("a: !foo 1\n", SpecFormat::Yaml).unwrap_err();
+        let e = parse_default("a: !foo 1\n", SpecFormat::Yaml).unwrap_err();
         assert!(e.message.contains("tags"), "{e:?}");
-        let e = parse("a: 1\na: 2\n", SpecFormat::Yaml).unwrap_err();
+        let e = parse_default("a: 1\na: 2\n", SpecFormat::Yaml).unwrap_err();
         assert!(e.message.contains("duplicate"), "{e:?}");
     }
 
@@ -316,7 +496,7 @@ mod tests {
         assert!(fixed.contains("awk '{print $1}' [x, {y}]"), "{fixed}");
         assert!(fixed.contains("{K: \"v_{i}\", L: 2}"), "{fixed}");
         assert!(fixed.contains("\"x_{i}\","), "{fixed}");
-        let v = parse(text, SpecFormat::Yaml).unwrap();
+        let v = parse_default(text, SpecFormat::Yaml).unwrap();
         assert_eq!(
             v["jobs"][0]["depends_on"],
             json!(["a_{i}", "q_{i}", "plain", "c_{i:03d}"])
@@ -331,7 +511,7 @@ mod tests {
 
     #[test]
     fn json5_comments_and_trailing_commas() {
-        let v = parse("{ // c\n name: 'x', jobs: [1,], }", SpecFormat::Json5).unwrap();
+        let v = parse_default("{ // c\n name: 'x', jobs: [1,], }", SpecFormat::Json5).unwrap();
         assert_eq!(v, json!({"name": "x", "jobs": [1]}));
     }
 }

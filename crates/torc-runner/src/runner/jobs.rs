@@ -367,8 +367,8 @@ impl<C: Coordinator> EventLoop<C> {
                     // Its timeout, or the end of the allocation (less its headroom),
                     // whichever comes first: either way it is stopped for time.
                     deadline: match (
-                        job.timeout.map(|t| now + t),
-                        self.cfg.time_left.map(|t| self.started + t),
+                        job.timeout.map(|t| super::after(now, t)),
+                        self.cfg.time_left.map(|t| super::after(self.started, t)),
                     ) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),

@@ -488,10 +488,10 @@ impl<C: Coordinator> EventLoop<C> {
         if let (Some(timeout), Some(since), false) =
             (self.cfg.idle_timeout, self.idle_since, self.idle_expired)
         {
-            earliest(&mut wake, now, Some(since + timeout));
+            earliest(&mut wake, now, Some(after(since, timeout)));
         }
         if let (Some(left), false) = (self.cfg.time_left, self.idle_expired) {
-            earliest(&mut wake, now, Some(self.started + left));
+            earliest(&mut wake, now, Some(after(self.started, left)));
         }
         wake
     }
@@ -517,13 +517,13 @@ impl<C: Coordinator> EventLoop<C> {
             self.begin_stop(StopReason::AllocationEnd);
         }
         if let Some(left) = self.cfg.time_left {
-            if !self.idle_expired && self.running.is_empty() && now >= self.started + left {
+            if !self.idle_expired && self.running.is_empty() && now >= after(self.started, left) {
                 info!("the allocation's end is near: stopping");
                 self.idle_expired = true;
             }
         }
         if let (Some(timeout), Some(since)) = (self.cfg.idle_timeout, self.idle_since) {
-            if !self.idle_expired && self.running.is_empty() && now >= since + timeout {
+            if !self.idle_expired && self.running.is_empty() && now >= after(since, timeout) {
                 info!(?timeout, "nothing to run for the idle timeout: stopping");
                 self.idle_expired = true;
             }
@@ -679,9 +679,29 @@ impl<C: Coordinator> EventLoop<C> {
     }
 }
 
+/// `at + d`, saturating (a timeout from a spec or a command line may be too long for the
+/// clock: `Instant + Duration` would panic).
+pub(crate) fn after(at: Instant, d: Duration) -> Instant {
+    Instant::from_std(torc_core::units::instant_after(at.into_std(), d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_from_huge_durations_do_not_panic() {
+        let now = Instant::now();
+        let far = after(now, Duration::from_secs(u64::MAX));
+        assert!(far > now + Duration::from_secs(86_400 * 365 * 99));
+        assert_eq!(
+            after(now, Duration::from_secs(3)),
+            now + Duration::from_secs(3)
+        );
+        let mut wake = None;
+        earliest(&mut wake, now, Some(after(now, Duration::MAX)));
+        assert!(wake.is_some());
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
