@@ -401,12 +401,7 @@ impl<'n> Ctx<'_, 'n> {
             return;
         }
         let location = loc.to_string();
-        // The k-th problem at a place of one instance joins the k-th of the other instances.
-        match self
-            .groups
-            .iter_mut()
-            .find(|g| g.location == location && g.last_instance != instance)
-        {
+        match self.group_of(instance, &location) {
             Some(g) => {
                 g.count += 1;
                 g.last_instance = instance;
@@ -422,6 +417,21 @@ impl<'n> Ctx<'_, 'n> {
                 last_instance: instance,
             }),
         }
+    }
+
+    /// The group that a problem of `instance` at `location` joins, if one exists: the k-th
+    /// problem at a place of one instance joins the k-th of the other instances.
+    fn group_of(&mut self, instance: u32, location: &str) -> Option<&mut Group> {
+        self.groups
+            .iter_mut()
+            .find(|g| g.location == location && g.last_instance != instance)
+    }
+
+    /// Whether a problem of the current instance at `location` would join a group (and so its
+    /// message would not be shown).
+    fn joins_group(&mut self, location: &str) -> bool {
+        let (instance, parameterized) = self.current;
+        parameterized && self.group_of(instance, location).is_some()
     }
 
     /// Reports the gathered problems of the entry just built.
@@ -457,17 +467,41 @@ impl<'n> Ctx<'_, 'n> {
         if let Some(i) = self.index(kind).get(name) {
             return Some(i);
         }
-        let hint = if self.errs.is_full() {
+        let location = loc.to_string();
+        // A suggestion costs a distance to every name: none when nobody reads it (past the
+        // error limit, or for an instance whose problem joins its entry's group, which keeps
+        // the first instance's message). Else a bad name in every instance of a large entry
+        // would compare each instance's name with every name.
+        let hint = if self.errs.is_full() || self.joins_group(&location) {
             String::new()
         } else {
             self.suggestion(kind, name)
         };
         let context = self.context();
         self.report(
-            loc,
+            location,
             format!("unknown {} `{name}`{context}{hint}", kind.noun()),
         );
         None
+    }
+
+    /// Reports an unknown `what` named `name`, with the closest of `known` when the message
+    /// will be read (as [`Ctx::lookup`] does).
+    fn unknown<'k>(
+        &mut self,
+        at: &Loc<'_>,
+        what: &str,
+        name: &str,
+        known: impl IntoIterator<Item = &'k str>,
+    ) {
+        let location = at.to_string();
+        let hint = if self.errs.is_full() || self.joins_group(&location) {
+            String::new()
+        } else {
+            did_you_mean(name, known)
+        };
+        let context = self.context();
+        self.report(location, format!("unknown {what} `{name}`{context}{hint}"));
     }
 
     /// Resolves one regex over the names of `kind`; reports it if invalid or matching nothing.
@@ -570,12 +604,8 @@ impl<'n> Ctx<'_, 'n> {
             match self.rr_index.get(name.as_str()) {
                 Some(&i) => def.resource_requirement = Some(i),
                 None => {
-                    let hint = did_you_mean(&name, self.rr_index.keys().copied());
-                    let context = self.context();
-                    self.report(
-                        at,
-                        format!("unknown resource requirement `{name}`{context}{hint}"),
-                    );
+                    let known = self.rr_index;
+                    self.unknown(&at, "resource requirement", &name, known.keys().copied());
                 }
             }
         }
@@ -585,12 +615,8 @@ impl<'n> Ctx<'_, 'n> {
             match self.fh_index.get(name.as_str()) {
                 Some(&i) => def.failure_handler = Some(i),
                 None => {
-                    let hint = did_you_mean(&name, self.fh_index.keys().copied());
-                    let context = self.context();
-                    self.report(
-                        at,
-                        format!("unknown failure handler `{name}`{context}{hint}"),
-                    );
+                    let known = self.fh_index;
+                    self.unknown(&at, "failure handler", &name, known.keys().copied());
                 }
             }
         }
@@ -599,12 +625,7 @@ impl<'n> Ctx<'_, 'n> {
             let name = render(self, st, false, &at)?;
             if let Some(known) = self.slurm {
                 if !known.contains(&name.as_str()) {
-                    let hint = did_you_mean(&name, known.iter().copied());
-                    let context = self.context();
-                    self.report(
-                        at,
-                        format!("unknown slurm scheduler `{name}`{context}{hint}"),
-                    );
+                    self.unknown(&at, "slurm scheduler", &name, known.iter().copied());
                 }
             }
             def.scheduler = Some(name);

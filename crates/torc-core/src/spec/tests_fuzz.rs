@@ -1,0 +1,59 @@
+//! Inputs found by fuzzing the spec reader (`fuzz/`, target `spec`), kept as tests.
+
+use super::*;
+use std::time::{Duration, Instant};
+
+fn errors(text: &str) -> Vec<SpecError> {
+    match load(text, SpecFormat::Yaml) {
+        Ok(e) => panic!("expected errors, got {} jobs", e.def.jobs.len()),
+        Err(SpecErrors(v)) => v,
+    }
+}
+
+/// A name unknown to every instance of a large entry: the closest known name is looked for
+/// once (for the message shown), not once per instance. Found as pipeline3001.yaml with
+/// `parameters` misspelled in its first job, which took 10 s; here 5,000 instances among
+/// 10,000 names, which compared every instance's name with every name (minutes, unoptimized).
+#[test]
+fn an_unknown_name_in_every_instance_is_suggested_for_once() {
+    let text = r#"
+name: w
+resource_requirements: [{name: small, num_cpus: 1, memory: 1g}]
+jobs:
+  - {name: "a_{i}", command: "true", parameters: {i: "1:10000"}}
+  - name: "b_{i}"
+    command: "true"
+    parameters: {i: "1:5000"}
+    depends_on: ["a_{i}x"]
+    resource_requirements: "smal{i}"
+"#;
+    let started = Instant::now();
+    let errs = errors(text);
+    let took = started.elapsed();
+    let deps = errs
+        .iter()
+        .find(|e| e.location.ends_with(".depends_on[0]"))
+        .unwrap_or_else(|| panic!("no depends_on error in {}", SpecErrors(errs.clone())));
+    assert!(
+        deps.message.starts_with("unknown job `a_1x`"),
+        "{}",
+        deps.message
+    );
+    assert!(
+        deps.message.contains("did you mean `a_1`?"),
+        "{}",
+        deps.message
+    );
+    assert!(deps.message.contains("5000"), "{}", deps.message);
+    let rr = errs
+        .iter()
+        .find(|e| e.location.ends_with(".resource_requirements"))
+        .unwrap_or_else(|| panic!("no requirement error in {}", SpecErrors(errs.clone())));
+    assert!(
+        rr.message.contains("did you mean `small`?"),
+        "{}",
+        rr.message
+    );
+    assert_eq!(errs.len(), 2, "{}", SpecErrors(errs));
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
