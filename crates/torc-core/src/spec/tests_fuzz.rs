@@ -57,3 +57,16 @@ jobs:
     assert_eq!(errs.len(), 2, "{}", SpecErrors(errs));
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
+
+/// A range whose end is too large for an integer is read as a float range; its count of
+/// values, past u128, was one more than u128::MAX (an overflow; a panic with overflow checks).
+#[test]
+fn a_range_past_every_integer_is_too_many_values() {
+    let end = "8".repeat(80);
+    let text = format!(
+        "name: w\njobs:\n  - {{name: \"a_{{i}}\", command: x, parameters: {{i: \"1:{end}\"}}}}\n"
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{}", SpecErrors(errs));
+    assert!(errs[0].location.contains("parameters"), "{:?}", errs[0]);
+}
