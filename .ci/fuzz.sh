@@ -63,7 +63,7 @@ for t in "${targets[@]}"; do
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{s += $1} END {print s + 0}')
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | awk '{s += $1} END {print s + 0}')
   cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1 || true)
-  line="$t: $runs inputs in ${seconds}s ($rate/s), ${cov:-no coverage line}, exit $rc"
+  line="$t: $runs inputs ($rate/s; budget ${seconds}s), ${cov:-no coverage line}, exit $rc"
   summary+=("$line")
   if [ "$rc" -ne 0 ]; then
     status=1
