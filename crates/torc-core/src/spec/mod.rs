@@ -81,6 +81,8 @@ mod tests_errors;
 #[cfg(test)]
 mod tests_formats;
 #[cfg(test)]
+mod tests_fuzz;
+#[cfg(test)]
 mod tests_slurm;
 #[cfg(test)]
 mod tests_torc1x;

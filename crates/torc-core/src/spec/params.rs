@@ -304,7 +304,7 @@ fn parse_range(text: &str, parts: &[&str], room: usize) -> Result<Vec<ParamValue
     }
     let steps = (ratio + eps).floor();
     if steps >= room as f64 {
-        return Err(too_many(steps as u128 + 1));
+        return Err(too_many((steps as u128).saturating_add(1)));
     }
     let count = steps as usize + 1;
     // Round to the precision the user wrote, so that 0.1 * 3 prints as 0.3.

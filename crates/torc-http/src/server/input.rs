@@ -3,17 +3,26 @@
 //! above `i32::MAX`, identifiers with control characters, and text holding NUL, which
 //! PostgreSQL cannot store in a `TEXT` column. One bad value must never reach a group commit,
 //! where it would fail the batch of every other caller with it.
+//!
+//! Each request body the server takes as JSON has its check here ([`claim`], [`report`], ...),
+//! which [`crate::server::service::Service`] runs before anything else reads the request; the
+//! fuzz targets (`fuzz/`) run the same functions. Public for them only.
 
+use crate::server::auth;
 use crate::server::error::ApiError;
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
-use torc_core::api::{CompletionReport, ReportBatch};
+use torc_core::api::{
+    ActionClaimRequest, ClaimRequest, CompletionReport, HeartbeatRequest, ReportBatch,
+    SharedClaimRequest,
+};
 use torc_core::spec::SpecFormat;
+use torc_core::RunnerId;
 use torc_core::WorkflowDef;
 use torc_store::IdempotencyKey;
 
 /// An identifier that is stored (runner id, executor): 1 to `max` bytes, no control character.
-pub(crate) fn identifier(what: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub fn identifier(what: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let n = value.len();
     if n == 0 || n > max {
         return Err(ApiError::unprocessable(format!(
@@ -71,8 +80,78 @@ fn completion(i: usize, c: &CompletionReport) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Every stored number of a report batch fits its column.
-pub(crate) fn report(batch: &ReportBatch) -> Result<(), ApiError> {
+/// The server's limits that the checks below apply (from its `Limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Longest runner id (and executor name) accepted.
+    pub max_runner_id: usize,
+    /// Most jobs one claim may ask for.
+    pub max_claim: u32,
+}
+
+/// A runner id: an identifier of at most `max_runner_id` bytes.
+fn runner(limits: Bounds, runner: &RunnerId) -> Result<(), ApiError> {
+    identifier("runner_id", &runner.0, limits.max_runner_id)
+}
+
+/// A claim's job limit: 1 to the server's maximum.
+fn claim_limit(limits: Bounds, limit: u32) -> Result<(), ApiError> {
+    if limit == 0 || limit > limits.max_claim {
+        return Err(ApiError::unprocessable(format!(
+            "limit must be 1 to {}, it is {limit}",
+            limits.max_claim
+        )));
+    }
+    Ok(())
+}
+
+/// A claim of one workflow's jobs (its workflow id is checked against the path's elsewhere).
+pub fn claim(limits: Bounds, req: &ClaimRequest) -> Result<(), ApiError> {
+    runner(limits, &req.runner_id)?;
+    claim_limit(limits, req.limit)
+}
+
+/// A shared runner's claim.
+pub fn shared_claim(limits: Bounds, req: &SharedClaimRequest) -> Result<(), ApiError> {
+    runner(limits, &req.runner_id)?;
+    claim_limit(limits, req.limit)
+}
+
+/// A heartbeat.
+pub fn heartbeat(limits: Bounds, req: &HeartbeatRequest) -> Result<(), ApiError> {
+    runner(limits, &req.runner_id)
+}
+
+/// An executor's claim of workflow actions, with what it reports about allocations.
+pub fn action_claim(limits: Bounds, req: &ActionClaimRequest) -> Result<(), ApiError> {
+    identifier("executor", &req.executor, limits.max_runner_id)?;
+    allocation_updates(&req.allocations)
+}
+
+/// A workflow's cap on jobs in flight: at least 1, or none.
+pub fn max_concurrent_jobs(cap: Option<u32>) -> Result<(), ApiError> {
+    if cap == Some(0) {
+        return Err(ApiError::unprocessable(
+            "max_concurrent_jobs must be at least 1 (null for no cap)",
+        ));
+    }
+    Ok(())
+}
+
+/// The name of a token made through the API.
+pub fn token_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > auth::MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(format!(
+            "a token name has 1 to {} bytes and no control characters",
+            auth::MAX_NAME_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// A report batch: its runner id, and every stored number fits its column.
+pub fn report(limits: Bounds, batch: &ReportBatch) -> Result<(), ApiError> {
+    runner(limits, &batch.runner_id)?;
     for (i, s) in batch.starts.iter().enumerate() {
         small(&format!("starts[{i}].attempt_id"), s.attempt_id)?;
     }
@@ -82,11 +161,59 @@ pub(crate) fn report(batch: &ReportBatch) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What an executor reports about allocations must fit the database: bounded text without
+/// control characters, batch ids a signed 64-bit column holds.
+fn allocation_updates(updates: &[torc_core::alloc::AllocationUpdate]) -> Result<(), ApiError> {
+    use torc_core::alloc::AllocationUpdate as U;
+    const MAX_UPDATES: usize = 1000;
+    const MAX_TEXT: usize = 4096;
+    if updates.len() > MAX_UPDATES {
+        return Err(ApiError::unprocessable(format!(
+            "at most {MAX_UPDATES} allocation updates per request, not {}",
+            updates.len()
+        )));
+    }
+    let text = |what: &str, s: &str| {
+        if s.len() > MAX_TEXT || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ApiError::unprocessable(format!(
+                "allocation {what} must be at most {MAX_TEXT} bytes without control characters"
+            )));
+        }
+        Ok(())
+    };
+    let batch = |id: u64| {
+        if i64::try_from(id).is_err() {
+            return Err(ApiError::unprocessable(format!(
+                "batch_id {id} is out of range"
+            )));
+        }
+        Ok(())
+    };
+    for u in updates {
+        match u {
+            U::Submitted {
+                scheduler,
+                batch_id,
+                ..
+            } => {
+                text("scheduler", scheduler)?;
+                batch(*batch_id)?;
+            }
+            U::SubmitFailed { message, .. } => text("message", message)?,
+            U::Seen { batch_id, note, .. } => {
+                text("note", note)?;
+                batch(*batch_id)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Longest idempotency key accepted.
 const MAX_KEY_BYTES: usize = 255;
 
 /// A creation's `Idempotency-Key` of `user`, with the SHA-256 of what it was sent with.
-pub(crate) fn idempotency_key(
+pub fn idempotency_key(
     user: &str,
     key: String,
     format: SpecFormat,
@@ -109,7 +236,7 @@ pub(crate) fn idempotency_key(
 }
 
 /// The spec text and every string of the workflow it expands to are free of NUL.
-pub(crate) fn spec(text: &str, def: &WorkflowDef) -> Result<(), ApiError> {
+pub fn spec(text: &str, def: &WorkflowDef) -> Result<(), ApiError> {
     if let Some(at) = text.find('\0') {
         return Err(ApiError::unprocessable(format!(
             "the spec holds a NUL character at byte {at}, which cannot be stored"

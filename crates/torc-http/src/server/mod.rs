@@ -4,8 +4,8 @@
 //! (`openapi`).
 //!
 //! Imports among them run one way: `app` → `handlers` → `service` → `auth` → `error`, with
-//! `input` (values that cannot be stored) and `flood` (what one token may hold) between
-//! `service` and `error`, `origin` (cross-site requests refused without authentication)
+//! `input` (each request body's checks: values that cannot be stored) and `flood` (what one
+//! token may hold) between `service` and `error`, `origin` (cross-site requests refused without authentication)
 //! between `app` and `error`, `peer` (a long poll's caller going away) under `handlers`,
 //! `openapi` over `handlers` and `metrics` under `service`; every one may use `crate::wire`.
 
@@ -14,7 +14,8 @@ pub mod auth;
 pub mod error;
 pub mod flood;
 mod handlers;
-mod input;
+#[doc(hidden)]
+pub mod input;
 pub(crate) mod metrics;
 mod observe;
 mod openapi;

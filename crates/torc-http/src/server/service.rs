@@ -22,7 +22,7 @@ use torc_core::api::{
 };
 use torc_core::sched::ResourceScale;
 use torc_core::spec::{self, SpecErrors, SpecFormat};
-use torc_core::{JobId, JobStatus, RunnerId, Timestamp, WorkflowId};
+use torc_core::{JobId, JobStatus, Timestamp, WorkflowId};
 use torc_engine::EngineHandle;
 use torc_store::{Store, StoreError, TokenRecord};
 
@@ -216,8 +216,11 @@ impl Service {
         (offset.unwrap_or(0), limit)
     }
 
-    fn check_runner(&self, runner: &RunnerId) -> Result<(), ApiError> {
-        input::identifier("runner_id", &runner.0, self.limits.max_runner_id)
+    fn bounds(&self) -> input::Bounds {
+        input::Bounds {
+            max_runner_id: self.limits.max_runner_id,
+            max_claim: self.limits.max_claim,
+        }
     }
 
     fn check_path_id(path: WorkflowId, body: WorkflowId) -> Result<(), ApiError> {
@@ -374,11 +377,7 @@ impl Service {
         cap: Option<u32>,
     ) -> Result<WorkflowStatus, ApiError> {
         self.allow(who, id, Access::Manage).await?;
-        if cap == Some(0) {
-            return Err(ApiError::unprocessable(
-                "max_concurrent_jobs must be at least 1 (null for no cap)",
-            ));
-        }
+        input::max_concurrent_jobs(cap)?;
         Ok(WorkflowStatus::new(
             id,
             self.engine.set_max_concurrent_jobs(id, cap).await?,
@@ -500,8 +499,7 @@ impl Service {
     ) -> Result<ClaimResponse, ApiError> {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
-        self.check_runner(&req.runner_id)?;
-        self.check_limit(req.limit)?;
+        input::claim(self.bounds(), &req)?;
         self.floods
             .note_runner(token_of(who), &req.runner_id, false)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
@@ -517,8 +515,7 @@ impl Service {
         mut req: SharedClaimRequest,
     ) -> Result<ClaimResponse, ApiError> {
         let owners = who.claimable_owners(&self.auth)?;
-        self.check_runner(&req.runner_id)?;
-        self.check_limit(req.limit)?;
+        input::shared_claim(self.bounds(), &req)?;
         self.floods
             .note_runner(token_of(who), &req.runner_id, false)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
@@ -535,22 +532,10 @@ impl Service {
     ) -> Result<ReportResponse, ApiError> {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, batch.workflow_id)?;
-        self.check_runner(&batch.runner_id)?;
-        input::report(&batch)?;
+        input::report(self.bounds(), &batch)?;
         self.floods
             .note_runner(token_of(who), &batch.runner_id, false)?;
         Ok(self.engine.report(batch).await?)
-    }
-
-    /// A claim's job limit: 1 to the server's maximum.
-    fn check_limit(&self, limit: u32) -> Result<(), ApiError> {
-        if limit == 0 || limit > self.limits.max_claim {
-            return Err(ApiError::unprocessable(format!(
-                "limit must be 1 to {}, it is {limit}",
-                self.limits.max_claim
-            )));
-        }
-        Ok(())
     }
 
     pub(crate) fn max_wait_ms(&self) -> u64 {
@@ -566,7 +551,7 @@ impl Service {
     ) -> Result<HeartbeatResponse, ApiError> {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
-        self.check_runner(&req.runner_id)?;
+        input::heartbeat(self.bounds(), &req)?;
         self.floods
             .note_runner(token_of(who), &req.runner_id, true)?;
         req.wait_ms = req.wait_ms.min(self.max_wait_ms());
@@ -583,8 +568,7 @@ impl Service {
     ) -> Result<ActionClaimResponse, ApiError> {
         self.allow(who, path_id, Access::Run).await?;
         Self::check_path_id(path_id, req.workflow_id)?;
-        input::identifier("executor", &req.executor, self.limits.max_runner_id)?;
-        check_allocation_updates(&req.allocations)?;
+        input::action_claim(self.bounds(), &req)?;
         Ok(self.engine.claim_actions(req).await?)
     }
 
@@ -629,15 +613,7 @@ impl Service {
             Some(n) => n,
             None => format!("{}-{}", req.user, auth::random_suffix()?),
         };
-        if name.is_empty()
-            || name.len() > auth::MAX_NAME_BYTES
-            || name.chars().any(char::is_control)
-        {
-            return Err(ApiError::unprocessable(format!(
-                "a token name has 1 to {} bytes and no control characters",
-                auth::MAX_NAME_BYTES
-            )));
-        }
+        input::token_name(&name)?;
         if config.has_token_named(&name) {
             return Err(ApiError::new(
                 ApiErrorKind::Conflict,
@@ -760,56 +736,6 @@ impl Service {
         self.metrics.render(&mut out);
         out
     }
-}
-
-/// What an executor reports about allocations must fit the database: bounded text without
-/// control characters, batch ids a signed 64-bit column holds.
-fn check_allocation_updates(
-    updates: &[torc_core::alloc::AllocationUpdate],
-) -> Result<(), ApiError> {
-    use torc_core::alloc::AllocationUpdate as U;
-    const MAX_UPDATES: usize = 1000;
-    const MAX_TEXT: usize = 4096;
-    if updates.len() > MAX_UPDATES {
-        return Err(ApiError::unprocessable(format!(
-            "at most {MAX_UPDATES} allocation updates per request, not {}",
-            updates.len()
-        )));
-    }
-    let text = |what: &str, s: &str| {
-        if s.len() > MAX_TEXT || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(ApiError::unprocessable(format!(
-                "allocation {what} must be at most {MAX_TEXT} bytes without control characters"
-            )));
-        }
-        Ok(())
-    };
-    let batch = |id: u64| {
-        if i64::try_from(id).is_err() {
-            return Err(ApiError::unprocessable(format!(
-                "batch_id {id} is out of range"
-            )));
-        }
-        Ok(())
-    };
-    for u in updates {
-        match u {
-            U::Submitted {
-                scheduler,
-                batch_id,
-                ..
-            } => {
-                text("scheduler", scheduler)?;
-                batch(*batch_id)?;
-            }
-            U::SubmitFailed { message, .. } => text("message", message)?,
-            U::Seen { batch_id, note, .. } => {
-                text("note", note)?;
-                batch(*batch_id)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
