@@ -121,8 +121,144 @@ fn list_key(ctx: Ctx, name: &str) -> Option<&'static str> {
     })
 }
 
+/// Most slashdashes (`/-`) in a row; real specs use one.
+const MAX_SLASHDASH_RUN: usize = 16;
+
+/// Refuses, in one linear pass, the malformed text that the `kdl` parser's error recovery is
+/// slow on (it retries from each position, so these cost time quadratic in their length):
+/// strings, raw strings and block comments never closed, and long runs of slashdashes. Valid
+/// KDL always passes: what is refused would be a syntax error anyway, reported here with where
+/// it starts rather than after seconds of recovery.
+fn guard(text: &str) -> Result<(), SpecError> {
+    let bytes = text.as_bytes();
+    let fail = |at: usize, what: &str| SpecError {
+        location: line_col(text, at),
+        message: format!("invalid KDL: {what}"),
+    };
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b >= 0x80;
+    let mut slashdashes = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // A raw string: `#"…"#` (KDL 2, any number of `#`) or `r"…"`, `r#"…"#` (KDL 1).
+        let v1_raw = b == b'r' && (i == 0 || !ident(bytes[i - 1]));
+        if b == b'#' || v1_raw {
+            let start = i;
+            let mut j = i + usize::from(v1_raw);
+            while j < bytes.len() && bytes[j] == b'#' {
+                j += 1;
+            }
+            let hashes = j - start - usize::from(v1_raw);
+            if j < bytes.len() && bytes[j] == b'"' && (hashes > 0 || v1_raw) {
+                // `"""` opens a multi-line raw string when its closer is there; else `"` a
+                // single-line one.
+                let hashes = "#".repeat(hashes);
+                let multi = format!("\"\"\"{hashes}");
+                let single = format!("\"{hashes}");
+                let found = text[j..]
+                    .starts_with("\"\"\"")
+                    .then(|| {
+                        text[j + 3..]
+                            .find(&multi)
+                            .map(|end| j + 3 + end + multi.len())
+                    })
+                    .flatten()
+                    .or_else(|| {
+                        text[j + 1..]
+                            .find(&single)
+                            .map(|end| j + 1 + end + single.len())
+                    });
+                match found {
+                    Some(end) => i = end,
+                    None => return Err(fail(start, "a raw string that is never closed")),
+                }
+                slashdashes = 0;
+                continue;
+            }
+            i = j.max(i + 1);
+            slashdashes = 0;
+            continue;
+        }
+        match b {
+            b'"' if text[i..].starts_with("\"\"\"\n") || text[i..].starts_with("\"\"\"\r") => {
+                // A multi-line string (KDL 2): to the next `"""` not escaped.
+                let mut j = i + 3;
+                loop {
+                    match bytes.get(j) {
+                        None => return Err(fail(i, "a multi-line string that is never closed")),
+                        Some(b'\\') => j += 2,
+                        Some(b'"') if text[j..].starts_with("\"\"\"") => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j + 3;
+                slashdashes = 0;
+            }
+            b'"' => {
+                let mut j = i + 1;
+                loop {
+                    match bytes.get(j) {
+                        None => return Err(fail(i, "a string that is never closed")),
+                        Some(b'\\') => j += 2,
+                        Some(b'"') => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j + 1;
+                slashdashes = 0;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let start = i;
+                let mut depth = 0usize;
+                loop {
+                    match (bytes.get(i), bytes.get(i + 1)) {
+                        (None, _) => {
+                            return Err(fail(start, "a block comment that is never closed"))
+                        }
+                        (Some(b'/'), Some(b'*')) => {
+                            depth += 1;
+                            i += 2;
+                        }
+                        (Some(b'*'), Some(b'/')) => {
+                            depth -= 1;
+                            i += 2;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'-') => {
+                slashdashes += 1;
+                if slashdashes > MAX_SLASHDASH_RUN {
+                    return Err(fail(
+                        i,
+                        &format!("more than {MAX_SLASHDASH_RUN} slashdashes (`/-`) in a row"),
+                    ));
+                }
+                i += 2;
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            _ => {
+                slashdashes = 0;
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses KDL text (version 2, or version 1) into a spec value.
 pub(super) fn parse(text: &str) -> Result<Value, SpecError> {
+    guard(text)?;
     let doc = KdlDocument::parse(text).map_err(|e| {
         let first = e.diagnostics.first();
         let offset = first.map_or(0, |d| d.span.offset());
@@ -421,6 +557,14 @@ execution_config {
             let _ = parse(&s);
         }
 
+        /// The guard refuses only text the parser refuses too.
+        #[test]
+        fn the_guard_passes_whatever_parses(s in "(a|r|b1|#true|=|\"[a#/\\\\\"*{}-]{0,4}\"|r\"[a\\\\]{0,2}\"|r#\"[a\"]{0,2}\"#|#\"[a\"#]{0,3}\"#|##\"[a\"#]{0,3}\"##|\"\"\"\n[a\"]{0,3}\n\"\"\"|//[a\"]{0,2}\n|/\\*[a\"/*]{0,3}\\*/|/- |\\{|\\}|;| |\n){0,16}") {
+            if KdlDocument::parse(&s).is_ok() {
+                proptest::prop_assert!(guard(&s).is_ok(), "{:?}: {:?}", s, guard(&s));
+            }
+        }
+
         #[test]
         fn node_like_text_never_panics(s in "(job|file|name|action|parameters|[a-z]{1,3})( \"[a-z{}]{0,3}\"| [0-9]{1,3}| #true| [a-z]=\"x\"| \\{|\\}|\n){0,12}") {
             let _ = parse(&s);
@@ -448,5 +592,34 @@ execution_config {
         let e = parse("job \"a\" {\n  depends_on x=1\n}\n").unwrap_err();
         assert_eq!(e.location, "line 2, column 3");
         assert_eq!(line_col("ab\ncd", 4), "line 2, column 2");
+    }
+
+    /// Malformed text the parser's error recovery takes quadratic time on is refused by the
+    /// guard at once, with where it starts (before: 1,600 `"+=#` took seconds, unoptimized).
+    #[test]
+    fn malformed_text_the_parser_is_slow_on_is_refused_at_once() {
+        for (text, what) in [
+            ("\"+=#".repeat(20_000), "raw string that is never closed"),
+            ("a=#\"".repeat(20_000), "raw string that is never closed"),
+            ("/- ".repeat(20_000), "slashdashes"),
+            (
+                format!("a \"{}", "x".repeat(100_000)),
+                "string that is never closed",
+            ),
+            (
+                format!("a /* {}", "/* x */".repeat(10_000)),
+                "block comment",
+            ),
+            (
+                format!("a \"\"\"\n{}", "x\"".repeat(10_000)),
+                "multi-line string",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.message.contains(what), "{}: {err:?}", &text[..20]);
+        }
+        // What is closed passes the guard.
+        let ok = "name w\n/- a\nb r#\"x\"y\"# #\"\"\"\nq\"\n\"\"\"# \"\\\"\" /* /* */ */ // \"\n";
+        assert_eq!(guard(ok), Ok(()), "{ok}");
     }
 }
