@@ -2,10 +2,11 @@
 
 use super::budget::Budget;
 use super::compile::{render_each, JobTemplates};
+use super::cost::{admit, job_len, job_text_len, shown_count, value_len};
 use super::diag::{Errors, Loc};
 use super::params::{ParamSet, ParamValue};
 use super::read::{RawJob, RawSpec, LIST_KEYS};
-use super::resolve::{find_cycle, NameIndex, RegexMatch};
+use super::resolve::{add_data_dependencies, find_cycle, NameIndex, RegexMatch};
 use super::settings::resolve_actions;
 use super::template::Template;
 use crate::ids::JobId;
@@ -330,98 +331,6 @@ fn instances_note(names: &[&str], count: usize) -> String {
         shown.join(", "),
         if count > SHOWN_INSTANCES { ", …" } else { "" }
     )
-}
-
-/// A count for a message: `u64::MAX` stands for an overflow.
-fn shown_count(n: u64) -> String {
-    if n == u64::MAX {
-        "more than 2^64".to_string()
-    } else {
-        n.to_string()
-    }
-}
-
-/// Spends an entry's instances, and the bytes its templates make (their length times its
-/// instances), before any instance is made; false (reported) if a budget refuses them.
-fn admit(
-    errs: &mut Errors,
-    loc: &Loc<'_>,
-    what: &str,
-    params: Option<&ParamSet>,
-    text_len: u64,
-) -> bool {
-    let count = params.map_or(1, ParamSet::count);
-    let before = errs.meter.budgets.instances - errs.meter.left(Budget::Instances);
-    if !errs.spend(loc, Budget::Instances, count, || {
-        format!(
-            "this entry makes {} {what}, after {before} jobs, files and user data before it",
-            shown_count(count)
-        )
-    }) {
-        return false;
-    }
-    let bytes = count.saturating_mul(text_len);
-    errs.spend(loc, Budget::RenderedBytes, bytes, || {
-        format!(
-            "this entry's templates ({text_len} bytes) times its {} instances make at least {} \
-             bytes",
-            shown_count(count),
-            shown_count(bytes)
-        )
-    })
-}
-
-/// Roughly the bytes a JSON value takes in memory beyond its nodes: its strings and keys, and 8
-/// per node.
-fn value_len(v: &serde_json::Value) -> u64 {
-    use serde_json::Value;
-    match v {
-        Value::String(s) => 8 + s.len() as u64,
-        Value::Array(items) => items.iter().map(value_len).sum::<u64>() + 8,
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| k.len() as u64 + value_len(v))
-            .sum::<u64>()
-            .saturating_add(8),
-        _ => 8,
-    }
-}
-
-/// The length of a job entry's templates, with the workflow's `env` (`env_len`) each of its
-/// instances gets a copy of.
-fn job_text_len(job: &RawJob<'_>, env_len: usize) -> u64 {
-    let optional = [
-        job.invocation_script,
-        job.resource_requirements,
-        job.failure_handler,
-        job.scheduler,
-    ];
-    let len = job.name.len()
-        + job.command.len()
-        + optional.iter().flatten().map(|s| s.len()).sum::<usize>()
-        + job.lists.iter().flatten().map(|s| s.len()).sum::<usize>()
-        + job.tags.iter().map(|s| s.len()).sum::<usize>()
-        + job
-            .env
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-        + env_len;
-    len as u64
-}
-
-/// The bytes of text of a built job (its name is counted in pass A).
-fn job_len(def: &JobDef) -> u64 {
-    let len = def.command.len()
-        + def.invocation_script.as_ref().map_or(0, String::len)
-        + def.scheduler.as_ref().map_or(0, String::len)
-        + def.tags.iter().map(String::len).sum::<usize>()
-        + def
-            .env
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
-    len as u64
 }
 
 /// Maps the names of a list's entries to their positions, reporting duplicates.
@@ -893,61 +802,4 @@ impl<'n> Ctx<'_, 'n> {
         out.push_str(rest);
         out
     }
-}
-
-/// A job that reads a file or user data waits for every job that writes it (never itself).
-/// The edges are counted and spent before any is added; false (reported) if refused.
-fn add_data_dependencies(
-    jobs: &mut [JobDef],
-    n_files: usize,
-    n_user_data: usize,
-    errs: &mut Errors,
-) -> bool {
-    let mut file_writers: Vec<Vec<u32>> = vec![Vec::new(); n_files];
-    let mut ud_writers: Vec<Vec<u32>> = vec![Vec::new(); n_user_data];
-    for (j, job) in jobs.iter().enumerate() {
-        for &f in &job.output_files {
-            file_writers[f as usize].push(j as u32);
-        }
-        for &u in &job.output_user_data {
-            ud_writers[u as usize].push(j as u32);
-        }
-    }
-    let mut edges = 0u64;
-    for job in jobs.iter() {
-        let from_files = job
-            .input_files
-            .iter()
-            .map(|&f| file_writers[f as usize].len());
-        let from_data = job
-            .input_user_data
-            .iter()
-            .map(|&u| ud_writers[u as usize].len());
-        edges = from_files
-            .chain(from_data)
-            .fold(edges, |sum, n| sum.saturating_add(n as u64));
-    }
-    let root = Loc::Root;
-    if !errs.spend(root.key("jobs"), Budget::DependencyEdges, edges, || {
-        format!("jobs that read files and user data wait for their {edges} writers")
-    }) {
-        return false;
-    }
-    for (j, job) in jobs.iter_mut().enumerate() {
-        let writers = job
-            .input_files
-            .iter()
-            .flat_map(|&f| &file_writers[f as usize])
-            .chain(
-                job.input_user_data
-                    .iter()
-                    .flat_map(|&u| &ud_writers[u as usize]),
-            );
-        let extra: Vec<JobId> = writers
-            .filter(|&&w| w as usize != j)
-            .map(|&w| JobId::from_index(w as usize))
-            .collect();
-        job.depends_on.extend(extra);
-    }
-    true
 }

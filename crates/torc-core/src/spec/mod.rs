@@ -60,6 +60,7 @@
 
 mod budget;
 mod compile;
+mod cost;
 mod diag;
 mod expand;
 mod fields;

@@ -5,6 +5,7 @@
 use super::budget::Budget;
 use super::diag::{Errors, Loc};
 use crate::ids::JobId;
+use crate::model::JobDef;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -295,6 +296,63 @@ pub(super) fn find_cycle<'d>(n: usize, deps: &dyn Fn(usize) -> &'d [JobId]) -> O
             .find(|p| remaining[p.index()] > 0)?
             .index() as u32;
     }
+}
+
+/// A job that reads a file or user data waits for every job that writes it (never itself).
+/// The edges are counted and spent before any is added; false (reported) if refused.
+pub(super) fn add_data_dependencies(
+    jobs: &mut [JobDef],
+    n_files: usize,
+    n_user_data: usize,
+    errs: &mut Errors,
+) -> bool {
+    let mut file_writers: Vec<Vec<u32>> = vec![Vec::new(); n_files];
+    let mut ud_writers: Vec<Vec<u32>> = vec![Vec::new(); n_user_data];
+    for (j, job) in jobs.iter().enumerate() {
+        for &f in &job.output_files {
+            file_writers[f as usize].push(j as u32);
+        }
+        for &u in &job.output_user_data {
+            ud_writers[u as usize].push(j as u32);
+        }
+    }
+    let mut edges = 0u64;
+    for job in jobs.iter() {
+        let from_files = job
+            .input_files
+            .iter()
+            .map(|&f| file_writers[f as usize].len());
+        let from_data = job
+            .input_user_data
+            .iter()
+            .map(|&u| ud_writers[u as usize].len());
+        edges = from_files
+            .chain(from_data)
+            .fold(edges, |sum, n| sum.saturating_add(n as u64));
+    }
+    let root = Loc::Root;
+    if !errs.spend(root.key("jobs"), Budget::DependencyEdges, edges, || {
+        format!("jobs that read files and user data wait for their {edges} writers")
+    }) {
+        return false;
+    }
+    for (j, job) in jobs.iter_mut().enumerate() {
+        let writers = job
+            .input_files
+            .iter()
+            .flat_map(|&f| &file_writers[f as usize])
+            .chain(
+                job.input_user_data
+                    .iter()
+                    .flat_map(|&u| &ud_writers[u as usize]),
+            );
+        let extra: Vec<JobId> = writers
+            .filter(|&&w| w as usize != j)
+            .map(|&w| JobId::from_index(w as usize))
+            .collect();
+        job.depends_on.extend(extra);
+    }
+    true
 }
 
 #[cfg(test)]
