@@ -11,8 +11,8 @@ use serde::Serialize;
 use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
 use torc_core::api::{
-    ActionClaimRequest, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse,
-    ReportBatch, ReportResponse, SharedClaimRequest,
+    ActionClaimRequest, ClaimRequest, ClaimResponse, ClaimedJob, FreeResources, HeartbeatRequest,
+    HeartbeatResponse, ReportBatch, ReportResponse, RunnerTags, SharedClaimRequest,
 };
 use torc_core::sched::{LeasePolicy, ResourceScale, WorkflowSched};
 use torc_core::{JobId, RunnerId, Timestamp, WorkflowDef, WorkflowId};
@@ -146,6 +146,21 @@ fn query<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     serde_urlencoded::from_bytes(body).ok()
 }
 
+/// Claims for `runner` from a fresh workflow; never more than `limit` jobs.
+fn claim_up_to(
+    runner: &RunnerId,
+    limit: u32,
+    free: Option<&FreeResources>,
+    tags: Option<&RunnerTags>,
+) -> Vec<ClaimedJob> {
+    let (jobs, _) = sched(None).claim_tagged(runner, limit, free, tags, NOW);
+    assert!(
+        jobs.len() as u64 <= u64::from(limit),
+        "claimed over the limit"
+    );
+    jobs
+}
+
 fn claim(body: &[u8]) {
     let Some(req) = parse::<ClaimRequest>(body) else {
         return;
@@ -153,17 +168,11 @@ fn claim(body: &[u8]) {
     if input::claim(bounds(), &req).is_err() {
         return;
     }
-    let mut s = sched(None);
-    let (jobs, _) = s.claim_tagged(
+    let jobs = claim_up_to(
         &req.runner_id,
         req.limit,
         req.resources.as_ref(),
         req.tags.as_ref(),
-        NOW,
-    );
-    assert!(
-        jobs.len() as u64 <= u64::from(req.limit),
-        "claimed over the limit"
     );
     round_trip(&jobs);
 }
@@ -175,17 +184,11 @@ fn shared_claim(body: &[u8]) {
     if input::shared_claim(bounds(), &req).is_err() {
         return;
     }
-    let mut s = sched(None);
-    let (jobs, _) = s.claim_tagged(
+    claim_up_to(
         &req.runner_id,
         req.limit,
         req.resources.as_ref(),
         Some(&req.tags),
-        NOW,
-    );
-    assert!(
-        jobs.len() as u64 <= u64::from(req.limit),
-        "claimed over the limit"
     );
 }
 
