@@ -67,7 +67,7 @@ impl Default for Budgets {
             dependency_edges: 200_000_000,
             rendered_bytes: 4 << 30,
             regex_work: 1_000_000_000,
-            suggestion_word_len: 64,
+            suggestion_word_len: super::diag::SUGGEST_MAX_WORD,
             suggestion_candidates: 10_000,
             suggestions: 200,
         }

@@ -163,7 +163,7 @@ impl Errors {
 /// Words longer than this (in characters) get no suggestion: the edit distance costs the
 /// product of the lengths (the default of [`Budgets::suggestion_word_len`], for the fixed lists
 /// of keys and settings that are not metered).
-const SUGGEST_MAX_WORD: usize = 64;
+pub(super) const SUGGEST_MAX_WORD: usize = 64;
 
 /// The candidate closest to `word`, with whether it is close enough to be a likely typo. `None`
 /// for a word over [`SUGGEST_MAX_WORD`] characters. A candidate whose length alone puts it
