@@ -204,11 +204,20 @@ impl Store {
         let mut conn = self.conn()?;
         conn.write_transaction(|conn| {
             let wanted: Vec<i64> = per_workflow.keys().map(|w| w.0).collect();
-            let found: Vec<i64> = workflows::table
-                .select(workflows::id)
-                .filter(workflows::id.eq_any(&wanted))
-                .filter(workflows::deleting.eq(false))
-                .load(conn)?;
+            // One workflow (the common case) is checked with a statement of fixed shape, which
+            // is prepared once; an `IN` list is prepared afresh for every commit.
+            let found: Vec<i64> = match wanted[..] {
+                [one] => workflows::table
+                    .select(workflows::id)
+                    .filter(workflows::id.eq(one))
+                    .filter(workflows::deleting.eq(false))
+                    .load(conn)?,
+                _ => workflows::table
+                    .select(workflows::id)
+                    .filter(workflows::id.eq_any(&wanted))
+                    .filter(workflows::deleting.eq(false))
+                    .load(conn)?,
+            };
             if found.len() != wanted.len() {
                 let missing = wanted
                     .iter()
