@@ -259,7 +259,8 @@ impl Store {
                         .from_insertable(&new_results)
                         .execute(c)?;
                 }
-                _ => new_results.insert_all(conn)?,
+                AnyConnection::Sqlite(c) => crate::fixed::insert_results(c, &new_results)?,
+                AnyConnection::Pg(_) => {}
             }
             new_events.insert_all(conn)?;
             crate::samples::write(conn, &new_samples)?;

@@ -453,6 +453,7 @@ on_both_backends!(
     data_survives_reopening,
     bulk_writes_are_a_handful_of_statements,
     applied_changes_are_loaded_back,
+    results_of_any_count_are_written_whole,
     one_batch_spans_many_workflows,
     a_bad_batch_writes_nothing,
     listings_paginate_and_filter,

@@ -12,23 +12,23 @@ use torc_core::ids::{JobId, RunnerId, Timestamp, WorkflowId};
 #[derive(Insertable)]
 #[diesel(table_name = results, treat_none_as_default_value = false)]
 pub(crate) struct NewResult<'a> {
-    workflow_id: i64,
-    job_id: i32,
-    run_id: i32,
-    attempt_id: i32,
-    runner: Option<&'a str>,
-    return_code: i32,
-    status: i16,
-    start_time: i64,
-    end_time: i64,
-    exec_time_secs: f64,
-    peak_memory_bytes: Option<i64>,
-    avg_memory_bytes: Option<i64>,
-    peak_cpu_percent: Option<f64>,
-    avg_cpu_percent: Option<f64>,
+    pub(crate) workflow_id: i64,
+    pub(crate) job_id: i32,
+    pub(crate) run_id: i32,
+    pub(crate) attempt_id: i32,
+    pub(crate) runner: Option<&'a str>,
+    pub(crate) return_code: i32,
+    pub(crate) status: i16,
+    pub(crate) start_time: i64,
+    pub(crate) end_time: i64,
+    pub(crate) exec_time_secs: f64,
+    pub(crate) peak_memory_bytes: Option<i64>,
+    pub(crate) avg_memory_bytes: Option<i64>,
+    pub(crate) peak_cpu_percent: Option<f64>,
+    pub(crate) avg_cpu_percent: Option<f64>,
     /// `{"reason": NAME, "message": TEXT}` (see [`EndNote`]): one column, as the table has
     /// diesel's 16 at most.
-    end_reason: Option<String>,
+    pub(crate) end_reason: Option<String>,
 }
 
 impl BatchRow for NewResult<'_> {

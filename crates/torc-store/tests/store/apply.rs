@@ -240,3 +240,54 @@ pub(super) fn allocations_are_replaced_whole_and_loaded_back(db: &TestDb) {
     store.delete_workflow(id).unwrap();
     assert!(store.load_allocations(id).unwrap().is_empty());
 }
+
+/// The results of one batch, of any count, are written whole and field for field: on SQLite they
+/// go in statements of a few fixed sizes (1,024, 64, 8 and 1 rows), so each count here crosses
+/// a different mix of them.
+pub(super) fn results_of_any_count_are_written_whole(db: &TestDb) {
+    let store = db.store();
+    let n_jobs = 1_100;
+    let id = store
+        .create_workflow(&flat_def(n_jobs), None, Timestamp(0))
+        .unwrap();
+    let mut expected = Vec::new();
+    for (round, count) in [1usize, 7, 8, 9, 64, 65, 1_023, 1_024, 1_100]
+        .into_iter()
+        .enumerate()
+    {
+        let attempt = round as u32 + 1;
+        let results: Vec<JobResult> = (1..=count as u32)
+            .map(|j| {
+                let mut r = result(j, 1, attempt, (j % 5) as i32 - 2);
+                r.end_time = Timestamp(r.start_time.0 + i64::from(j));
+                if j % 3 == 0 {
+                    r.runner = None;
+                    r.peak_memory_bytes = None;
+                    r.avg_cpu_percent = Some(f64::from(j) / 4.0);
+                }
+                if j % 7 == 0 {
+                    r.end_reason = Some(torc_core::changes::EndReason::Timeout);
+                    r.message = Some(format!("job {j} ran out of time"));
+                }
+                r
+            })
+            .collect();
+        let c = Changes {
+            results: results.clone(),
+            ..Changes::default()
+        };
+        store.apply(&[(id, &c)]).unwrap();
+        expected.extend(results);
+    }
+    let got: Vec<JobResult> = store
+        .list_results(id, None, 0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|r| r.to_job_result())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    // Listed in insertion order (by result id).
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "result {i}");
+    }
+}
