@@ -611,6 +611,7 @@ impl<C: Coordinator> EventLoop<C> {
         done.1.end_reason = end_reason;
         done.1.message = message;
         self.completions.push(done);
+        self.first_completion_at.get_or_insert_with(Instant::now);
     }
 }
 

@@ -4,7 +4,11 @@
 //! At most one claim and one report are in flight at a time, each as its own future polled by
 //! the loop, so a parked (long-poll) claim never holds back a report. A child's exit queues its
 //! completion and refills the free slots at once; completions are flushed whenever no report is
-//! in flight, so batches grow under load and add no latency when idle.
+//! in flight, so batches grow under load and add no latency when idle. While the runner still
+//! holds prefetched jobs (it has work in hand and nobody here waits for the completions'
+//! dependents), a completion waits up to [`REPORT_COALESCE`] for the next ones: every report is
+//! one commit, one disk flush, at the coordinator, and short jobs ending every few milliseconds
+//! would otherwise each pay for one.
 //!
 //! While recent jobs are short (see [`PREFETCH_BELOW`]), the runner claims jobs ahead of its
 //! free slots and keeps them queued, so that a slot freed by an exit is refilled from the queue
@@ -69,6 +73,9 @@ const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration
 const IDLE_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(1));
 /// Starts ride along with completions; alone, they wait at most this long.
 const START_REPORT_DELAY: Duration = Duration::from_secs(1);
+/// While prefetched jobs wait in the runner, a completion waits at most this long for others
+/// to share its report (and the coordinator's commit).
+pub(crate) const REPORT_COALESCE: Duration = Duration::from_millis(5);
 /// Attempts for one report batch while stopping, before giving up.
 const STOPPING_REPORT_ATTEMPTS: u32 = 8;
 /// The same after a second shutdown request.
@@ -266,6 +273,8 @@ struct EventLoop<C: Coordinator> {
     starts: Vec<(WorkflowId, StartReport)>,
     first_start_at: Option<Instant>,
     completions: Vec<(WorkflowId, CompletionReport)>,
+    /// When the oldest completion not yet sent was queued.
+    first_completion_at: Option<Instant>,
 
     workflow_state: WorkflowState,
     idle_since: Option<Instant>,
@@ -339,6 +348,7 @@ impl<C: Coordinator> EventLoop<C> {
             starts: Vec::new(),
             first_start_at: None,
             completions: Vec::new(),
+            first_completion_at: None,
             workflow_state: WorkflowState::Active,
             idle_since: Some(now),
             idle_expired: false,
@@ -482,6 +492,11 @@ impl<C: Coordinator> EventLoop<C> {
                     &mut wake,
                     now,
                     self.first_start_at.map(|t| t + START_REPORT_DELAY),
+                );
+                earliest(
+                    &mut wake,
+                    now,
+                    self.first_completion_at.map(|t| t + REPORT_COALESCE),
                 );
             }
         }

@@ -1,8 +1,8 @@
 //! Reports: flushing starts and completions, and what the acknowledgement says.
 
 use super::{
-    backoff, EventLoop, ERROR_BACKOFF, HARD_STOP_REPORT_ATTEMPTS, START_REPORT_DELAY,
-    STOPPING_REPORT_ATTEMPTS,
+    backoff, EventLoop, ERROR_BACKOFF, HARD_STOP_REPORT_ATTEMPTS, REPORT_COALESCE,
+    START_REPORT_DELAY, STOPPING_REPORT_ATTEMPTS,
 };
 use crate::error::RunnerError;
 use std::sync::Arc;
@@ -17,6 +17,14 @@ use tracing::{debug, error, warn};
 /// (every batch is sent again: reports are idempotent); a refusal concerns its batch alone.
 pub(super) type Answers = Vec<Result<ReportResponse, CoordinatorError>>;
 
+/// Whether completions queued since `first` go now. They wait (up to [`REPORT_COALESCE`]) for
+/// company only while the runner has prefetched jobs in hand and nothing asks for haste
+/// (`urgent`: nothing queued here, so this runner waits for what the completions unblock; or
+/// it is stopping, or the workflow is done).
+fn completions_due(now: Instant, first: Option<Instant>, urgent: bool) -> bool {
+    urgent || first.is_none_or(|t| now >= t + REPORT_COALESCE)
+}
+
 impl<C: Coordinator> EventLoop<C> {
     pub(super) fn pump_reports(&mut self, now: Instant) {
         if self.report.is_some() || self.reports_closed {
@@ -30,16 +38,23 @@ impl<C: Coordinator> EventLoop<C> {
                 batches.clone()
             }
             None => {
-                let starts_due = self
-                    .first_start_at
-                    .is_some_and(|t| now >= t + START_REPORT_DELAY)
-                    || self.stopping.is_some()
-                    || self.workflow_state.is_done();
-                if self.completions.is_empty() && (self.starts.is_empty() || !starts_due) {
+                let flush_all = self.stopping.is_some() || self.workflow_state.is_done();
+                let starts_due = flush_all
+                    || self
+                        .first_start_at
+                        .is_some_and(|t| now >= t + START_REPORT_DELAY);
+                let completions_due = !self.completions.is_empty()
+                    && completions_due(
+                        now,
+                        self.first_completion_at,
+                        flush_all || self.queued.is_empty(),
+                    );
+                if !completions_due && (self.starts.is_empty() || !starts_due) {
                     return;
                 }
                 let batches = self.take_batches();
                 self.first_start_at = None;
+                self.first_completion_at = None;
                 self.unacked = Some(batches.clone());
                 batches
             }
@@ -182,5 +197,24 @@ impl<C: Coordinator> EventLoop<C> {
             completions,
             source,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completions_wait_for_company_only_with_work_in_hand_and_never_long() {
+        let t = Instant::now();
+        let soon = t + REPORT_COALESCE / 2;
+        let late = t + REPORT_COALESCE;
+        // Work in hand: the first completion waits, until the coalescing delay is over.
+        assert!(!completions_due(soon, Some(t), false));
+        assert!(completions_due(late, Some(t), false));
+        // Nothing queued (or stopping, or done): at once.
+        assert!(completions_due(t, Some(t), true));
+        // No time recorded (should not happen): never held.
+        assert!(completions_due(t, None, false));
     }
 }
