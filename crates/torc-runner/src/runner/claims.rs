@@ -12,19 +12,57 @@ use torc_core::api::{
 use tracing::{debug, info, warn};
 
 impl<C: Coordinator> EventLoop<C> {
+    /// The claim to send now, if one is due: nothing in flight, not stopping, room to fill.
+    pub(super) fn claim_due(&self, now: Instant) -> Option<ClaimRequest> {
+        if self.claim.is_some()
+            || self.stopping.is_some()
+            || self.idle_expired
+            || self.workflow_state.is_done()
+            || self.claim_not_before.is_some_and(|t| t > now)
+        {
+            return None;
+        }
+        self.claim_request(now)
+    }
+
     pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
         let wait_ms = u64::try_from(self.cfg.claim_wait.as_millis()).unwrap_or(u64::MAX);
         // Ask for `windows` capacities' worth (more than one while prefetching) minus what is held.
         let windows = self.windows();
+        // While prefetching with jobs still queued, the queue is topped up a whole capacity at
+        // a time rather than a job at a time: each claim is a commit at the coordinator. (The
+        // window has a capacity more for it: see `windows`.)
+        let refill_only = windows > 1 && !self.queued.is_empty();
         let (limit, resources) = match self.cfg.capacity {
             Capacity::MaxParallelJobs(n) => {
                 let held = self.running.len() + self.queued.len();
                 let held = u32::try_from(held).unwrap_or(u32::MAX);
-                (n.saturating_mul(windows).saturating_sub(held), None)
+                let limit = n.saturating_mul(windows).saturating_sub(held);
+                if refill_only && limit < n {
+                    return None;
+                }
+                (limit, None)
             }
             Capacity::Resources { .. } => {
                 let held = self.running.values().map(|r| &r.job).chain(&self.queued);
                 let mut free = self.free_resources(windows, held);
+                if let (
+                    true,
+                    Some(f),
+                    Capacity::Resources {
+                        num_cpus,
+                        memory_bytes,
+                        num_gpus,
+                    },
+                ) = (refill_only, &free, self.cfg.capacity)
+                {
+                    let drained = f.num_cpus >= num_cpus.max(1)
+                        || f.memory_bytes >= memory_bytes.max(1)
+                        || (num_gpus > 0 && f.num_gpus >= num_gpus);
+                    if !drained {
+                        return None;
+                    }
+                }
                 if let Some(free) = &mut free {
                     free.time_left = self
                         .cfg
@@ -79,19 +117,9 @@ impl<C: Coordinator> EventLoop<C> {
         Some(free)
     }
 
-    pub(super) fn pump_claims(&mut self, now: Instant) {
-        if self.claim_not_before.is_some_and(|t| t <= now) {
-            self.claim_not_before = None;
-        }
-        if self.claim.is_some()
-            || self.stopping.is_some()
-            || self.idle_expired
-            || self.workflow_state.is_done()
-            || self.claim_not_before.is_some_and(|t| t > now)
-        {
-            return;
-        }
-        let Some(req) = self.claim_request(now) else {
+    /// Sends `due` (from [`EventLoop::claim_due`], taken this round).
+    pub(super) fn pump_claims(&mut self, now: Instant, due: Option<ClaimRequest>) {
+        let Some(req) = due else {
             return;
         };
         debug!(limit = req.limit, free = ?req.resources, "claiming");

@@ -227,7 +227,10 @@ impl<C: Coordinator> EventLoop<C> {
                 let ahead = (latency / per_job)
                     .ceil()
                     .clamp(1.0, f64::from(MAX_PREFETCH_WINDOWS));
-                (1 + ahead as u32).min(MAX_PREFETCH_WINDOWS)
+                // The running capacity, the round trip's worth, and one capacity more: the
+                // queue is refilled a capacity at a time (see `claim_request`), so it may have
+                // drained by one before the claim goes.
+                (2 + ahead as u32).min(MAX_PREFETCH_WINDOWS)
             }
             _ => 1,
         }

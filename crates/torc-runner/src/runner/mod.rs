@@ -373,8 +373,14 @@ impl<C: Coordinator> EventLoop<C> {
             let now = Instant::now();
             self.on_timers(now);
             self.start_queued();
-            self.pump_reports(now);
-            self.pump_claims(now);
+            if self.claim_not_before.is_some_and(|t| t <= now) {
+                self.claim_not_before = None;
+            }
+            // A claim and the report that goes with it reach the coordinator together (the
+            // report first, so that the claim can take what it unblocked): one commit for both.
+            let claim = self.claim_due(now);
+            self.pump_reports(now, claim.is_some());
+            self.pump_claims(now, claim);
             self.pump_beats(now);
             self.publish();
             if let Some(outcome) = self.outcome() {

@@ -19,14 +19,15 @@ pub(super) type Answers = Vec<Result<ReportResponse, CoordinatorError>>;
 
 /// Whether completions queued since `first` go now. They wait (up to [`REPORT_COALESCE`]) for
 /// company only while the runner has prefetched jobs in hand and nothing asks for haste
-/// (`urgent`: nothing queued here, so this runner waits for what the completions unblock; or
-/// it is stopping, or the workflow is done).
+/// (`urgent`: nothing queued here, so this runner waits for what the completions unblock; a
+/// claim goes out now, and the report shares its commit; it is stopping, or the workflow is
+/// done).
 fn completions_due(now: Instant, first: Option<Instant>, urgent: bool) -> bool {
     urgent || first.is_none_or(|t| now >= t + REPORT_COALESCE)
 }
 
 impl<C: Coordinator> EventLoop<C> {
-    pub(super) fn pump_reports(&mut self, now: Instant) {
+    pub(super) fn pump_reports(&mut self, now: Instant, claiming: bool) {
         if self.report.is_some() || self.reports_closed {
             return;
         }
@@ -47,7 +48,7 @@ impl<C: Coordinator> EventLoop<C> {
                     && completions_due(
                         now,
                         self.first_completion_at,
-                        flush_all || self.queued.is_empty(),
+                        flush_all || claiming || self.queued.is_empty(),
                     );
                 if !completions_due && (self.starts.is_empty() || !starts_due) {
                     return;
