@@ -1,8 +1,9 @@
 //! Runs a workflow spec of no-op jobs with `torc run` (embedded, SQLite, durable) and the same
 //! number of `bash -c true` processes with `xargs -P`, at the same parallelism, in one run, and
-//! prints both wall times and their ratio.
+//! prints both wall times and their ratio; also (unless `--no-server`) the same workflow through
+//! `torc-server` and one `torc-runner` on loopback.
 //!
-//!     cargo build --release -p torc -p torc-benches
+//!     cargo build --release -p torc -p torc-server -p torc-runner-cli -p torc-benches
 //!     target/release/pipeline-vs-xargs --spec examples/pipeline3001.yaml
 //!
 //! Rounds alternate between the two so that machine noise hits both alike; the medians are
@@ -10,6 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,6 +42,10 @@ struct Args {
     /// Run torc with --relaxed-durability (commits synced at checkpoints only).
     #[arg(long)]
     relaxed: bool,
+    /// Skip the round through torc-server and one torc-runner (on loopback, SQLite), run by
+    /// default when both binaries are beside this one.
+    #[arg(long)]
+    no_server: bool,
 }
 
 fn main() -> Result<()> {
@@ -64,8 +70,20 @@ fn main() -> Result<()> {
     let root = tempfile::tempdir_in(&tmp)?;
     let tmp = root.path().to_path_buf();
     println!("output directories under {}", tmp.display());
-    let (mut ours, mut plain, mut files) = (Vec::new(), Vec::new(), Vec::new());
+    let server = if args.no_server {
+        None
+    } else {
+        let server = sibling_binary(None, "torc-server", "torc-server")?;
+        let runner = sibling_binary(None, "torc-runner", "torc-runner-cli")?;
+        Some((server, runner))
+    };
+    let (mut ours, mut plain, mut files, mut served) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
+        if let Some((server, runner)) = &server {
+            let s = run_served(&torc, server, runner, &args.spec, parallel, &tmp)?;
+            served.push(s);
+        }
         let t = run_torc(&torc, &args.spec, parallel, &tmp, args.relaxed)?;
         let x = run_xargs(jobs, parallel, None)?;
         let f = run_xargs(jobs, parallel, Some(&tmp))?;
@@ -77,9 +95,30 @@ fn main() -> Result<()> {
             f.as_secs_f64(),
             t.as_secs_f64() / f.as_secs_f64()
         );
+        if let Some(s) = served.last() {
+            println!(
+                "round {round}: torc-server + one torc-runner {:.3} s (ratio to xargs {:.3})",
+                s.as_secs_f64(),
+                s.as_secs_f64() / x.as_secs_f64()
+            );
+        }
         ours.push(t);
         plain.push(x);
         files.push(f);
+    }
+    if !served.is_empty() {
+        let mut ratios: Vec<Duration> = served
+            .iter()
+            .zip(&plain)
+            .map(|(s, x)| Duration::from_secs_f64(s.as_secs_f64() / x.as_secs_f64()))
+            .collect();
+        let s = median(&mut served);
+        println!(
+            "median: torc-server + one torc-runner {:.3} s ({:.0} jobs/s), median ratio to the same round's xargs {:.3} (target ≤ 1.3)",
+            s.as_secs_f64(),
+            jobs as f64 / s.as_secs_f64(),
+            median(&mut ratios).as_secs_f64()
+        );
     }
     let (t, x, f) = (median(&mut ours), median(&mut plain), median(&mut files));
     let rate = |d: Duration| jobs as f64 / d.as_secs_f64();
@@ -137,6 +176,72 @@ fn run_torc(
     let took = started.elapsed();
     if !status.success() {
         bail!("torc run failed: {status}");
+    }
+    Ok(took)
+}
+
+/// The workflow created on a fresh `torc-server` (loopback, SQLite in a fresh directory) and run
+/// by one `torc-runner`: the time from the runner's start to its exit.
+fn run_served(
+    torc: &Path,
+    server: &Path,
+    runner: &Path,
+    spec: &Path,
+    parallel: usize,
+    tmp: &Path,
+) -> Result<Duration> {
+    let dir = tempfile::tempdir_in(tmp)?.keep();
+    let mut child = Command::new(server)
+        .current_dir(&dir)
+        .args(["--database", "server.db", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Stopped on every path out, errors included.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+    let stdout = child.stdout.take().context("no server stdout")?;
+    let _server = Stop(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .with_context(|| format!("the server printed no URL: {line:?}"))?
+        .to_string();
+    let out = Command::new(torc)
+        .args(["--url", &url, "workflows", "create", "--json"])
+        .arg(spec)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "creating the workflow failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let id = created["workflow_id"]
+        .as_u64()
+        .context("no workflow_id in the creation's output")?;
+    let started = Instant::now();
+    let status = Command::new(runner)
+        .args(["--url", &url, "--workflow", &id.to_string()])
+        .args(["--max-parallel-jobs", &parallel.to_string()])
+        .arg("--output-dir")
+        .arg(dir.join("runner"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let took = started.elapsed();
+    if !status.success() {
+        bail!("torc-runner failed: {status}");
     }
     Ok(took)
 }
