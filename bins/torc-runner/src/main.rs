@@ -320,7 +320,10 @@ fn main() -> ExitCode {
     };
     // One thread drives the runner's event loop and the I/O driver both: a child's exit wakes
     // the thread that starts the next job directly, with no hand-off between threads.
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(serve(args, token)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
