@@ -318,12 +318,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread drives the runner's event loop and the I/O driver both: a child's exit wakes
-    // the thread that starts the next job directly, with no hand-off between threads.
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    match torc_runner::runtime() {
         Ok(runtime) => runtime.block_on(serve(args, token)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

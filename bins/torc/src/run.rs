@@ -29,11 +29,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(global: &Global, args: &RunArgs) -> Result<ExitCode> {
-    // One thread drives the runner's event loop and the I/O driver both: a child's exit wakes
-    // the thread that starts the next job directly, with no hand-off between threads.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    torc_runner::runtime()
         .context("cannot start the async runtime")?
         .block_on(run_async(global, args))
 }

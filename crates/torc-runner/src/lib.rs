@@ -41,5 +41,5 @@ pub use config::{stagger_delay, Capacity, RunnerConfig};
 pub use error::{Progress, RunEnd, RunSummary, RunnerError};
 pub use process::{output_files, return_code, stdio_paths, Output, RC_RUNNER_ERROR};
 pub use resources::{detect_resources, hostname, DetectedResources};
-pub use runner::{run, run_with_progress};
+pub use runner::{run, run_with_progress, runtime};
 pub use shutdown::{install_signal_handlers, Shutdown, SignalGuard};

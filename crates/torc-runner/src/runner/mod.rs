@@ -75,13 +75,22 @@ const IDLE_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration:
 const START_REPORT_DELAY: Duration = Duration::from_secs(1);
 /// While prefetched jobs wait in the runner, a completion waits at most this long for others
 /// to share its report (and the coordinator's commit).
-pub(crate) const REPORT_COALESCE: Duration = Duration::from_millis(5);
+const REPORT_COALESCE: Duration = Duration::from_millis(5);
 /// Attempts for one report batch while stopping, before giving up.
 const STOPPING_REPORT_ATTEMPTS: u32 = 8;
 /// The same after a second shutdown request.
 const HARD_STOP_REPORT_ATTEMPTS: u32 = 2;
 /// While stopping, how long the claim in flight is waited for (without a grace period set).
 const STOP_CLAIM_WAIT: Duration = Duration::from_secs(10);
+
+/// The runtime to drive [`run`] on. One thread polls both the runner's event loop and the I/O
+/// driver: a child's exit (its pidfd becoming readable) wakes the thread that starts the next
+/// job directly, with no hand-off from a worker thread.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
 
 /// Runs jobs of `config.workflow_id` (of every workflow it may serve, for a shared runner) until
 /// the workflow is done, the idle timeout passes, or `shutdown` is triggered.
