@@ -43,19 +43,14 @@ impl<C: Coordinator> EventLoop<C> {
                 }
                 (limit, None)
             }
-            Capacity::Resources { .. } => {
+            Capacity::Resources {
+                num_cpus,
+                memory_bytes,
+                num_gpus,
+            } => {
                 let held = self.running.values().map(|r| &r.job).chain(&self.queued);
                 let mut free = self.free_resources(windows, held);
-                if let (
-                    true,
-                    Some(f),
-                    Capacity::Resources {
-                        num_cpus,
-                        memory_bytes,
-                        num_gpus,
-                    },
-                ) = (refill_only, &free, self.cfg.capacity)
-                {
+                if let (true, Some(f)) = (refill_only, &free) {
                     let drained = f.num_cpus >= num_cpus.max(1)
                         || f.memory_bytes >= memory_bytes.max(1)
                         || (num_gpus > 0 && f.num_gpus >= num_gpus);

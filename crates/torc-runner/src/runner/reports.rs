@@ -215,7 +215,8 @@ mod tests {
         assert!(completions_due(late, Some(t), false));
         // Nothing queued (or stopping, or done): at once.
         assert!(completions_due(t, Some(t), true));
-        // No time recorded (should not happen): never held.
+        // Queued without a time (a job that could not start, or was abandoned unstarted):
+        // never held.
         assert!(completions_due(t, None, false));
     }
 }
