@@ -100,9 +100,13 @@ impl<Conn> RunQueryDsl<Conn> for SetJobStates<'_> {}
 
 /// Rows per statement of [`insert_results`]: each size is one statement text, prepared once per
 /// connection; a batch is cut into as many of the largest as fit, then the smaller. The largest
-/// binds 15,360 values, under SQLite's limit of 32,766, and keeps a bulk write (a creation's
-/// worth of completions) to a few statements.
+/// binds 15,360 values, under SQLite's limit of 32,766 (checked below, at compile time), and
+/// keeps a bulk write (a creation's worth of completions) to a few statements.
 const RESULT_CHUNKS: [usize; 4] = [1024, 64, 8, 1];
+const _: () = assert!(
+    RESULT_CHUNKS[0] * <NewResult<'static> as crate::rows::BatchRow>::COLUMNS
+        <= crate::backend::SQLITE_MAX_BIND_PARAMS
+);
 
 /// `INSERT INTO results` of exactly `N` rows, with every column bound (NULLs included), so that
 /// its text depends on `N` alone.

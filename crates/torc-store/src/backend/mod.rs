@@ -19,6 +19,8 @@
 mod postgres;
 mod sqlite;
 
+pub(crate) use sqlite::MAX_BIND_PARAMS as SQLITE_MAX_BIND_PARAMS;
+
 use crate::error::StoreError;
 use crate::rows::BatchRow;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};

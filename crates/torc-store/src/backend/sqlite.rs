@@ -12,7 +12,7 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// The most bind parameters one statement may carry (`SQLITE_MAX_VARIABLE_NUMBER` of the bundled
 /// SQLite).
-pub(super) const MAX_BIND_PARAMS: usize = 32_766;
+pub(crate) const MAX_BIND_PARAMS: usize = 32_766;
 
 /// Settings applied to every connection: wait for locks rather than fail at once, write-ahead
 /// log so readers never block the writer, an fsync at every commit (nothing acknowledged is
