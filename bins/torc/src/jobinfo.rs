@@ -320,6 +320,24 @@ pub fn logs(global: &Global, args: &JobLogsArgs) -> Result<ExitCode> {
         job.status,
         JobStatus::Uninitialized | JobStatus::Blocked | JobStatus::Ready
     );
+    // Runners make a stream's file at its first byte: a job that ran where this output
+    // directory is and has no file wrote nothing there.
+    let ran = result.is_some() || (may_write && !waiting);
+    let ran_here = host.is_none() || host == torc_runner::hostname();
+    if ran && ran_here && path.parent().is_some_and(Path::exists) {
+        errln!(
+            "(job {} ({}) {} nothing to its {which}: {} is made at the first byte)",
+            job.id,
+            job.name,
+            if result.is_some() {
+                "wrote"
+            } else {
+                "has written"
+            },
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let message = if result.is_none() && may_write && waiting {
         format!(
             "job {} ({}) has not started yet (it is {}); --follow waits for it",

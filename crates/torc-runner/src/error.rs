@@ -37,6 +37,9 @@ pub enum RunnerError {
     /// The thread that forks jobs could not be started.
     #[error("cannot start the job launcher thread: {source}")]
     Launcher { source: std::io::Error },
+    /// The thread that copies job output into files could not be started.
+    #[error("cannot start the job output thread: {source}")]
+    Output { source: std::io::Error },
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {source}")]
     Signals { source: std::io::Error },

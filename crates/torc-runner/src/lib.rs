@@ -29,6 +29,7 @@ mod error;
 pub mod executor;
 mod launcher;
 mod monitor;
+mod output;
 mod process;
 mod resources;
 mod runner;

@@ -1,7 +1,6 @@
 //! Job processes: how a claimed job becomes `bash -c` in its own process group, with its
 //! environment and output files, and how the runner signals and reads back that group.
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use torc_core::model::StdioMode;
 use torc_core::Timestamp;
 
 use crate::launcher::Launcher;
+use crate::output::{Relays, Stream};
 
 /// The return code reported when the runner could not start or wait for a job's process.
 pub const RC_RUNNER_ERROR: i32 = 127;
@@ -28,6 +28,8 @@ pub(crate) struct JobContext {
     pub srun: bool,
     /// How jobs die with the runner (see [`crate::launcher`]).
     pub launcher: Arc<Launcher>,
+    /// Where job output is copied into its files (see [`crate::output`]).
+    pub relays: Arc<Relays>,
 }
 
 /// The `.o` and `.e` paths of one attempt of a job.
@@ -43,7 +45,7 @@ pub fn stdio_paths(stdio_dir: &Path, job: &ClaimedJob) -> (PathBuf, PathBuf) {
 }
 
 /// Where one attempt's output goes, as its `stdio` mode says; no file is made that the mode does
-/// not ask for.
+/// not ask for, nor one the job does not write to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Separate {
@@ -107,7 +109,7 @@ impl StartError {
     }
 }
 
-fn output_cause(e: &io::Error) -> String {
+pub(crate) fn output_cause(e: &io::Error) -> String {
     let why = match e.raw_os_error() {
         Some(libc::EACCES | libc::EPERM) => "the output directory is not writable by the runner",
         Some(libc::EROFS) => "the output directory is on a read-only file system",
@@ -138,13 +140,16 @@ fn spawn_cause(command_bytes: usize, e: &io::Error) -> String {
     format!("{why} ({e})")
 }
 
+/// A job's process and the streams of its output.
+pub(crate) type Started = (Child, Vec<Stream>);
+
 /// Starts the job's shell command in a new process group; with `cgroup_fd` (an open
 /// `cgroup.procs` of the job's cgroup), the child moves itself into that cgroup before exec.
 pub(crate) fn spawn_job(
     job: &ClaimedJob,
     ctx: &JobContext,
     cgroup_fd: Option<i32>,
-) -> Result<Child, StartError> {
+) -> Result<Started, StartError> {
     spawn_shell(&job.shell_command(), job, ctx, false, cgroup_fd)
 }
 
@@ -154,7 +159,7 @@ pub(crate) fn spawn_recovery(
     script: &str,
     job: &ClaimedJob,
     ctx: &JobContext,
-) -> Result<Child, StartError> {
+) -> Result<Started, StartError> {
     spawn_shell(script, job, ctx, true, None)
 }
 
@@ -164,31 +169,31 @@ fn spawn_shell(
     ctx: &JobContext,
     append: bool,
     cgroup_fd: Option<i32>,
-) -> Result<Child, StartError> {
-    let create = |path: &Path| -> Result<File, StartError> {
-        let file = if append {
-            OpenOptions::new().create(true).append(true).open(path)
-        } else {
-            File::create(path)
-        };
-        file.map_err(|source| StartError::Output {
-            path: path.to_path_buf(),
-            source,
-        })
+) -> Result<Started, StartError> {
+    let mut streams = Vec::new();
+    let mut pipe = |path: &Path| -> Result<std::os::fd::OwnedFd, StartError> {
+        let (write, stream) =
+            ctx.relays
+                .stream(path, append)
+                .map_err(|source| StartError::Output {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        streams.push(stream);
+        Ok(write)
     };
-    let open = |path: &Path| create(path).map(Stdio::from);
-    let (stdout, stderr) = match output_files(&ctx.stdio_dir, job) {
-        Output::Separate { out, err } => (open(&out)?, open(&err)?),
+    let (stdout, stderr): (Stdio, Stdio) = match output_files(&ctx.stdio_dir, job) {
+        Output::Separate { out, err } => (pipe(&out)?.into(), pipe(&err)?.into()),
         Output::Combined(log) => {
-            let file = create(&log)?;
-            let copy = file.try_clone().map_err(|source| StartError::Output {
+            let write = pipe(&log)?;
+            let copy = write.try_clone().map_err(|source| StartError::Output {
                 path: log.clone(),
                 source,
             })?;
-            (copy.into(), file.into())
+            (copy.into(), write.into())
         }
-        Output::OnlyStderr(err) => (Stdio::null(), open(&err)?),
-        Output::OnlyStdout(out) => (open(&out)?, Stdio::null()),
+        Output::OnlyStderr(err) => (Stdio::null(), pipe(&err)?.into()),
+        Output::OnlyStdout(out) => (pipe(&out)?.into(), Stdio::null()),
         Output::None => (Stdio::null(), Stdio::null()),
     };
     let mut cmd = if ctx.srun && !append {
@@ -251,13 +256,15 @@ fn spawn_shell(
         }
     }
     let forks = cgroup_fd.is_some();
-    ctx.launcher
+    let child = ctx
+        .launcher
         .spawn(cmd, forks)
         .map_err(|source| StartError::Spawn {
             program,
             command_bytes: script.len(),
             source,
-        })
+        })?;
+    Ok((child, streams))
 }
 
 /// The recovery script to run before a retry of `job` that exited with `return_code`: only when

@@ -475,6 +475,13 @@ fn jobs_show_and_logs_against_a_server() {
     // This runner wrote its files under this directory's torc_output: they are reachable.
     let out = with_url(&["jobs", "logs", "1", "postprocess", "--stderr"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // It wrote nothing to stderr, so it has no file: said so, not an error.
+    assert!(
+        text(&out.stderr).contains("wrote nothing to its stderr"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
     let out = with_url(&["jobs", "show", "1", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

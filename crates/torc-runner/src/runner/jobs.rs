@@ -4,6 +4,7 @@ use super::{key_of, BoxFut, EventLoop, JobKey, MAX_PREFETCH_WINDOWS, PREFETCH_BE
 use crate::cgroup::{CgroupEnd, JobCgroup};
 use crate::config::Capacity;
 use crate::monitor::{Usage, LIMIT_CHECK};
+use crate::output::Stream;
 use crate::process::{self, signal_group, RC_RUNNER_ERROR};
 use std::io;
 use std::process::ExitStatus;
@@ -55,6 +56,8 @@ pub(super) struct Running {
     pub(super) gpus: Vec<usize>,
     /// The coordinator took it back (this runner's lease had lapsed): not to be reported.
     pub(super) revoked: bool,
+    /// The output streams of what runs now (see [`crate::output`]).
+    pub(super) output: Vec<Stream>,
 }
 
 impl Running {
@@ -355,7 +358,7 @@ impl<C: Coordinator> EventLoop<C> {
         };
         let sampler_limit = limit.filter(|_| cgroup.is_none());
         match process::spawn_job(&job, &self.ctx, cgroup.as_ref().map(JobCgroup::enter_fd)) {
-            Ok(child) => {
+            Ok((child, output)) => {
                 self.local_failures = 0;
                 let pgid = pgid_of(&child);
                 let now = Instant::now();
@@ -389,6 +392,7 @@ impl<C: Coordinator> EventLoop<C> {
                     memory_kill: None,
                     gpus,
                     revoked: false,
+                    output,
                 };
                 if let Some(end) = self.alloc_end {
                     r.set_end(now, end);
@@ -495,6 +499,10 @@ impl<C: Coordinator> EventLoop<C> {
             // Whatever the group leader left behind goes too.
             signal_group(r.pgid, libc::SIGKILL);
         }
+        // All the leader wrote is in its pipes now: into the files before anything is reported.
+        for stream in &r.output {
+            stream.drain();
+        }
         let end_time = process::now_timestamp();
         match r.phase {
             Phase::Job => {
@@ -515,8 +523,9 @@ impl<C: Coordinator> EventLoop<C> {
                 if let Some(script) = recovery {
                     info!(job = exit.key.1 .0, name = %r.job.name, rc, "running the recovery script");
                     match process::spawn_recovery(script, &r.job, &self.ctx) {
-                        Ok(child) => {
+                        Ok((child, output)) => {
                             r.pgid = pgid_of(&child);
+                            r.output.extend(output);
                             r.phase = Phase::Recovery {
                                 job_rc: rc,
                                 end_time,
@@ -582,7 +591,16 @@ impl<C: Coordinator> EventLoop<C> {
             }
             (None, _) => (rc, None, None),
         };
+        let faults: Vec<String> = r.output.iter().filter_map(Stream::fault).collect();
+        let message = match (message, faults.is_empty()) {
+            (message, true) => message,
+            (Some(m), false) => Some(format!("{m}; {}", faults.join("; "))),
+            (None, false) => Some(faults.join("; ")),
+        };
         if rc == 0 && !r.terminated && !recovery_failed && r.job.stdio.delete_on_success {
+            for stream in &r.output {
+                stream.discard();
+            }
             for f in process::output_files(&self.ctx.stdio_dir, &r.job).files() {
                 if let Err(e) = std::fs::remove_file(f) {
                     debug!(file = %f.display(), error = %e, "cannot remove a completed job's output");

@@ -23,6 +23,7 @@ use crate::config::{stagger_delay, RunnerConfig};
 use crate::error::{Progress, RunEnd, RunSummary, RunnerError};
 use crate::launcher::Launcher;
 use crate::monitor::Monitor;
+use crate::output::Relays;
 use crate::process::{signal_group, JobContext};
 use crate::samples::Samples;
 use crate::shutdown::Shutdown;
@@ -132,6 +133,7 @@ pub async fn run_with_progress<C: Coordinator>(
             Launcher::start(tokio::runtime::Handle::current())
                 .map_err(|source| RunnerError::Launcher { source })?,
         ),
+        relays: Arc::new(Relays::start().map_err(|source| RunnerError::Output { source })?),
     };
     let span = tracing::info_span!(
         "runner",

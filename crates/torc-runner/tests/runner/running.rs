@@ -255,7 +255,11 @@ async fn recovery_scripts_run_before_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let mark = "touch \"$TORC_OUTPUT_DIR/rec_${TORC_JOB_NAME}_$TORC_ATTEMPT_ID\"";
     // Fails once, recovers, passes on the second attempt.
-    let mut flaky = job(0, "flaky", "[ \"$TORC_ATTEMPT_ID\" = 2 ] || exit 1");
+    let mut flaky = job(
+        0,
+        "flaky",
+        "echo \"attempt $TORC_ATTEMPT_ID\"; [ \"$TORC_ATTEMPT_ID\" = 2 ] || exit 1",
+    );
     flaky.failure_handler = handler(mark, 1, 2);
     // Its recovery script fails: not retried.
     let mut broken = job(1, "broken", "exit 1");
@@ -301,7 +305,8 @@ async fn recovery_scripts_run_before_a_retry() {
     assert!(!rec("other", 1));
     assert_eq!(fake.status(3), JobStatus::Failed);
     // Each attempt has its own output file.
-    assert!(stdio(dir.path(), 0, 2, "o").exists());
+    assert_eq!(read(&stdio(dir.path(), 0, 1, "o")), "attempt 1\n");
+    assert_eq!(read(&stdio(dir.path(), 0, 2, "o")), "attempt 2\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,6 +369,59 @@ async fn stdio_modes_make_only_the_files_they_ask_for() {
     assert!(ext(5).is_empty(), "a completed job's files are deleted");
     assert_eq!(ext(6), ["log"], "a failed job keeps its log");
     assert_eq!(fake.completion(6, 1).return_code, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_files_are_made_by_the_first_byte_and_hold_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("go");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    // Far more than a pipe holds, on both streams at once, and nothing at all.
+    let big = "head -c 3000000 /dev/zero | tr '\\0' o; head -c 1000000 /dev/zero | tr '\\0' e >&2";
+    let mut quiet_recovered = job(3, "quiet", "exit 1");
+    quiet_recovered.failure_handler = handler("echo recovered", 1, 1);
+    let fake = Fake::new(vec![
+        (job(0, "big", big), vec![]),
+        (job(1, "silent", "true"), vec![]),
+        (job(2, "err_only", "echo only >&2"), vec![]),
+        (quiet_recovered, vec![]),
+        // Its leader exits at once; what it left behind writes once the test says so.
+        (
+            job(
+                4,
+                "lingering",
+                &format!("echo early; (read _ < {}; echo late) &", fifo.display()),
+            ),
+            vec![],
+        ),
+    ]);
+    run_to_end(
+        &fake,
+        config(dir.path(), Capacity::MaxParallelJobs(2)),
+        Shutdown::new(),
+    )
+    .await
+    .unwrap();
+    let out = std::fs::read(stdio(dir.path(), 0, 1, "o")).unwrap();
+    assert_eq!(out.len(), 3_000_000);
+    assert!(out.iter().all(|&b| b == b'o'));
+    let err = std::fs::read(stdio(dir.path(), 0, 1, "e")).unwrap();
+    assert_eq!(err.len(), 1_000_000);
+    assert!(
+        !stdio(dir.path(), 1, 1, "o").exists(),
+        "nothing written, no file"
+    );
+    assert!(!stdio(dir.path(), 1, 1, "e").exists());
+    assert!(!stdio(dir.path(), 2, 1, "o").exists());
+    assert_eq!(read(&stdio(dir.path(), 2, 1, "e")), "only\n");
+    // The recovery script's output goes to the attempt's file even though the job wrote none.
+    assert_eq!(read(&stdio(dir.path(), 3, 1, "o")), "recovered\n");
+    // Reported with what its leader wrote, while the process it left behind still held the pipe.
+    assert_eq!(read(&stdio(dir.path(), 4, 1, "o")), "early\n");
+    assert_eq!(fake.completion(4, 1).return_code, 0);
+    // Lets the lingering process go.
+    std::fs::write(&fifo, "\n").unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
