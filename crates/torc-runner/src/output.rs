@@ -26,6 +26,22 @@ use tracing::warn;
 /// Bytes copied per read: what a default pipe holds.
 const CHUNK: usize = 64 * 1024;
 
+/// Reads per turn: 1 MiB, the most a pipe can be made to hold without privileges, so one turn
+/// empties a pipe whose writers have gone; a writer that never pauses cannot hold the sink (and
+/// with it the runner, draining at an exit) for longer than that.
+const READS_PER_TURN: usize = 16;
+
+/// Where a turn of copying left the pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// Every writer closed it and it is empty.
+    Closed,
+    /// Empty for now.
+    Empty,
+    /// The turn ended with bytes still coming.
+    More,
+}
+
 /// The thread that copies job output into files; dropping it stops the copying (after the
 /// run, when every job's exit has been drained).
 pub(crate) struct Relays {
@@ -106,8 +122,8 @@ impl Drop for Relays {
 pub(crate) struct Stream(Arc<Mutex<Sink>>);
 
 impl Stream {
-    /// Copies what the pipe holds now into the file. After the job's leader exited, this is
-    /// everything it wrote.
+    /// Copies what the pipe holds now into the file (one turn: a pipe's worth). After the job's
+    /// leader exited, this is everything it wrote that was not copied yet.
     pub(crate) fn drain(&self) {
         lock(&self.0).drain();
     }
@@ -143,10 +159,13 @@ struct Sink {
 }
 
 impl Sink {
-    /// Copies until the pipe is empty or closed; whether it is closed.
-    fn drain(&mut self) -> bool {
+    /// Copies until the pipe is empty or closed, for at most [`READS_PER_TURN`] reads.
+    fn drain(&mut self) -> Left {
         let mut buf = [0u8; CHUNK];
-        while !self.eof {
+        for _ in 0..READS_PER_TURN {
+            if self.eof {
+                return Left::Closed;
+            }
             // SAFETY: read into a buffer of the length given, from a descriptor this sink owns.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), CHUNK) };
             match n {
@@ -158,7 +177,7 @@ impl Sink {
                 _ => {
                     let e = io::Error::last_os_error();
                     match e.kind() {
-                        io::ErrorKind::WouldBlock => return false,
+                        io::ErrorKind::WouldBlock => return Left::Empty,
                         io::ErrorKind::Interrupted => {}
                         _ => {
                             self.failed(format!("cannot read the job's output: {e}"));
@@ -168,7 +187,11 @@ impl Sink {
                 }
             }
         }
-        true
+        if self.eof {
+            Left::Closed
+        } else {
+            Left::More
+        }
     }
 
     fn write(&mut self, data: &[u8]) {
@@ -250,9 +273,15 @@ async fn pump(sink: Arc<Mutex<Sink>>) {
         let Ok(mut guard) = ready.readable().await else {
             return;
         };
-        if lock(&guard.get_inner().sink).drain() {
-            return;
+        let left = lock(&guard.get_inner().sink).drain();
+        match left {
+            Left::Closed => return,
+            Left::Empty => guard.clear_ready(),
+            // Still readable: the next turn comes after the other pipes have had theirs.
+            Left::More => {
+                drop(guard);
+                tokio::task::yield_now().await;
+            }
         }
-        guard.clear_ready();
     }
 }
