@@ -170,6 +170,15 @@ fn spawn_shell(
     append: bool,
     cgroup_fd: Option<i32>,
 ) -> Result<Started, StartError> {
+    let output = output_files(&ctx.stdio_dir, job);
+    // Files are made at the first byte, later; a directory that refuses them is this machine's
+    // fault, known now, before the job runs with nowhere for its output to go.
+    if let Some(first) = output.files().first() {
+        writable_dir(&ctx.stdio_dir).map_err(|source| StartError::Output {
+            path: first.to_path_buf(),
+            source,
+        })?;
+    }
     let mut streams = Vec::new();
     let mut pipe = |path: &Path| -> Result<std::os::fd::OwnedFd, StartError> {
         let (write, stream) =
@@ -182,7 +191,7 @@ fn spawn_shell(
         streams.push(stream);
         Ok(write)
     };
-    let (stdout, stderr): (Stdio, Stdio) = match output_files(&ctx.stdio_dir, job) {
+    let (stdout, stderr): (Stdio, Stdio) = match output {
         Output::Separate { out, err } => (pipe(&out)?.into(), pipe(&err)?.into()),
         Output::Combined(log) => {
             let write = pipe(&log)?;
@@ -265,6 +274,28 @@ fn spawn_shell(
             source,
         })?;
     Ok((child, streams))
+}
+
+/// Whether this process may create files in `dir` (as its effective user: permissions, a
+/// read-only mount, a directory that is gone).
+fn writable_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: faccessat reads the NUL-terminated path it is given and nothing else.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The recovery script to run before a retry of `job` that exited with `return_code`: only when
