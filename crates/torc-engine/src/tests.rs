@@ -117,6 +117,32 @@ async fn runs_a_chain_and_persists_every_step() {
 }
 
 #[tokio::test]
+async fn a_created_workflow_is_stored_with_its_first_statuses() {
+    let (_dir, store) = temp_store();
+    let engine = EngineHandle::start(store.clone()).unwrap();
+    let id = engine.create_workflow(chain(3), None).await.unwrap();
+    let statuses = |store: &Store| -> Vec<JobStatus> {
+        let loaded = store.load_workflow(id).unwrap();
+        loaded.jobs.iter().map(|j| j.status).collect()
+    };
+    assert_eq!(
+        statuses(&store),
+        [JobStatus::Ready, JobStatus::Blocked, JobStatus::Blocked]
+    );
+    // A new engine takes the stored states as they are.
+    drop(engine);
+    let engine = EngineHandle::start(store.clone()).unwrap();
+    let got = engine.claim(claim_req(id, "r", 10, 0)).await.unwrap();
+    assert_eq!(
+        got.jobs
+            .iter()
+            .map(|j| j.job_id.index())
+            .collect::<Vec<_>>(),
+        [0]
+    );
+}
+
+#[tokio::test]
 async fn parked_claim_is_answered_when_a_completion_unblocks_a_job() {
     let (_dir, store) = temp_store();
     let engine = EngineHandle::start(store).unwrap();

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use torc_core::changes::{Changes, WorkflowChange};
 use torc_core::ids::{Timestamp, WorkflowId};
-use torc_core::model::WorkflowDef;
+use torc_core::model::{JobStatus, WorkflowDef};
 use torc_core::sched::RequirementChange;
 
 /// Most job ids set by one statement (they are one bound value, so this only bounds its size).
@@ -107,17 +107,23 @@ impl Store {
         spec_text: Option<&str>,
         now: Timestamp,
     ) -> Result<WorkflowId, StoreError> {
-        self.create_workflow_keyed(def, spec_text, now, None)
+        self.create_workflow_keyed(def, spec_text, now, None, |_| Vec::new())
     }
 
     /// [`Store::create_workflow`], recording in the same transaction that `key` created it
-    /// (see [`Store::find_idempotency_key`]).
+    /// (see [`Store::find_idempotency_key`]), with each job's first status given by `initial`:
+    /// called inside the transaction with the new workflow's id, it returns the statuses by
+    /// job index (jobs past its end stay uninitialized). A caller that evaluates the fresh
+    /// workflow anyway (the engine) thus writes each job once, rather than inserting it
+    /// uninitialized and updating it in the next commit: on a 10-million-job workflow that
+    /// update was a fifth of the creation.
     pub fn create_workflow_keyed(
         &self,
         def: &WorkflowDef,
         spec_text: Option<&str>,
         now: Timestamp,
         key: Option<&crate::IdempotencyKey>,
+        initial: impl FnOnce(WorkflowId) -> Vec<JobStatus>,
     ) -> Result<WorkflowId, StoreError> {
         let started = Instant::now();
         let new = NewWorkflow::new(def, spec_text, now)?;
@@ -129,7 +135,8 @@ impl Store {
                     .returning(workflows::id)
                     .get_result::<i64>(conn)?,
             );
-            let rows = DefinitionRows::new(id, def)?;
+            let mut rows = DefinitionRows::new(id, def)?;
+            rows.set_initial_statuses(&initial(id));
             rows.requirements.insert_all(conn)?;
             rows.handlers.insert_all(conn)?;
             rows.files.insert_all(conn)?;

@@ -452,6 +452,7 @@ on_both_backends!(
     workflow_ids_are_not_reused,
     data_survives_reopening,
     bulk_writes_are_a_handful_of_statements,
+    creation_writes_the_first_statuses_given,
     applied_changes_are_loaded_back,
     results_of_any_count_are_written_whole,
     one_batch_spans_many_workflows,

@@ -23,7 +23,7 @@ use torc_core::changes::{Changes, Event, EventKind, RunnerSamples, WorkflowState
 use torc_core::sched::{
     FairPool, RequirementChange, ResourceScale, SchedError, StatusSummary, WorkflowSched,
 };
-use torc_core::{JobId, WorkflowDef, WorkflowId};
+use torc_core::{JobId, JobStatus, WorkflowDef, WorkflowId};
 use torc_store::{EngineLock, IdempotencyKey, Store, StoreError};
 
 /// Most requests taken into one batch (one transaction).
@@ -375,19 +375,28 @@ impl Writer {
             }
         }
         let t = now();
-        // Creation is its own transaction (bulk inserts); initial states follow in the batch.
-        let id = self
-            .store
-            .create_workflow_keyed(&def, spec.as_deref(), t, key.as_ref())?;
-        let mut sched = WorkflowSched::new(id, Arc::new(def));
-        let mut changes = Changes::default();
-        changes.events.push(Event {
-            time: t,
-            kind: EventKind::WorkflowCreated,
-            job: None,
-            message: format!("workflow created with {} jobs", sched.def().jobs.len()),
-        });
-        changes.extend(sched.initialize(t));
+        let def = Arc::new(def);
+        // Creation is its own transaction (bulk inserts). The fresh workflow is evaluated
+        // inside it, once its id is known, so that each job's row goes in with its first
+        // status; what else the evaluation changed (events, actions) follows in the batch.
+        let mut made = None;
+        let id =
+            self.store
+                .create_workflow_keyed(&def, spec.as_deref(), t, key.as_ref(), |id| {
+                    let mut sched = WorkflowSched::new(id, def.clone());
+                    let mut changes = Changes::default();
+                    changes.events.push(Event {
+                        time: t,
+                        kind: EventKind::WorkflowCreated,
+                        job: None,
+                        message: format!("workflow created with {} jobs", def.jobs.len()),
+                    });
+                    changes.extend(sched.initialize(t));
+                    let initial = take_first_states(&mut changes, def.jobs.len());
+                    made = Some((sched, changes));
+                    initial
+                })?;
+        let (sched, changes) = made.expect("the store evaluates the workflow it creates");
         self.workflows.insert(id, sched);
         self.record(id, changes);
         Ok(id)
@@ -458,5 +467,54 @@ impl Writer {
         let (response, changes) = sched.exchange_actions(req, now());
         self.record(id, changes);
         Ok(response)
+    }
+}
+
+/// Takes out of a fresh workflow's `changes` the job states that its rows can be inserted with
+/// (every change at the first attempt), as statuses by job index; other job changes stay.
+fn take_first_states(changes: &mut Changes, jobs: usize) -> Vec<JobStatus> {
+    let mut initial = vec![JobStatus::Uninitialized; jobs];
+    changes.jobs.retain(|c| {
+        let first = c.attempt_id == 1 && c.job.index() < jobs;
+        if first {
+            initial[c.job.index()] = c.status;
+        }
+        !first
+    });
+    initial
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use torc_core::changes::JobChange;
+
+    #[test]
+    fn first_states_are_taken_by_index_and_later_attempts_stay() {
+        let change = |job: u32, status, attempt_id| JobChange {
+            job: JobId(job),
+            status,
+            attempt_id,
+        };
+        let mut changes = Changes {
+            jobs: vec![
+                change(1, JobStatus::Blocked, 1),
+                change(3, JobStatus::Blocked, 1),
+                change(1, JobStatus::Ready, 1),
+                change(2, JobStatus::Ready, 2),
+            ],
+            ..Changes::default()
+        };
+        let initial = take_first_states(&mut changes, 4);
+        assert_eq!(
+            initial,
+            [
+                JobStatus::Ready,
+                JobStatus::Uninitialized,
+                JobStatus::Blocked,
+                JobStatus::Uninitialized
+            ]
+        );
+        assert_eq!(changes.jobs, [change(2, JobStatus::Ready, 2)]);
     }
 }

@@ -8,6 +8,7 @@ use crate::schema::{
     resource_requirements, user_data,
 };
 use diesel::prelude::*;
+use std::borrow::Cow;
 use torc_core::ids::{JobId, WorkflowId};
 use torc_core::model::{JobDef, JobStatus, ResourceRequirement, WorkflowDef};
 
@@ -110,8 +111,8 @@ pub(crate) struct NewJob<'a> {
     supports_termination: bool,
     failure_handler_id: Option<i32>,
     priority: i64,
-    tags: String,
-    env: String,
+    tags: Cow<'a, str>,
+    env: Cow<'a, str>,
     timeout_secs: Option<f64>,
     scheduler: Option<&'a str>,
 }
@@ -228,6 +229,15 @@ impl<'a> DefinitionRows<'a> {
         Ok(rows)
     }
 
+    /// Gives job `i` the status `initial[i]` (jobs past the slice's end stay uninitialized), so
+    /// that a creation writes each job's first evaluated state with its row rather than
+    /// updating every row again in the next commit.
+    pub(crate) fn set_initial_statuses(&mut self, initial: &[JobStatus]) {
+        for (row, status) in self.jobs.iter_mut().zip(initial) {
+            row.status = status.code();
+        }
+    }
+
     fn push_job(&mut self, w: i64, id: i32, job: &'a JobDef) -> Result<(), StoreError> {
         self.jobs.push(NewJob {
             workflow_id: w,
@@ -249,14 +259,14 @@ impl<'a> DefinitionRows<'a> {
                 .transpose()?,
             priority: job.priority,
             tags: if job.tags.is_empty() {
-                EMPTY_TAGS.to_string()
+                Cow::Borrowed(EMPTY_TAGS)
             } else {
-                encode("job tags", &job.tags)?
+                Cow::Owned(encode("job tags", &job.tags)?)
             },
             env: if job.env.is_empty() {
-                EMPTY_ENV.to_string()
+                Cow::Borrowed(EMPTY_ENV)
             } else {
-                encode("job env", &job.env)?
+                Cow::Owned(encode("job env", &job.env)?)
             },
             timeout_secs: job.timeout.map(|t| t.as_secs_f64()),
             scheduler: job.scheduler.as_deref(),

@@ -109,6 +109,37 @@ pub(super) fn data_survives_reopening(db: &TestDb) {
     assert_eq!(loaded.created_at, Timestamp(5));
 }
 
+/// A creation can give each job its first status: the rows go in with it, in the same
+/// statements, and the callback sees the id the creation returns.
+pub(super) fn creation_writes_the_first_statuses_given(db: &TestDb) {
+    let store = db.store();
+    let def = rich_def();
+    let mut seen = None;
+    let (id, statements) = statements_of(|| {
+        store
+            .create_workflow_keyed(&def, None, Timestamp(0), None, |id| {
+                seen = Some(id);
+                // One fewer than there are jobs: the last stays uninitialized.
+                vec![JobStatus::Ready, JobStatus::Blocked]
+            })
+            .unwrap()
+    });
+    assert_eq!(seen, Some(id));
+    let (_, plain) = statements_of(|| store.create_workflow(&def, None, Timestamp(0)).unwrap());
+    assert_eq!(
+        statements, plain,
+        "the statuses cost no statement of their own"
+    );
+    assert_eq!(
+        states(&store.load_workflow(id).unwrap()),
+        vec![
+            (JobStatus::Ready, 1),
+            (JobStatus::Blocked, 1),
+            (JobStatus::Uninitialized, 1)
+        ]
+    );
+}
+
 /// Creating a large workflow and applying a large batch take a handful of statements, not one
 /// per row.
 pub(super) fn bulk_writes_are_a_handful_of_statements(db: &TestDb) {
