@@ -85,6 +85,10 @@ pub struct SharedClaimRequest {
 }
 
 /// A job handed to a runner: everything it needs to run it.
+///
+/// Fields at their defaults are left out of the JSON (a claim of many short jobs is mostly
+/// this struct, sent, parsed and read on every claim): no invocation script, no timeout, no
+/// environment, the default `stdio`, exit code and limits, no failure handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimedJob {
     pub workflow_id: WorkflowId,
@@ -93,27 +97,50 @@ pub struct ClaimedJob {
     pub attempt_id: u32,
     pub name: String,
     pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_script: Option<String>,
     pub resources: Resources,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub supports_termination: bool,
-    #[serde(default, with = "opt_duration_secs")]
+    #[serde(
+        default,
+        with = "opt_duration_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// How the job's output is kept (the job's own `stdio`, else the workflow's).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub stdio: crate::model::StdioConfig,
     /// The return code recorded when the runner stops the job for time (its `timeout`).
-    #[serde(default = "default_timeout_exit_code")]
+    #[serde(
+        default = "default_timeout_exit_code",
+        skip_serializing_if = "is_default_timeout_exit_code"
+    )]
     pub timeout_exit_code: i32,
     /// The job's failure handler, so that the runner can run a recovery script before a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_handler: Option<FailureHandler>,
     /// What the runner samples over time while the job runs (`resource_monitor` with
     /// `granularity: time_series`); `None`: summaries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_series: Option<TimeSeries>,
     /// How the runner limits and stops the job (from the workflow's `execution_config`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub limits: JobLimits,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+fn is_default_timeout_exit_code(code: &i32) -> bool {
+    *code == default_timeout_exit_code()
 }
 
 /// Time-series sampling asked for by a workflow's `resource_monitor`.
@@ -236,16 +263,20 @@ pub struct CompletionReport {
     /// Exit code; the negated signal number when killed by a signal.
     pub return_code: i32,
     /// The runner stopped the job (timeout, shutdown, cancel): recorded as terminated.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub terminated: bool,
     /// The failure handler's recovery script ran before this report and failed: do not retry.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub recovery_failed: bool,
     pub start_time: Timestamp,
     pub end_time: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_cpu_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_cpu_percent: Option<f64>,
     /// Why the runner ended the job itself, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -135,7 +135,7 @@ pub struct FailureHandler {
     pub rules: Vec<FailureRule>,
 }
 
-/// A job handed to a runner.
+/// A job handed to a runner. Fields at their defaults are left out.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimedJob {
@@ -145,23 +145,34 @@ pub struct ClaimedJob {
     pub attempt_id: u32,
     pub name: String,
     pub command: String,
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_script: Option<String>,
     pub resources: Resources,
+    /// Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub supports_termination: bool,
-    /// Seconds.
-    #[serde(default)]
+    /// Seconds; absent: no timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// `{mode: separate|combined|no_stdout|no_stderr|none, delete_on_success}`.
-    #[serde(default)]
-    pub stdio: serde_json::Value,
-    #[serde(default)]
-    pub timeout_exit_code: i32,
+    /// `{mode: separate|combined|no_stdout|no_stderr|none, delete_on_success}`; absent:
+    /// `{mode: separate, delete_on_success: false}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<serde_json::Value>,
+    /// Absent: 152.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_exit_code: Option<i32>,
+    /// Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_handler: Option<FailureHandler>,
     /// Time-series sampling the workflow's `resource_monitor` asks for; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_series: Option<TimeSeries>,
-    #[serde(default)]
+    /// Absent: the defaults of `execution_config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<JobLimits>,
 }
 
@@ -244,19 +255,25 @@ pub struct CompletionReport {
     pub attempt_id: u32,
     /// Exit code; the negated signal number when killed by a signal.
     pub return_code: i32,
-    #[serde(default)]
+    /// Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub terminated: bool,
-    #[serde(default)]
+    /// Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recovery_failed: bool,
     pub start_time: i64,
     pub end_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_cpu_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avg_cpu_percent: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<EndReason>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -417,8 +434,40 @@ mod tests {
             workflow_state: WorkflowState::Active,
             open_jobs: None,
         });
+        // A job at every default: those fields are left out, and read back as they were.
+        let plain = ClaimedJob {
+            invocation_script: None,
+            supports_termination: false,
+            timeout: None,
+            env: Default::default(),
+            timeout_exit_code: 152,
+            failure_handler: None,
+            time_series: None,
+            limits: Default::default(),
+            ..job.clone()
+        };
+        let json = serde_json::to_value(&plain).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "workflow_id",
+                "job_id",
+                "run_id",
+                "attempt_id",
+                "name",
+                "command",
+                "resources"
+            ]
+        );
+        assert_eq!(serde_json::from_value::<ClaimedJob>(json).unwrap(), plain);
         same_json::<_, schema::ClaimResponse>(&ClaimResponse {
-            jobs: vec![job],
+            jobs: vec![job, plain],
             workflow_state: WorkflowState::Active,
             open_jobs: Some(3),
         });
@@ -430,22 +479,41 @@ mod tests {
                 attempt_id: 1,
                 start_time: Timestamp(5),
             }],
-            completions: vec![CompletionReport {
-                job_id: JobId(1),
-                run_id: 1,
-                attempt_id: 1,
-                return_code: -9,
-                terminated: true,
-                recovery_failed: false,
-                start_time: Timestamp(5),
-                end_time: Timestamp(6),
-                peak_memory_bytes: Some(10),
-                avg_memory_bytes: None,
-                peak_cpu_percent: Some(1.5),
-                avg_cpu_percent: None,
-                end_reason: Some(torc_core::changes::EndReason::Memory),
-                message: Some("over its memory".into()),
-            }],
+            completions: vec![
+                CompletionReport {
+                    job_id: JobId(1),
+                    run_id: 1,
+                    attempt_id: 1,
+                    return_code: -9,
+                    terminated: true,
+                    recovery_failed: false,
+                    start_time: Timestamp(5),
+                    end_time: Timestamp(6),
+                    peak_memory_bytes: Some(10),
+                    avg_memory_bytes: None,
+                    peak_cpu_percent: Some(1.5),
+                    avg_cpu_percent: None,
+                    end_reason: Some(torc_core::changes::EndReason::Memory),
+                    message: Some("over its memory".into()),
+                },
+                // Every optional field absent.
+                CompletionReport {
+                    job_id: JobId(2),
+                    run_id: 1,
+                    attempt_id: 1,
+                    return_code: 0,
+                    terminated: false,
+                    recovery_failed: false,
+                    start_time: Timestamp(5),
+                    end_time: Timestamp(6),
+                    peak_memory_bytes: None,
+                    avg_memory_bytes: None,
+                    peak_cpu_percent: None,
+                    avg_cpu_percent: None,
+                    end_reason: None,
+                    message: None,
+                },
+            ],
             samples: vec![
                 torc_core::api::ResourceSample {
                     job_id: Some(JobId(1)),
