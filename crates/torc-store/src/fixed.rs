@@ -1,5 +1,6 @@
 //! Statements of the group commit with one shape whatever the batch, so that each connection
-//! prepares them once: the job state updates, and (on SQLite) the results inserts.
+//! prepares them once: the job state updates, and (on SQLite) the inserts of results and of
+//! a creation's jobs.
 //!
 //! diesel never caches an `UPDATE` (nor an `IN (...)` list, whose text grows with the list), so
 //! a commit used to parse and plan one fresh statement per (status, attempt) group, every
@@ -7,13 +8,13 @@
 //! value (a JSON array read by `json_each` on SQLite, an `int4[]` on PostgreSQL) and the
 //! statement declares a static query id, which is what diesel's statement cache keys on.
 
-use crate::rows::NewResult;
+use crate::rows::{NewJob, NewResult};
 use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
-use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, SmallInt, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, SmallInt, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{QueryResult, RunQueryDsl};
 
@@ -98,94 +99,152 @@ impl QueryFragment<Pg> for SetJobStates<'_> {
 
 impl<Conn> RunQueryDsl<Conn> for SetJobStates<'_> {}
 
-/// Rows per statement of [`insert_results`]: each size is one statement text, prepared once per
+/// Rows per statement of [`insert_fixed`]: each size is one statement text, prepared once per
 /// connection; a batch is cut into as many of the largest as fit, then the smaller. The largest
-/// binds 15,360 values, under SQLite's limit of 32,766 (checked below, at compile time), and
-/// keeps a bulk write (a creation's worth of completions) to a few statements.
-const RESULT_CHUNKS: [usize; 4] = [1024, 64, 8, 1];
-const _: () = assert!(
-    RESULT_CHUNKS[0] * <NewResult<'static> as crate::rows::BatchRow>::COLUMNS
-        <= crate::backend::SQLITE_MAX_BIND_PARAMS
-);
+/// keeps a bulk write (a creation, a creation's worth of completions) to few statements, and
+/// binds at most 16,384 values (16 columns), under SQLite's limit of 32,766 (checked below, at
+/// compile time, for each kind of row).
+const CHUNKS: [usize; 4] = [1024, 64, 8, 1];
 
-/// `INSERT INTO results` of exactly `N` rows, with every column bound (NULLs included), so that
-/// its text depends on `N` alone.
-struct InsertResults<'a, const N: usize> {
-    rows: &'a [NewResult<'a>],
+/// A row that [`insert_fixed`] writes: its columns, and how each is bound.
+pub(crate) trait FixedRow {
+    /// `INSERT INTO table (columns) VALUES `.
+    const HEAD: &'static str;
+    /// A `'static` type naming the row kind, for diesel's statement cache.
+    type Kind: 'static;
+    /// Pushes the row's values, bound, separated by `, ` (the parentheses are pushed around).
+    fn walk_row<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()>;
 }
 
-impl<const N: usize> QueryId for InsertResults<'_, N> {
-    type QueryId = InsertResults<'static, N>;
+/// The columns of `R` fit SQLite's bind limit in the largest chunk.
+const fn fits<R: crate::rows::BatchRow>() -> bool {
+    CHUNKS[0] * R::COLUMNS <= crate::backend::SQLITE_MAX_BIND_PARAMS
+}
+const _: () = assert!(fits::<NewResult<'static>>());
+const _: () = assert!(fits::<NewJob<'static>>());
+
+/// A multi-row `INSERT` of exactly `N` rows, with every column bound (NULLs included), so that
+/// its text depends on the row kind and `N` alone.
+struct FixedInsert<'a, R, const N: usize> {
+    rows: &'a [R],
+}
+
+/// The statement cache's key of a [`FixedInsert`].
+struct FixedInsertId<K, const N: usize>(std::marker::PhantomData<K>);
+
+impl<R: FixedRow, const N: usize> QueryId for FixedInsert<'_, R, N> {
+    type QueryId = FixedInsertId<R::Kind, N>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<const N: usize> QueryFragment<Sqlite> for InsertResults<'_, N> {
+impl<R: FixedRow, const N: usize> QueryFragment<Sqlite> for FixedInsert<'_, R, N> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         debug_assert_eq!(self.rows.len(), N);
-        out.push_sql(
-            "INSERT INTO results (workflow_id, job_id, run_id, attempt_id, runner, return_code, \
-             status, start_time, end_time, exec_time_secs, peak_memory_bytes, avg_memory_bytes, \
-             peak_cpu_percent, avg_cpu_percent, end_reason) VALUES ",
-        );
+        out.push_sql(R::HEAD);
         for (i, r) in self.rows.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ", (" });
-            out.push_bind_param::<BigInt, _>(&r.workflow_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, _>(&r.job_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, _>(&r.run_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, _>(&r.attempt_id)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&r.runner)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Integer, _>(&r.return_code)?;
-            out.push_sql(", ");
-            out.push_bind_param::<SmallInt, _>(&r.status)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&r.start_time)?;
-            out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(&r.end_time)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Double, _>(&r.exec_time_secs)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<BigInt>, _>(&r.peak_memory_bytes)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<BigInt>, _>(&r.avg_memory_bytes)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Double>, _>(&r.peak_cpu_percent)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Double>, _>(&r.avg_cpu_percent)?;
-            out.push_sql(", ");
-            out.push_bind_param::<Nullable<Text>, _>(&r.end_reason)?;
+            r.walk_row(&mut out)?;
             out.push_sql(")");
         }
         Ok(())
     }
 }
 
-impl<Conn, const N: usize> RunQueryDsl<Conn> for InsertResults<'_, N> {}
+impl<Conn, R, const N: usize> RunQueryDsl<Conn> for FixedInsert<'_, R, N> {}
 
-/// Inserts results on SQLite with statements of [`RESULT_CHUNKS`] rows only.
+/// Inserts rows on SQLite with statements of [`CHUNKS`] rows only.
 ///
 /// diesel prepares a multi-row insert afresh whenever it runs (its text grows with the row
-/// count), and the group commit inserts a different number of results every time: on the
-/// 3,001-job workload that preparation was a tenth of the writer thread.
-pub(crate) fn insert_results(
+/// count): the group commit inserts a different number of results every time (on the 3,001-job
+/// workload that preparation was a tenth of the writer thread), and a creation of millions of
+/// jobs parsed and planned one statement of 2,047 rows for every 2,047 jobs (more than a
+/// quarter of the rows' insertion).
+pub(crate) fn insert_fixed<R: FixedRow>(
     conn: &mut diesel::SqliteConnection,
-    mut rows: &[NewResult<'_>],
+    mut rows: &[R],
 ) -> QueryResult<()> {
-    for size in RESULT_CHUNKS {
+    for size in CHUNKS {
         while rows.len() >= size {
             let (chunk, rest) = rows.split_at(size);
             match size {
-                1024 => InsertResults::<1024> { rows: chunk }.execute(conn)?,
-                64 => InsertResults::<64> { rows: chunk }.execute(conn)?,
-                8 => InsertResults::<8> { rows: chunk }.execute(conn)?,
-                _ => InsertResults::<1> { rows: chunk }.execute(conn)?,
+                1024 => FixedInsert::<R, 1024> { rows: chunk }.execute(conn)?,
+                64 => FixedInsert::<R, 64> { rows: chunk }.execute(conn)?,
+                8 => FixedInsert::<R, 8> { rows: chunk }.execute(conn)?,
+                _ => FixedInsert::<R, 1> { rows: chunk }.execute(conn)?,
             };
             rows = rest;
         }
     }
     Ok(())
+}
+
+/// Pushes `value` bound as `T`, then `, ` unless it is the row's last.
+macro_rules! bind {
+    ($out:ident; $($t:ty => $v:expr),+ $(,)?) => {{
+        let mut first = true;
+        $(
+            if !std::mem::take(&mut first) {
+                $out.push_sql(", ");
+            }
+            $out.push_bind_param::<$t, _>($v)?;
+        )+
+    }};
+}
+
+impl FixedRow for NewResult<'_> {
+    const HEAD: &'static str = "INSERT INTO results (workflow_id, job_id, run_id, attempt_id, \
+        runner, return_code, status, start_time, end_time, exec_time_secs, peak_memory_bytes, \
+        avg_memory_bytes, peak_cpu_percent, avg_cpu_percent, end_reason) VALUES ";
+    type Kind = NewResult<'static>;
+
+    fn walk_row<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        bind!(out;
+            BigInt => &self.workflow_id,
+            Integer => &self.job_id,
+            Integer => &self.run_id,
+            Integer => &self.attempt_id,
+            Nullable<Text> => &self.runner,
+            Integer => &self.return_code,
+            SmallInt => &self.status,
+            BigInt => &self.start_time,
+            BigInt => &self.end_time,
+            Double => &self.exec_time_secs,
+            Nullable<BigInt> => &self.peak_memory_bytes,
+            Nullable<BigInt> => &self.avg_memory_bytes,
+            Nullable<Double> => &self.peak_cpu_percent,
+            Nullable<Double> => &self.avg_cpu_percent,
+            Nullable<Text> => &self.end_reason,
+        );
+        Ok(())
+    }
+}
+
+impl FixedRow for NewJob<'_> {
+    const HEAD: &'static str = "INSERT INTO jobs (workflow_id, id, name, command, \
+        invocation_script, status, attempt_id, resource_requirement_id, \
+        cancel_on_blocking_job_failure, supports_termination, failure_handler_id, priority, \
+        tags, env, timeout_secs, scheduler) VALUES ";
+    type Kind = NewJob<'static>;
+
+    fn walk_row<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        bind!(out;
+            BigInt => &self.workflow_id,
+            Integer => &self.id,
+            Text => self.name,
+            Text => self.command,
+            Nullable<Text> => &self.invocation_script,
+            SmallInt => &self.status,
+            Integer => &self.attempt_id,
+            Nullable<Integer> => &self.resource_requirement_id,
+            Bool => &self.cancel_on_blocking_job_failure,
+            Bool => &self.supports_termination,
+            Nullable<Integer> => &self.failure_handler_id,
+            BigInt => &self.priority,
+            Text => &*self.tags,
+            Text => &*self.env,
+            Nullable<Double> => &self.timeout_secs,
+            Nullable<Text> => &self.scheduler,
+        );
+        Ok(())
+    }
 }

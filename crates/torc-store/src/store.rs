@@ -141,7 +141,15 @@ impl Store {
             rows.handlers.insert_all(conn)?;
             rows.files.insert_all(conn)?;
             rows.user_data.insert_all(conn)?;
-            rows.jobs.insert_all(conn)?;
+            match conn {
+                AnyConnection::Sqlite(c) => crate::fixed::insert_fixed(c, &rows.jobs)?,
+                // COPY: one statement whatever the count, nothing to parse per row.
+                AnyConnection::Pg(c) => {
+                    diesel::copy_from(jobs::table)
+                        .from_insertable(&rows.jobs)
+                        .execute(c)?;
+                }
+            }
             rows.dependencies.insert_all(conn)?;
             rows.job_files.insert_all(conn)?;
             rows.job_user_data.insert_all(conn)?;
@@ -266,7 +274,7 @@ impl Store {
                         .from_insertable(&new_results)
                         .execute(c)?;
                 }
-                AnyConnection::Sqlite(c) => crate::fixed::insert_results(c, &new_results)?,
+                AnyConnection::Sqlite(c) => crate::fixed::insert_fixed(c, &new_results)?,
                 AnyConnection::Pg(_) => {}
             }
             new_events.insert_all(conn)?;

@@ -99,22 +99,22 @@ impl BatchRow for NewUserData<'_> {
 #[derive(Insertable)]
 #[diesel(table_name = jobs, treat_none_as_default_value = false)]
 pub(crate) struct NewJob<'a> {
-    workflow_id: i64,
-    id: i32,
-    name: &'a str,
-    command: &'a str,
-    invocation_script: Option<&'a str>,
-    status: i16,
-    attempt_id: i32,
-    resource_requirement_id: Option<i32>,
-    cancel_on_blocking_job_failure: bool,
-    supports_termination: bool,
-    failure_handler_id: Option<i32>,
-    priority: i64,
-    tags: Cow<'a, str>,
-    env: Cow<'a, str>,
-    timeout_secs: Option<f64>,
-    scheduler: Option<&'a str>,
+    pub(crate) workflow_id: i64,
+    pub(crate) id: i32,
+    pub(crate) name: &'a str,
+    pub(crate) command: &'a str,
+    pub(crate) invocation_script: Option<&'a str>,
+    pub(crate) status: i16,
+    pub(crate) attempt_id: i32,
+    pub(crate) resource_requirement_id: Option<i32>,
+    pub(crate) cancel_on_blocking_job_failure: bool,
+    pub(crate) supports_termination: bool,
+    pub(crate) failure_handler_id: Option<i32>,
+    pub(crate) priority: i64,
+    pub(crate) tags: Cow<'a, str>,
+    pub(crate) env: Cow<'a, str>,
+    pub(crate) timeout_secs: Option<f64>,
+    pub(crate) scheduler: Option<&'a str>,
 }
 
 impl BatchRow for NewJob<'_> {

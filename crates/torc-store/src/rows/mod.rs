@@ -12,7 +12,7 @@ mod history;
 mod load;
 mod workflow;
 
-pub(crate) use definition::{DefinitionRows, NewRequirement};
+pub(crate) use definition::{DefinitionRows, NewJob, NewRequirement};
 pub(crate) use history::{EventRow, NewEvent, NewResult, ResultRow};
 pub(crate) use load::{
     DependencyRow, FileRow, HandlerRow, JobFileRow, JobListRow, JobRow, JobUserDataRow,

@@ -153,9 +153,10 @@ pub(super) fn bulk_writes_are_a_handful_of_statements(db: &TestDb) {
     def.files = vec![FileDef::new("f", "f")];
     let (id, create) = statements_of(|| store.create_workflow(&def, None, Timestamp(0)));
     let id = id.unwrap();
-    // More than zero: the counting works.
+    // More than zero: the counting works. On SQLite the jobs go in statements of 1,024, 64, 8
+    // and 1 rows (each prepared once): 19 + 8 + 4 of them here; a few more for the rest.
     assert!(
-        (1..=40).contains(&create),
+        (1..=50).contains(&create),
         "{create} statements to create {n} jobs"
     );
 
