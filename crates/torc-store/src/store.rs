@@ -7,7 +7,7 @@ use crate::rows::{
     index_to_id, job_id_to_i32, to_i32, to_i64, DefinitionRows, NewEvent, NewRequirement,
     NewResult, NewWorkflow,
 };
-use crate::schema::{jobs, resource_requirements, workflows};
+use crate::schema::{jobs, resource_requirements, results, workflows};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -305,6 +305,9 @@ impl Store {
     pub fn delete_workflow(&self, id: WorkflowId) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let deleted = conn.write_transaction(|conn| {
+            // On PostgreSQL results reference no workflow (see its migration
+            // `results_unreferenced`): nothing cascades to them.
+            diesel::delete(results::table.filter(results::workflow_id.eq(id.0))).execute(conn)?;
             Ok(diesel::delete(workflows::table.find(id.0)).execute(conn)?)
         })?;
         if deleted == 0 {

@@ -320,8 +320,9 @@ mod tests {
         assert_eq!(t.to_string(), "/tmp/a.db");
     }
 
-    /// Both schemas have the same migrations and declare the same tables, columns and indexes; only the auto-assigned keys
-    /// are spelled differently, and PostgreSQL may set storage parameters.
+    /// Both schemas have the same migrations and declare the same tables, columns and indexes;
+    /// only the auto-assigned keys are spelled differently, and PostgreSQL may set storage
+    /// parameters and change constraints.
     #[test]
     fn migrations_match() {
         fn statements(sql: &str) -> Vec<String> {
@@ -336,8 +337,13 @@ mod tests {
                 .split(';')
                 .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
                 .filter(|s| !s.is_empty())
-                // Storage parameters (a table's fillfactor) are PostgreSQL's alone.
-                .filter(|s| !(s.starts_with("ALTER TABLE") && s.contains("(fillfactor")))
+                // Storage parameters (a table's fillfactor) are PostgreSQL's alone, and so are
+                // changes to constraints: PostgreSQL checks a foreign key with a query per row,
+                // SQLite with a lookup, and only the first is worth a migration.
+                .filter(|s| {
+                    !(s.starts_with("ALTER TABLE")
+                        && (s.contains("(fillfactor") || s.contains(" CONSTRAINT ")))
+                })
                 .collect()
         }
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
@@ -358,7 +364,7 @@ mod tests {
                     std::fs::read_to_string(format!("{dir}/{backend}/{migration}/{file}")).unwrap()
                 };
                 let (lite, pg) = (statements(&read("sqlite")), statements(&read("postgres")));
-                assert!(!lite.is_empty());
+                assert!(!lite.is_empty() || !read("postgres").trim().is_empty());
                 assert_eq!(lite, pg, "{migration}/{file}");
             }
         }

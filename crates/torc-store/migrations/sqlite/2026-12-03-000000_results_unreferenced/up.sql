@@ -1,0 +1,2 @@
+-- PostgreSQL drops the foreign key from results to workflows here (a query per inserted row).
+-- SQLite checks it with a lookup per row, cheap enough to keep: nothing changes.
