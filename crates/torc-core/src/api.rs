@@ -87,8 +87,10 @@ pub struct SharedClaimRequest {
 /// A job handed to a runner: everything it needs to run it.
 ///
 /// Fields at their defaults are left out of the JSON (a claim of many short jobs is mostly
-/// this struct, sent, parsed and read on every claim): no invocation script, no timeout, no
-/// environment, the default `stdio`, exit code and limits, no failure handler.
+/// this struct, sent, parsed and read on every claim): no invocation script, no timeout, the
+/// default `stdio`, exit code and limits, no failure handler. `env` and
+/// `supports_termination` are always sent: runners built before defaults were left out
+/// require them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimedJob {
     pub workflow_id: WorkflowId,
@@ -100,7 +102,7 @@ pub struct ClaimedJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_script: Option<String>,
     pub resources: Resources,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub supports_termination: bool,
     #[serde(
         default,
@@ -108,7 +110,7 @@ pub struct ClaimedJob {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// How the job's output is kept (the job's own `stdio`, else the workflow's).
     #[serde(default, skip_serializing_if = "is_default")]

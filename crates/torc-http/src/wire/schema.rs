@@ -149,14 +149,14 @@ pub struct ClaimedJob {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocation_script: Option<String>,
     pub resources: Resources,
-    /// Absent: false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Always sent (runners built before defaults were left out require it).
+    #[serde(default)]
     pub supports_termination: bool,
     /// Seconds; absent: no timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
-    /// Absent: none.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Always sent, like `supports_termination`.
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// `{mode: separate|combined|no_stdout|no_stderr|none, delete_on_success}`; absent:
     /// `{mode: separate, delete_on_success: false}`.
@@ -462,9 +462,30 @@ mod tests {
                 "attempt_id",
                 "name",
                 "command",
-                "resources"
+                "resources",
+                "supports_termination",
+                "env"
             ]
         );
+        // What a runner built before defaults were left out requires (its fields without a
+        // serde default; options may be absent).
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct EarlierRunnersJob {
+            workflow_id: i64,
+            job_id: u32,
+            run_id: u32,
+            attempt_id: u32,
+            name: String,
+            command: String,
+            invocation_script: Option<String>,
+            resources: serde_json::Value,
+            supports_termination: bool,
+            env: std::collections::BTreeMap<String, String>,
+            failure_handler: Option<serde_json::Value>,
+        }
+        serde_json::from_value::<EarlierRunnersJob>(json.clone())
+            .expect("a runner of the previous version reads a job at every default");
         assert_eq!(serde_json::from_value::<ClaimedJob>(json).unwrap(), plain);
         same_json::<_, schema::ClaimResponse>(&ClaimResponse {
             jobs: vec![job, plain],
