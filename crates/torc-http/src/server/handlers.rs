@@ -529,6 +529,22 @@ pub struct OpenApiText(pub String);
 /// The routes under `/torc-service/v1`, with the body limits of `limits`.
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
     let report_json = crate::server::error::json_config(limits.report_bytes);
+    // The runners' routes first: actix tries patterns in the order registered, each with a
+    // regular expression, and these take nearly every request (a report was matched after
+    // sixteen others).
+    cfg.route("/workflows/{id}/claim", web::post().to(claim))
+        .service(
+            web::resource("/workflows/{id}/report")
+                .app_data(report_json.clone())
+                .route(web::post().to(report)),
+        )
+        .service(
+            // A heartbeat lists every job its runner holds: as large as a report can be.
+            web::resource("/workflows/{id}/heartbeat")
+                .app_data(report_json)
+                .route(web::post().to(heartbeat)),
+        )
+        .route("/runners/claim", web::post().to(claim_shared));
     cfg.service(
         web::resource("/workflows")
             .app_data(web::PayloadConfig::new(limits.spec_bytes))
@@ -557,26 +573,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &crate::Limits) {
     )
     .route("/workflows/{id}/events/wait", web::get().to(wait_events))
     .route("/workflows/{id}/samples", web::get().to(list_samples))
-    .route("/workflows/{id}/claim", web::post().to(claim))
     .route(
         "/workflows/{id}/max_concurrent_jobs",
         web::put().to(set_max_concurrent_jobs),
     )
-    .route("/runners/claim", web::post().to(claim_shared))
     .route(
         "/workflows/{id}/actions/claim",
         web::post().to(claim_actions),
-    )
-    .service(
-        web::resource("/workflows/{id}/report")
-            .app_data(report_json.clone())
-            .route(web::post().to(report)),
-    )
-    .service(
-        // A heartbeat lists every job its runner holds: as large as a report can be.
-        web::resource("/workflows/{id}/heartbeat")
-            .app_data(report_json)
-            .route(web::post().to(heartbeat)),
     )
     .service(
         web::resource("/tokens")
