@@ -197,9 +197,16 @@ pub struct JobLimits {
     pub staggered_start: bool,
 }
 
+/// The limits of the default `execution_config`, worked out once: every claimed job at its
+/// defaults is compared with them when sent and given them when read, and building an
+/// `ExecutionConfig` costs an allocation.
+static DEFAULT_LIMITS: std::sync::LazyLock<JobLimits> = std::sync::LazyLock::new(|| {
+    JobLimits::from_config(&crate::model::ExecutionConfig::default(), None)
+});
+
 impl Default for JobLimits {
     fn default() -> JobLimits {
-        JobLimits::from_config(&crate::model::ExecutionConfig::default(), None)
+        *DEFAULT_LIMITS
     }
 }
 
@@ -223,7 +230,7 @@ impl JobLimits {
 }
 
 fn default_timeout_exit_code() -> i32 {
-    crate::model::ExecutionConfig::default().timeout_exit_code
+    crate::model::DEFAULT_TIMEOUT_EXIT_CODE
 }
 
 impl ClaimedJob {

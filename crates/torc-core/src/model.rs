@@ -7,7 +7,7 @@ pub mod config;
 pub use config::{
     ActionDef, ActionKind, ComputeNodeConfig, ComputeNodeMonitorConfig, ExecutionConfig,
     ExecutionMode, JobMonitorConfig, MonitorGranularity, ResourceMonitorConfig, SchedulerType,
-    SlurmScheduler, StdioConfig, StdioMode, Trigger,
+    SlurmScheduler, StdioConfig, StdioMode, Trigger, DEFAULT_TIMEOUT_EXIT_CODE,
 };
 
 use crate::ids::JobId;

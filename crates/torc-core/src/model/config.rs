@@ -195,6 +195,10 @@ pub fn signal_number(name: &str) -> Option<i32> {
     None
 }
 
+/// The return code recorded for a job stopped for its timeout, unless `execution_config` says
+/// otherwise.
+pub const DEFAULT_TIMEOUT_EXIT_CODE: i32 = 152;
+
 impl Default for ExecutionConfig {
     fn default() -> ExecutionConfig {
         ExecutionConfig {
@@ -203,7 +207,7 @@ impl Default for ExecutionConfig {
             termination_signal: "SIGTERM".to_string(),
             sigterm_lead_seconds: 30,
             sigkill_headroom_seconds: 60,
-            timeout_exit_code: 152,
+            timeout_exit_code: DEFAULT_TIMEOUT_EXIT_CODE,
             oom_exit_code: 137,
             stdio: StdioConfig::default(),
             staggered_start: true,
