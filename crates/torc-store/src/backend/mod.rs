@@ -364,7 +364,12 @@ mod tests {
                     std::fs::read_to_string(format!("{dir}/{backend}/{migration}/{file}")).unwrap()
                 };
                 let (lite, pg) = (statements(&read("sqlite")), statements(&read("postgres")));
-                assert!(!lite.is_empty() || !read("postgres").trim().is_empty());
+                // A migration only PostgreSQL acts on still has a statement there.
+                let pg_only = read("postgres").lines().any(|l| {
+                    let l = l.trim();
+                    !l.is_empty() && !l.starts_with("--")
+                });
+                assert!(!lite.is_empty() || pg_only, "{migration}/{file} is empty");
                 assert_eq!(lite, pg, "{migration}/{file}");
             }
         }
