@@ -51,9 +51,12 @@ impl<C: Coordinator> EventLoop<C> {
                 let held = self.running.values().map(|r| &r.job).chain(&self.queued);
                 let mut free = self.free_resources(windows, held);
                 if let (true, Some(f)) = (refill_only, &free) {
+                    // A capacity's worth has drained when there is room for it in every
+                    // resource: the one the jobs fill first decides. (Room in memory alone,
+                    // which CPU-bound jobs never fill, would send a claim per CPU freed.)
                     let drained = f.num_cpus >= num_cpus.max(1)
-                        || f.memory_bytes >= memory_bytes.max(1)
-                        || (num_gpus > 0 && f.num_gpus >= num_gpus);
+                        && f.memory_bytes >= memory_bytes.max(1)
+                        && (num_gpus == 0 || f.num_gpus >= num_gpus);
                     if !drained {
                         return None;
                     }

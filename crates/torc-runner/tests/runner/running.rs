@@ -152,21 +152,18 @@ async fn max_parallel_jobs_is_never_exceeded() {
     assert_eq!(s.claims[0].limit, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_jobs_are_claimed_a_capacity_at_a_time() {
+/// Runs 60 short jobs with `capacity` (room for two at a time) and checks that the queue was
+/// topped up a capacity at a time.
+async fn claims_a_capacity_at_a_time(capacity: Capacity) {
     let dir = tempfile::tempdir().unwrap();
     let n = 60;
     let jobs = (0..n)
         .map(|i| (job(i, &format!("j{i}"), "true"), vec![]))
         .collect();
     let fake = Fake::new(jobs);
-    let summary = run_to_end(
-        &fake,
-        config(dir.path(), Capacity::MaxParallelJobs(2)),
-        Shutdown::new(),
-    )
-    .await
-    .unwrap();
+    let summary = run_to_end(&fake, config(dir.path(), capacity), Shutdown::new())
+        .await
+        .unwrap();
     assert_eq!(summary.completed, n as u64);
     let s = fake.lock();
     // Each claim is a commit at the coordinator: with prefetched jobs queued, the runner tops
@@ -180,6 +177,23 @@ async fn short_jobs_are_claimed_a_capacity_at_a_time() {
     );
     // Every completion was reported once and applied.
     assert_eq!(s.applied.len(), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_jobs_are_claimed_a_capacity_at_a_time() {
+    claims_a_capacity_at_a_time(Capacity::MaxParallelJobs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_jobs_are_claimed_a_capacity_at_a_time_by_resources() {
+    // Two CPUs bind; memory is plentiful. Room in memory alone (always there) must not send a
+    // claim for every CPU freed.
+    claims_a_capacity_at_a_time(Capacity::Resources {
+        num_cpus: 2,
+        memory_bytes: 64 << 30,
+        num_gpus: 0,
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
