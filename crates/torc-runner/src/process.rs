@@ -222,7 +222,7 @@ fn spawn_shell(
         c.args(&argv[1..]);
         c
     } else {
-        let mut c = Command::new("bash");
+        let mut c = Command::new(shell_for(job));
         c.arg("-c").arg(script);
         c
     };
@@ -274,6 +274,37 @@ fn spawn_shell(
             source,
         })?;
     Ok((child, streams))
+}
+
+/// `bash` as the runner's `PATH` finds it, looked up once: handed a bare name, every spawn
+/// has the child try each `PATH` directory in turn (an `execve` that fails for each directory
+/// before bash's), and the runner waits for that child to exec before it goes on. A job whose
+/// environment sets `PATH` gets the bare name, so that its own `PATH` finds its shell.
+fn shell_for(job: &ClaimedJob) -> &'static std::ffi::OsStr {
+    static BASH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let found = BASH.get_or_init(|| find_on_path("bash", std::env::var_os("PATH").as_deref()));
+    match found {
+        Some(path) if !job.env.contains_key("PATH") => path.as_os_str(),
+        _ => std::ffi::OsStr::new("bash"),
+    }
+}
+
+/// The first executable `program` in the directories of `path`, as `execvp` would find it; `None`
+/// when there is none, or when a relative directory comes first (it names a different place
+/// from the job's working directory).
+fn find_on_path(program: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in std::env::split_paths(path?) {
+        if !dir.is_absolute() {
+            return None;
+        }
+        let candidate = dir.join(program);
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Some(candidate),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether this process may create files in `dir` (as its effective user: permissions, a
@@ -451,5 +482,32 @@ mod tests {
         // Would kill the test process if the guard were missing.
         signal_group(0, libc::SIGKILL);
         signal_group(1, libc::SIGKILL);
+    }
+
+    #[test]
+    fn the_shell_is_found_once_on_path_unless_the_job_sets_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, exe) = (dir.path().join("plain"), dir.path().join("exe"));
+        for d in [&plain, &exe] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("bash"), "#!/bin/sh\n").unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(exe.join("bash"), mode).unwrap();
+        let path = std::env::join_paths([&plain, &exe]).unwrap();
+        // Not executable: skipped, as exec would.
+        assert_eq!(find_on_path("bash", Some(&path)), Some(exe.join("bash")));
+        assert_eq!(find_on_path("bash", Some(plain.as_os_str())), None);
+        assert_eq!(find_on_path("bash", None), None);
+        let relative_first = std::env::join_paths([Path::new("bin"), &exe]).unwrap();
+        assert_eq!(find_on_path("bash", Some(&relative_first)), None);
+
+        let mut own = job();
+        own.env.insert("PATH".into(), exe.display().to_string());
+        assert_eq!(shell_for(&own), "bash");
+        // This test process has bash on its PATH (every job of the suite needs it).
+        let found = Path::new(shell_for(&job()));
+        assert!(found.is_absolute() && found.ends_with("bash"), "{found:?}");
     }
 }
