@@ -77,23 +77,41 @@ fn main() -> Result<()> {
         let runner = sibling_binary(None, "torc-runner", "torc-runner-cli")?;
         Some((server, runner))
     };
-    let (mut ours, mut plain, mut files, mut served) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut plain, mut files, mut absolute, mut served) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // CPU seconds (user and system, the jobs' included) of each round's torc run and xargs.
+    let mut cpu: Vec<(f64, f64)> = Vec::new();
+    // torc looks bash up once; xargs has every job's exec search PATH. Both baselines are shown.
+    let abs_bash = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "command -v bash"])
+            .output()?
+            .stdout,
+    )?
+    .trim()
+    .to_string();
     for round in 1..=args.rounds {
         if let Some((server, runner)) = &server {
             let s = run_served(&torc, server, runner, &args.spec, parallel, &tmp)?;
             served.push(s);
         }
+        let c0 = children_cpu();
         let t = run_torc(&torc, &args.spec, parallel, &tmp, args.relaxed)?;
-        let x = run_xargs(jobs, parallel, None)?;
-        let f = run_xargs(jobs, parallel, Some(&tmp))?;
+        let c1 = children_cpu();
+        let x = run_xargs(jobs, parallel, "bash", None)?;
+        let c2 = children_cpu();
+        cpu.push((c1 - c0, c2 - c1));
+        let f = run_xargs(jobs, parallel, "bash", Some(&tmp))?;
+        let a = run_xargs(jobs, parallel, &abs_bash, None)?;
         println!(
-            "round {round}: torc {:.3} s | xargs {:.3} s (ratio {:.3}) | xargs writing .o/.e files {:.3} s (ratio {:.3})",
+            "round {round}: torc {:.3} s | xargs {:.3} s (ratio {:.3}) | xargs writing .o/.e files {:.3} s (ratio {:.3}) | xargs running {abs_bash} {:.3} s (ratio {:.3})",
             t.as_secs_f64(),
             x.as_secs_f64(),
             t.as_secs_f64() / x.as_secs_f64(),
             f.as_secs_f64(),
-            t.as_secs_f64() / f.as_secs_f64()
+            t.as_secs_f64() / f.as_secs_f64(),
+            a.as_secs_f64(),
+            t.as_secs_f64() / a.as_secs_f64()
         );
         if let Some(s) = served.last() {
             println!(
@@ -105,6 +123,7 @@ fn main() -> Result<()> {
         ours.push(t);
         plain.push(x);
         files.push(f);
+        absolute.push(a);
     }
     if !served.is_empty() {
         let mut ratios: Vec<Duration> = served
@@ -120,11 +139,17 @@ fn main() -> Result<()> {
             median(&mut ratios).as_secs_f64()
         );
     }
-    let (t, x, f) = (median(&mut ours), median(&mut plain), median(&mut files));
+    let (t, x, f, a) = (
+        median(&mut ours),
+        median(&mut plain),
+        median(&mut files),
+        median(&mut absolute),
+    );
     let rate = |d: Duration| jobs as f64 / d.as_secs_f64();
     println!(
         "median: torc {:.3} s ({:.0} jobs/s); xargs -P {parallel} bash -c true {:.3} s ({:.0} jobs/s), ratio {:.3}; \
-         xargs writing the same output files {:.3} s ({:.0} jobs/s), ratio {:.3}",
+         xargs writing the same output files {:.3} s ({:.0} jobs/s), ratio {:.3}; \
+         xargs running {abs_bash} {:.3} s ({:.0} jobs/s), ratio {:.3}",
         t.as_secs_f64(),
         rate(t),
         x.as_secs_f64(),
@@ -132,9 +157,43 @@ fn main() -> Result<()> {
         t.as_secs_f64() / x.as_secs_f64(),
         f.as_secs_f64(),
         rate(f),
-        t.as_secs_f64() / f.as_secs_f64()
+        t.as_secs_f64() / f.as_secs_f64(),
+        a.as_secs_f64(),
+        rate(a),
+        t.as_secs_f64() / a.as_secs_f64()
+    );
+    let mut torc_cpu: Vec<f64> = cpu.iter().map(|c| c.0).collect();
+    let mut xargs_cpu: Vec<f64> = cpu.iter().map(|c| c.1).collect();
+    let (tc, xc) = (median_f64(&mut torc_cpu), median_f64(&mut xargs_cpu));
+    println!(
+        "median CPU (jobs included): torc {tc:.2} s ({:.0} µs per job), xargs {xc:.2} s ({:.0} µs per job): torc's own {:.0} µs per job",
+        tc * 1e6 / jobs as f64,
+        xc * 1e6 / jobs as f64,
+        (tc - xc) * 1e6 / jobs as f64
     );
     Ok(())
+}
+
+fn median_f64(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// CPU seconds used by the children this process has waited for (from `/proc/self/stat`, in
+/// clock ticks of 10 ms).
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses: cutime and cstime are the 14th
+    // and 15th of them.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let ticks: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    ticks
+        .get(13)
+        .zip(ticks.get(14))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
 fn count_jobs(torc: &PathBuf, spec: &PathBuf) -> Result<u64> {
@@ -246,15 +305,16 @@ fn run_served(
     Ok(took)
 }
 
-/// `bash -c true` per job; with `files_in`, each job also writes the two output files that a
-/// torc job gets, in a fresh directory there (the same filesystem work).
-fn run_xargs(jobs: u64, parallel: usize, files_in: Option<&Path>) -> Result<Duration> {
+/// `bash -c true` per job (`bash` as given: a bare name has each job's exec search `PATH`); with
+/// `files_in`, each job also writes the two output files that a torc job gets, in a fresh
+/// directory there (the same filesystem work).
+fn run_xargs(jobs: u64, parallel: usize, bash: &str, files_in: Option<&Path>) -> Result<Duration> {
     let dir = files_in
         .map(|d| tempfile::tempdir_in(d).map(tempfile::TempDir::keep))
         .transpose()?;
     let job = match &dir {
-        Some(d) => format!("bash -c true > {0}/{{}}.o 2> {0}/{{}}.e", d.display()),
-        None => "bash -c true".to_string(),
+        Some(d) => format!("{bash} -c true > {0}/{{}}.o 2> {0}/{{}}.e", d.display()),
+        None => format!("{bash} -c true"),
     };
     let started = Instant::now();
     let status = Command::new("bash")
