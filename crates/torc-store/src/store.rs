@@ -7,7 +7,9 @@ use crate::rows::{
     index_to_id, job_id_to_i32, to_i32, to_i64, DefinitionRows, NewEvent, NewRequirement,
     NewResult, NewWorkflow,
 };
-use crate::schema::{jobs, resource_requirements, results, workflows};
+use crate::schema::{
+    job_dependencies, job_files, job_user_data, jobs, resource_requirements, results, workflows,
+};
 use diesel::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -305,9 +307,17 @@ impl Store {
     pub fn delete_workflow(&self, id: WorkflowId) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let deleted = conn.write_transaction(|conn| {
-            // On PostgreSQL results reference no workflow (see its migration
-            // `results_unreferenced`): nothing cascades to them.
-            diesel::delete(results::table.filter(results::workflow_id.eq(id.0))).execute(conn)?;
+            // On PostgreSQL results, jobs and their edges reference no workflow (see its
+            // migrations `results_unreferenced` and `bulk_rows_unreferenced`): nothing cascades
+            // to them.
+            let w = id.0;
+            diesel::delete(results::table.filter(results::workflow_id.eq(w))).execute(conn)?;
+            diesel::delete(job_dependencies::table.filter(job_dependencies::workflow_id.eq(w)))
+                .execute(conn)?;
+            diesel::delete(job_files::table.filter(job_files::workflow_id.eq(w))).execute(conn)?;
+            diesel::delete(job_user_data::table.filter(job_user_data::workflow_id.eq(w)))
+                .execute(conn)?;
+            diesel::delete(jobs::table.filter(jobs::workflow_id.eq(w))).execute(conn)?;
             Ok(diesel::delete(workflows::table.find(id.0)).execute(conn)?)
         })?;
         if deleted == 0 {

@@ -1,0 +1,3 @@
+-- PostgreSQL drops the foreign keys of jobs and their edges to workflows here (a query per
+-- inserted row), fills jobs' pages to half, and keys results by (workflow, id). SQLite checks a
+-- foreign key with a lookup, has no fill factor, and keys results by rowid: nothing changes.
