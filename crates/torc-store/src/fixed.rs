@@ -55,7 +55,7 @@ impl<'a> SetJobStates<'a> {
         ids.dedup();
         for id in ids {
             match self.lasts.last_mut() {
-                Some(last) if *last == id - 1 => *last = id,
+                Some(last) if last.checked_add(1) == Some(id) => *last = id,
                 _ => {
                     self.firsts.push(id);
                     self.lasts.push(id);
@@ -291,6 +291,8 @@ mod tests {
         let s = SetJobStates::new(2, 1, 7, &ids).for_postgres();
         assert_eq!(s.firsts, [1, 3, 9, 12]);
         assert_eq!(s.lasts, [1, 5, 10, 12]);
+        let edge = SetJobStates::new(2, 1, 7, &[i32::MAX, i32::MIN]).for_postgres();
+        assert_eq!(edge.firsts, [i32::MIN, i32::MAX]);
         let none = SetJobStates::new(2, 1, 7, &[]).for_postgres();
         assert!(none.firsts.is_empty() && none.lasts.is_empty());
     }
