@@ -79,8 +79,8 @@ fn main() -> Result<()> {
     };
     let (mut ours, mut plain, mut files, mut absolute, mut served) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // CPU seconds (user and system, the jobs' included) of each round's torc run and xargs.
-    let mut cpu: Vec<(f64, f64)> = Vec::new();
+    // CPU time (user and system, the jobs' included) of each round's torc run and xargs.
+    let (mut torc_cpu, mut xargs_cpu) = (Vec::new(), Vec::new());
     // torc looks bash up once; xargs has every job's exec search PATH. Both baselines are shown.
     let abs_bash = String::from_utf8(
         Command::new("bash")
@@ -100,7 +100,8 @@ fn main() -> Result<()> {
         let c1 = children_cpu();
         let x = run_xargs(jobs, parallel, "bash", None)?;
         let c2 = children_cpu();
-        cpu.push((c1 - c0, c2 - c1));
+        torc_cpu.push(c1 - c0);
+        xargs_cpu.push(c2 - c1);
         let f = run_xargs(jobs, parallel, "bash", Some(&tmp))?;
         let a = run_xargs(jobs, parallel, &abs_bash, None)?;
         println!(
@@ -162,9 +163,10 @@ fn main() -> Result<()> {
         rate(a),
         t.as_secs_f64() / a.as_secs_f64()
     );
-    let mut torc_cpu: Vec<f64> = cpu.iter().map(|c| c.0).collect();
-    let mut xargs_cpu: Vec<f64> = cpu.iter().map(|c| c.1).collect();
-    let (tc, xc) = (median_f64(&mut torc_cpu), median_f64(&mut xargs_cpu));
+    let (tc, xc) = (
+        median(&mut torc_cpu).as_secs_f64(),
+        median(&mut xargs_cpu).as_secs_f64(),
+    );
     println!(
         "median CPU (jobs included): torc {tc:.2} s ({:.0} µs per job), xargs {xc:.2} s ({:.0} µs per job): torc's own {:.0} µs per job",
         tc * 1e6 / jobs as f64,
@@ -174,14 +176,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn median_f64(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// CPU seconds used by the children this process has waited for (from `/proc/self/stat`, in
+/// CPU time used by the children this process has waited for (from `/proc/self/stat`, in
 /// clock ticks of 10 ms).
-fn children_cpu() -> f64 {
+fn children_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name, which is in parentheses: cutime and cstime are the 14th
     // and 15th of them.
@@ -193,7 +190,9 @@ fn children_cpu() -> f64 {
     ticks
         .get(13)
         .zip(ticks.get(14))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
+        .map_or(Duration::ZERO, |(u, s)| {
+            Duration::from_secs_f64((u + s) / 100.0)
+        })
 }
 
 fn count_jobs(torc: &PathBuf, spec: &PathBuf) -> Result<u64> {
