@@ -10,11 +10,8 @@
 //! statement declares a static query id, which is what diesel's statement cache keys on.
 
 use crate::rows::{NewJob, NewResult};
-use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::serialize::ToSql;
-use diesel::sql_types::HasSqlType;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, SmallInt, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{QueryResult, RunQueryDsl};
@@ -71,22 +68,6 @@ impl<'a> SetJobStates<'a> {
         self
     }
 
-    /// `UPDATE jobs SET status = ?, attempt_id = ? WHERE workflow_id = ?` (SQLite's head).
-    fn walk_head<'b, DB>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
-    where
-        DB: Backend + HasSqlType<SmallInt> + HasSqlType<Integer> + HasSqlType<BigInt>,
-        i16: ToSql<SmallInt, DB>,
-        i32: ToSql<Integer, DB>,
-        i64: ToSql<BigInt, DB>,
-    {
-        out.push_sql("UPDATE jobs SET status = ");
-        out.push_bind_param::<SmallInt, _>(&self.status)?;
-        out.push_sql(", attempt_id = ");
-        out.push_bind_param::<Integer, _>(&self.attempt)?;
-        out.push_sql(" WHERE workflow_id = ");
-        out.push_bind_param::<BigInt, _>(&self.workflow)
-    }
-
     /// Runs the update; returns how many rows it changed.
     pub(crate) fn run(self, conn: &mut crate::backend::AnyConnection) -> QueryResult<usize> {
         use crate::backend::AnyConnection;
@@ -104,7 +85,12 @@ impl QueryId for SetJobStates<'_> {
 
 impl QueryFragment<Sqlite> for SetJobStates<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        self.walk_head(&mut out)?;
+        out.push_sql("UPDATE jobs SET status = ");
+        out.push_bind_param::<SmallInt, _>(&self.status)?;
+        out.push_sql(", attempt_id = ");
+        out.push_bind_param::<Integer, _>(&self.attempt)?;
+        out.push_sql(" WHERE workflow_id = ");
+        out.push_bind_param::<BigInt, _>(&self.workflow)?;
         out.push_sql(" AND id IN (SELECT value FROM json_each(");
         out.push_bind_param::<Text, _>(&self.json)?;
         out.push_sql("))");
