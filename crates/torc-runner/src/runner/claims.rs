@@ -1,5 +1,6 @@
 //! Claims: what to ask for, and what to do with the answer.
 
+use super::jobs::Prefetch;
 use super::{backoff, EventLoop, ERROR_BACKOFF, IDLE_BACKOFF};
 use crate::config::Capacity;
 use crate::error::RunnerError;
@@ -28,17 +29,17 @@ impl<C: Coordinator> EventLoop<C> {
     pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
         let wait_ms = u64::try_from(self.cfg.claim_wait.as_millis()).unwrap_or(u64::MAX);
         // Ask for `windows` capacities' worth (more than one while prefetching) minus what is held.
-        let windows = self.windows();
-        // While prefetching with jobs still queued, the queue is topped up a whole capacity at
-        // a time rather than a job at a time: each claim is a commit at the coordinator. (The
-        // window has a capacity more for it: see `windows`.)
+        let Prefetch { windows, refill } = self.prefetching();
+        // While prefetching with jobs still queued, the queue is topped up `refill` capacities
+        // at a time rather than a job at a time: each claim is a commit at the coordinator. (The
+        // window has room for the step: see `prefetch`.)
         let refill_only = windows > 1 && !self.queued.is_empty();
         let (limit, resources) = match self.cfg.capacity {
             Capacity::MaxParallelJobs(n) => {
                 let held = self.running.len() + self.queued.len();
                 let held = u32::try_from(held).unwrap_or(u32::MAX);
                 let limit = n.saturating_mul(windows).saturating_sub(held);
-                if refill_only && limit < n {
+                if refill_only && limit < n.saturating_mul(refill) {
                     return None;
                 }
                 (limit, None)
@@ -51,12 +52,12 @@ impl<C: Coordinator> EventLoop<C> {
                 let held = self.running.values().map(|r| &r.job).chain(&self.queued);
                 let mut free = self.free_resources(windows, held);
                 if let (true, Some(f)) = (refill_only, &free) {
-                    // A capacity's worth has drained when there is room for it in every
-                    // resource: the one the jobs fill first decides. (Room in memory alone,
-                    // which CPU-bound jobs never fill, would send a claim per CPU freed.)
-                    let drained = f.num_cpus >= num_cpus.max(1)
-                        && f.memory_bytes >= memory_bytes.max(1)
-                        && (num_gpus == 0 || f.num_gpus >= num_gpus);
+                    // The step has drained when there is room for it in every resource: the
+                    // one the jobs fill first decides. (Room in memory alone, which CPU-bound
+                    // jobs never fill, would send a claim per CPU freed.)
+                    let drained = f.num_cpus >= num_cpus.max(1).saturating_mul(refill)
+                        && f.memory_bytes >= memory_bytes.max(1).saturating_mul(u64::from(refill))
+                        && (num_gpus == 0 || f.num_gpus >= num_gpus.saturating_mul(refill));
                     if !drained {
                         return None;
                     }

@@ -1,6 +1,6 @@
 //! Running jobs: starting them, their exits, recovery scripts, and their completion records.
 
-use super::{key_of, BoxFut, EventLoop, JobKey, MAX_PREFETCH_WINDOWS, PREFETCH_BELOW};
+use super::{key_of, BoxFut, EventLoop, JobKey, MAX_PREFETCH_WINDOWS, PREFETCH_BELOW, REFILL_WORK};
 use crate::cgroup::{CgroupEnd, JobCgroup};
 use crate::config::Capacity;
 use crate::monitor::{Usage, LIMIT_CHECK};
@@ -219,24 +219,10 @@ pub(super) fn pgid_of(child: &Child) -> i32 {
 }
 
 impl<C: Coordinator> EventLoop<C> {
-    /// How many capacities' worth of jobs to hold (running and queued): 1 means no prefetch.
-    /// Prefetching is only for short jobs; the window covers one claim round trip at the rate
-    /// jobs finish.
-    pub(super) fn windows(&self) -> u32 {
-        match self.mean_runtime {
-            Some(runtime) if runtime < PREFETCH_BELOW => {
-                let latency = self.claim_latency.unwrap_or_default().as_secs_f64();
-                let per_job = runtime.as_secs_f64().max(1e-4);
-                let ahead = (latency / per_job)
-                    .ceil()
-                    .clamp(1.0, f64::from(MAX_PREFETCH_WINDOWS));
-                // The running capacity, the round trip's worth, and one capacity more: the
-                // queue is refilled a capacity at a time (see `claim_request`), so it may have
-                // drained by one before the claim goes.
-                (2 + ahead as u32).min(MAX_PREFETCH_WINDOWS)
-            }
-            _ => 1,
-        }
+    /// How many capacities' worth of jobs to hold (running and queued), and by how many the
+    /// queue must have drained before it is topped up: see [`prefetch`].
+    pub(super) fn prefetching(&self) -> Prefetch {
+        prefetch(self.mean_runtime, self.claim_latency)
     }
 
     /// Starts queued jobs, in claim order, that fit in what the running jobs leave free (and
@@ -636,6 +622,46 @@ impl<C: Coordinator> EventLoop<C> {
     }
 }
 
+/// How many of a runner's capacities it holds in jobs, running and queued, and in how large a
+/// step its queue is topped up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Prefetch {
+    /// Capacities' worth held: 1 means no prefetch.
+    pub windows: u32,
+    /// Capacities' worth that must have drained from the queue before a claim tops it up.
+    pub refill: u32,
+}
+
+/// The prefetch for jobs that take `runtime` on average and claims that take `latency`.
+///
+/// Only short jobs are prefetched. The window holds the running capacity, enough to cover one
+/// claim's round trip at the rate jobs finish, and the refill step: the queue is topped up when
+/// a capacity has drained from it, or, for jobs of a few milliseconds, the jobs that finish in
+/// [`REFILL_WORK`]. Each claim is a commit (a disk flush) at the coordinator; jobs that end every
+/// millisecond would otherwise send one every other job.
+pub(super) fn prefetch(runtime: Option<Duration>, latency: Option<Duration>) -> Prefetch {
+    match runtime {
+        Some(runtime) if runtime < PREFETCH_BELOW => {
+            let max = f64::from(MAX_PREFETCH_WINDOWS);
+            let per_job = runtime.as_secs_f64().max(1e-4);
+            let ahead = (latency.unwrap_or_default().as_secs_f64() / per_job)
+                .ceil()
+                .clamp(1.0, max) as u32;
+            let refill = (REFILL_WORK.as_secs_f64() / per_job).ceil().clamp(1.0, max) as u32;
+            let windows = (1 + ahead + refill).min(MAX_PREFETCH_WINDOWS);
+            // With the window full, the queue can still drain by the step (to the running jobs).
+            Prefetch {
+                windows,
+                refill: refill.min(windows - 1),
+            }
+        }
+        _ => Prefetch {
+            windows: 1,
+            refill: 1,
+        },
+    }
+}
+
 pub(super) fn completion(
     job: &ClaimedJob,
     return_code: i32,
@@ -662,4 +688,55 @@ pub(super) fn completion(
         message: None,
     };
     (job.workflow_id, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn only_short_jobs_are_prefetched() {
+        let none = Prefetch {
+            windows: 1,
+            refill: 1,
+        };
+        assert_eq!(prefetch(None, ms(1)), none);
+        assert_eq!(prefetch(Some(PREFETCH_BELOW), ms(1)), none);
+        assert_eq!(prefetch(Some(Duration::from_secs(60)), ms(1)), none);
+    }
+
+    #[test]
+    fn the_queue_is_topped_up_by_a_capacity_or_by_refill_work_whichever_is_more() {
+        // Jobs of 50 ms, claims of 1 ms: the running capacity, one round trip's, one step.
+        assert_eq!(
+            prefetch(ms(50), ms(1)),
+            Prefetch {
+                windows: 3,
+                refill: 1
+            }
+        );
+        // Jobs of 2 ms: the step is what finishes in REFILL_WORK, five capacities.
+        assert_eq!(
+            prefetch(ms(2), ms(1)),
+            Prefetch {
+                windows: 7,
+                refill: 5
+            }
+        );
+        // A slow coordinator: more ahead for the round trip.
+        assert_eq!(prefetch(ms(2), ms(6)).windows, 9);
+    }
+
+    #[test]
+    fn the_window_is_capped_and_always_leaves_room_for_its_step() {
+        for (runtime, latency) in [(0, 0), (0, 1_000), (1, 100), (1, 0), (999, 100_000)] {
+            let p = prefetch(ms(runtime), ms(latency));
+            assert!(p.windows <= MAX_PREFETCH_WINDOWS, "{p:?}");
+            assert!(p.refill >= 1 && p.refill < p.windows, "{p:?}");
+        }
+    }
 }

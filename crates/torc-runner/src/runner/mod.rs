@@ -15,8 +15,11 @@
 //! with no round trip to the coordinator; the claim that tops the queue up overlaps with the jobs
 //! already running. The queue holds enough to cover one claim's round trip at the current job
 //! rate (at least one capacity, at most [`MAX_PREFETCH_WINDOWS`] capacities): a coordinator
-//! whose commits wait for the disk answers more slowly, and the runner looks further ahead. Long jobs are never prefetched: a job
-//! waiting in one runner's queue for an hour would be a job another runner could have run.
+//! whose commits wait for the disk answers more slowly, and the runner looks further ahead. The
+//! queue is topped up a step at a time, not a job at a time: a capacity, or for jobs of a few
+//! milliseconds what finishes in [`REFILL_WORK`] (see [`jobs::prefetch`]). Long jobs are never
+//! prefetched: a job waiting in one runner's queue for an hour would be a job another runner
+//! could have run.
 
 use crate::cgroup::CgroupTree;
 use crate::config::{stagger_delay, RunnerConfig};
@@ -67,6 +70,9 @@ pub(crate) fn key_of(job: &ClaimedJob) -> JobKey {
 pub(crate) const PREFETCH_BELOW: Duration = Duration::from_secs(1);
 /// At most this many capacities' worth of jobs are held (running and queued) at once.
 pub(crate) const MAX_PREFETCH_WINDOWS: u32 = 16;
+/// While prefetching, the queue is topped up no more often than the jobs that finish in this
+/// long: each claim is a commit at the coordinator.
+pub(crate) const REFILL_WORK: Duration = Duration::from_millis(10);
 
 /// Back-off after a transient coordinator error: doubles from the minimum up to the cap.
 const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(5));
