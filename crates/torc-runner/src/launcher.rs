@@ -43,6 +43,10 @@ struct Reaper {
     child: std::process::Child,
     /// Non-blocking: a reaper that stops reading costs a record, never a stalled runner.
     tell: std::process::ChildStdin,
+    /// Lines not written yet: ended groups wait for the next start, or the end of the event
+    /// loop's turn (see [`Launcher::flush`]), and go in the same write. Each write wakes the
+    /// reaper, and an exit is usually followed by a start at once.
+    pending: String,
 }
 
 impl Reaper {
@@ -77,7 +81,11 @@ impl Reaper {
                 libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
             );
         }
-        Ok(Reaper { child, tell })
+        Ok(Reaper {
+            child,
+            tell,
+            pending: String::new(),
+        })
     }
 }
 
@@ -114,19 +122,44 @@ impl Launcher {
         })
     }
 
-    /// Tells the reaper that the group `pgid` has ended (its leader was reaped).
+    /// Tells the reaper that the group `pgid` has ended (its leader was reaped). The line goes
+    /// with the next start or [`Launcher::flush`], whichever comes first: until then the reaper
+    /// would only kill a group that is gone (group ids are not reused within a turn).
     pub(crate) fn ended(&self, pgid: u32) {
-        self.tell('-', pgid);
+        self.tell('-', pgid, false);
     }
 
-    fn tell(&self, op: char, pgid: u32) {
+    /// Writes what [`Launcher::ended`] left pending; the event loop calls it once a turn.
+    pub(crate) fn flush(&self) {
+        let Ok(mut reaper) = self.reaper.lock() else {
+            return;
+        };
+        if reaper.as_ref().is_some_and(|r| !r.pending.is_empty()) {
+            Self::write(&mut reaper);
+        }
+    }
+
+    fn tell(&self, op: char, pgid: u32, now: bool) {
         let Ok(mut reaper) = self.reaper.lock() else {
             return;
         };
         let Some(r) = reaper.as_mut() else {
             return;
         };
-        if let Err(e) = r.tell.write_all(format!("{op} {pgid}\n").as_bytes()) {
+        use std::fmt::Write as _;
+        let _ = writeln!(r.pending, "{op} {pgid}");
+        if now {
+            Self::write(&mut reaper);
+        }
+    }
+
+    fn write(reaper: &mut Option<Reaper>) {
+        let Some(r) = reaper.as_mut() else {
+            return;
+        };
+        let result = r.tell.write_all(r.pending.as_bytes());
+        r.pending.clear();
+        if let Err(e) = result {
             warn!(error = %e, "the reaper does not listen: jobs may outlive a killed runner");
             *reaper = None;
         }
@@ -150,7 +183,7 @@ impl Launcher {
             cmd.spawn()?
         };
         if let Some(pgid) = child.id() {
-            self.tell('+', pgid);
+            self.tell('+', pgid, true);
         }
         Ok(child)
     }

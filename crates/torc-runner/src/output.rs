@@ -73,6 +73,7 @@ impl Relays {
 
     /// A pipe whose write end is for the job's stdout or stderr (or both), and whose contents
     /// go to `path`: created at the first byte (truncated, or appended to with `append`).
+    /// Nothing copies it until it is given to [`Relays::watch`] (or drained).
     pub(crate) fn stream(&self, path: &Path, append: bool) -> io::Result<(OwnedFd, Stream)> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two descriptors into the array it is given.
@@ -103,9 +104,21 @@ impl Relays {
             discard: false,
             fault: None,
         }));
-        let stream = Stream(Arc::clone(&sink));
-        self.handle.spawn(pump(sink));
-        Ok((write, stream))
+        Ok((write, Stream(sink)))
+    }
+
+    /// Starts copying `streams` (a job's, made by [`Relays::stream`]) on the output thread:
+    /// one wake-up of that thread for all of them.
+    pub(crate) fn watch(&self, streams: &[Stream]) {
+        if streams.is_empty() {
+            return;
+        }
+        let sinks: Vec<_> = streams.iter().map(|s| Arc::clone(&s.0)).collect();
+        self.handle.spawn(async move {
+            for sink in sinks {
+                tokio::spawn(pump(sink));
+            }
+        });
     }
 }
 
@@ -255,7 +268,14 @@ impl AsRawFd for ReadEnd {
 
 /// Copies the pipe's contents whenever it is readable, until every writer closed it.
 async fn pump(sink: Arc<Mutex<Sink>>) {
-    let fd = lock(&sink).fd.as_raw_fd();
+    let fd = {
+        let sink = lock(&sink);
+        if sink.eof {
+            // Drained to its end already: the job was over before the thread came to it.
+            return;
+        }
+        sink.fd.as_raw_fd()
+    };
     let end = ReadEnd { sink, fd };
     // SAFETY: `end` owns a reference to the sink that owns the open descriptor `fd`, which the
     // sink never closes or replaces while it lives; `as_raw_fd` always returns that `fd`.

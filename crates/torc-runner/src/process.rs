@@ -273,6 +273,7 @@ fn spawn_shell(
             command_bytes: script.len(),
             source,
         })?;
+    ctx.relays.watch(&streams);
     Ok((child, streams))
 }
 

@@ -403,6 +403,8 @@ impl<C: Coordinator> EventLoop<C> {
             if let Some(outcome) = self.outcome() {
                 return outcome;
             }
+            // The groups that ended this turn and were not followed by a start.
+            self.ctx.launcher.flush();
             let wake = self.next_wake(now);
             tokio::select! {
                 Some(exit) = self.exits.next(), if !self.exits.is_empty() => {
