@@ -15,6 +15,17 @@ use tracing::{debug, info, warn};
 impl<C: Coordinator> EventLoop<C> {
     /// The claim to send now, if one is due: nothing in flight, not stopping, room to fill.
     pub(super) fn claim_due(&self, now: Instant) -> Option<ClaimRequest> {
+        self.claim_when(now, false)
+    }
+
+    /// The claim to send with a report that goes now: due as [`EventLoop::claim_due`] would
+    /// have it, except that any room counts, not only a whole refill step. It shares the
+    /// report's commit at the coordinator, so topping the queue up costs no commit of its own.
+    pub(super) fn claim_with_report(&self, now: Instant) -> Option<ClaimRequest> {
+        self.claim_when(now, true)
+    }
+
+    fn claim_when(&self, now: Instant, with_report: bool) -> Option<ClaimRequest> {
         if self.claim.is_some()
             || self.stopping.is_some()
             || self.idle_expired
@@ -23,17 +34,17 @@ impl<C: Coordinator> EventLoop<C> {
         {
             return None;
         }
-        self.claim_request(now)
+        self.claim_request(now, with_report)
     }
 
-    pub(super) fn claim_request(&self, now: Instant) -> Option<ClaimRequest> {
+    pub(super) fn claim_request(&self, now: Instant, with_report: bool) -> Option<ClaimRequest> {
         let wait_ms = u64::try_from(self.cfg.claim_wait.as_millis()).unwrap_or(u64::MAX);
         // Ask for `windows` capacities' worth (more than one while prefetching) minus what is held.
         let Prefetch { windows, refill } = self.prefetching();
         // While prefetching with jobs still queued, the queue is topped up `refill` capacities
         // at a time rather than a job at a time: each claim is a commit at the coordinator. (The
         // window has room for the step: see `prefetch`.)
-        let refill_only = windows > 1 && !self.queued.is_empty();
+        let refill_only = windows > 1 && !self.queued.is_empty() && !with_report;
         let (limit, resources) = match self.cfg.capacity {
             Capacity::MaxParallelJobs(n) => {
                 let held = self.running.len() + self.queued.len();

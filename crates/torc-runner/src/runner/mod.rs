@@ -82,7 +82,7 @@ const IDLE_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration:
 const START_REPORT_DELAY: Duration = Duration::from_secs(1);
 /// While prefetched jobs wait in the runner, a completion waits at most this long for others
 /// to share its report (and the coordinator's commit).
-const REPORT_COALESCE: Duration = Duration::from_millis(5);
+const REPORT_COALESCE: Duration = Duration::from_millis(10);
 /// Attempts for one report batch while stopping, before giving up.
 const STOPPING_REPORT_ATTEMPTS: u32 = 8;
 /// The same after a second shutdown request.
@@ -395,8 +395,11 @@ impl<C: Coordinator> EventLoop<C> {
             }
             // A claim and the report that goes with it reach the coordinator together (the
             // report first, so that the claim can take what it unblocked): one commit for both.
-            let claim = self.claim_due(now);
-            self.pump_reports(now, claim.is_some());
+            let mut claim = self.claim_due(now);
+            if self.pump_reports(now, claim.is_some()) && claim.is_none() {
+                // And the other way round: a report that goes alone takes a claim with it.
+                claim = self.claim_with_report(now);
+            }
             self.pump_claims(now, claim);
             self.pump_beats(now);
             self.publish();

@@ -27,14 +27,15 @@ fn completions_due(now: Instant, first: Option<Instant>, urgent: bool) -> bool {
 }
 
 impl<C: Coordinator> EventLoop<C> {
-    pub(super) fn pump_reports(&mut self, now: Instant, claiming: bool) {
+    /// Sends the report due now, if one is; whether it did.
+    pub(super) fn pump_reports(&mut self, now: Instant, claiming: bool) -> bool {
         if self.report.is_some() || self.reports_closed {
-            return;
+            return false;
         }
         let batches = match &self.unacked {
             Some(batches) => {
                 if self.report_not_before.is_some_and(|t| t > now) {
-                    return;
+                    return false;
                 }
                 batches.clone()
             }
@@ -51,7 +52,7 @@ impl<C: Coordinator> EventLoop<C> {
                         flush_all || claiming || self.queued.is_empty(),
                     );
                 if !completions_due && (self.starts.is_empty() || !starts_due) {
-                    return;
+                    return false;
                 }
                 let batches = self.take_batches();
                 self.first_start_at = None;
@@ -78,6 +79,7 @@ impl<C: Coordinator> EventLoop<C> {
             }
             Ok(answers)
         }));
+        true
     }
 
     /// The starts and completions waiting, as one batch per workflow.
