@@ -642,17 +642,19 @@ pub(super) struct Prefetch {
 pub(super) fn prefetch(runtime: Option<Duration>, latency: Option<Duration>) -> Prefetch {
     match runtime {
         Some(runtime) if runtime < PREFETCH_BELOW => {
-            let max = f64::from(MAX_PREFETCH_WINDOWS);
+            // Under the cap, the round trip's worth comes first (a queue that runs dry idles
+            // the runner), then the step, at least one capacity of each.
+            let room = MAX_PREFETCH_WINDOWS - 1;
             let per_job = runtime.as_secs_f64().max(1e-4);
             let ahead = (latency.unwrap_or_default().as_secs_f64() / per_job)
                 .ceil()
-                .clamp(1.0, max) as u32;
-            let refill = (REFILL_WORK.as_secs_f64() / per_job).ceil().clamp(1.0, max) as u32;
-            let windows = (1 + ahead + refill).min(MAX_PREFETCH_WINDOWS);
-            // With the window full, the queue can still drain by the step (to the running jobs).
+                .clamp(1.0, f64::from(room - 1)) as u32;
+            let refill = (REFILL_WORK.as_secs_f64() / per_job)
+                .ceil()
+                .clamp(1.0, f64::from(room - ahead)) as u32;
             Prefetch {
-                windows,
-                refill: refill.min(windows - 1),
+                windows: 1 + ahead + refill,
+                refill,
             }
         }
         _ => Prefetch {
@@ -729,6 +731,11 @@ mod tests {
         );
         // A slow coordinator: more ahead for the round trip.
         assert_eq!(prefetch(ms(2), ms(6)).windows, 9);
+        // At the cap the step gives way: jobs of 1 ms, claims of 6 ms keep six capacities
+        // ahead, and the step is what is left (nine, not ten).
+        let p = prefetch(ms(1), ms(6));
+        assert_eq!(p.windows, MAX_PREFETCH_WINDOWS);
+        assert_eq!((p.windows - 1 - p.refill, p.refill), (6, 9));
     }
 
     #[test]
