@@ -1,10 +1,15 @@
 //! How job processes die with their runner, and the thread that forks those that must.
 //!
 //! A runner killed outright (SIGKILL, the OOM killer, a crash) takes its jobs with it in two
-//! ways. The run's *reaper*, an `awk` in a process group of its own that ignores SIGINT,
-//! SIGTERM and SIGHUP, is told on a pipe that only the runner writes each job's process group as
-//! it starts (`+ PGID`) and as its leader is reaped (`- PGID`); when the runner dies the pipe
-//! closes and the reaper SIGKILLs every group still listed: leaders and what they started.
+//! ways. The run's *reaper*, a shell in a process group of its own that ignores SIGINT, SIGTERM
+//! and SIGHUP, holds the read end of a pipe that only the runner holds open for writing and
+//! never writes; when the runner dies the pipe closes, and the reaper reads the runner's record
+//! of process groups (a file in a private directory: `+ PGID` as a job starts, `- PGID` as its
+//! leader is reaped) and SIGKILLs every group still listed: leaders and what they started. The
+//! record is a file, not the pipe, so that keeping it wakes nobody: a write to a pipe wakes its
+//! blocked reader, a switch to another core on every job's start and end. It is rewritten with
+//! only the live groups as it grows, under a new name and renamed over the old one, so it always
+//! names every live group and stays small.
 //!
 //! A job whose spawn forks anyway (its child moves itself into its cgroup before exec) also asks
 //! the kernel for SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), which holds even if the
@@ -14,20 +19,29 @@
 //! given it: it needs a hook between fork and exec, which forces `fork` over `posix_spawn`, and
 //! copying the runner's page tables for every job made the 3,001-job pipeline a third slower.
 
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 use tokio::process::{Child, Command};
 use tracing::warn;
 
-/// The reaper's program: `+ PGID` and `- PGID` lines until end of input, then SIGKILL to the
-/// groups left.
-const REAPER: &str = r#"$1 == "+" { held[$2] = 1 }
+/// The record's program: `+ PGID` and `- PGID` lines, then SIGKILL to the groups left.
+const KILL_LISTED: &str = r#"$1 == "+" { held[$2] = 1 }
 $1 == "-" { delete held[$2] }
 END { groups = ""; for (g in held) groups = groups " -" g
       if (groups != "") system("kill -9" groups " 2>/dev/null") }"#;
+
+/// The reaper: wait for the pipe to close (the runner gone), then act on the record, then
+/// remove its directory. `$0` is the record's program, `$1` the record, `$2` the directory.
+const REAPER: &str = r#"cat >/dev/null; awk "$0" "$1"; rm -rf "$2""#;
+
+/// The record is rewritten once this much has been appended since it last was.
+const COMPACT_AFTER: u64 = 1 << 20;
 
 type Reply = mpsc::SyncSender<io::Result<Child>>;
 
@@ -41,59 +55,121 @@ pub(crate) struct Launcher {
 
 struct Reaper {
     child: std::process::Child,
-    /// Non-blocking: a reaper that stops reading costs a record, never a stalled runner.
-    tell: std::process::ChildStdin,
+    /// Held open, never written: its closing is what tells the reaper the runner is gone.
+    alive: Option<std::process::ChildStdin>,
+    dir: PathBuf,
+    /// The record, appended to.
+    record: File,
+    /// Bytes appended since the record was last rewritten.
+    appended: u64,
+    /// The groups listed now: what a rewrite writes.
+    live: HashSet<u32>,
     /// Lines not written yet: ended groups wait for the next start, or the end of the event
-    /// loop's turn (see [`Launcher::flush`]), and go in the same write. Each write wakes the
-    /// reaper, and an exit is usually followed by a start at once.
+    /// loop's turn (see [`Launcher::flush`]), and go in the same write.
     pending: String,
 }
 
 impl Reaper {
     fn start() -> io::Result<Reaper> {
-        let mut cmd = std::process::Command::new("awk");
-        cmd.arg(REAPER)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0);
-        // SAFETY: between fork and exec the closure only calls signal(2), which is
-        // async-signal-safe. Ignored signals stay ignored across exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                    libc::signal(sig, libc::SIG_IGN);
-                }
-                Ok(())
-            });
+        let dir = tempfile::Builder::new()
+            .prefix("torc-reaper-")
+            .tempdir()?
+            .keep();
+        let path = dir.join("groups");
+        let started = File::create(&path).and_then(|record| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(REAPER)
+                .arg(KILL_LISTED)
+                .arg(&path)
+                .arg(&dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0);
+            // SAFETY: between fork and exec the closure only calls signal(2), which is
+            // async-signal-safe. Ignored signals stay ignored across exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                        libc::signal(sig, libc::SIG_IGN);
+                    }
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn()?;
+            let alive = child
+                .stdin
+                .take()
+                .ok_or_else(|| io::Error::other("no pipe"))?;
+            Ok((child, alive, record))
+        });
+        match started {
+            Ok((child, alive, record)) => Ok(Reaper {
+                child,
+                alive: Some(alive),
+                dir,
+                record,
+                appended: 0,
+                live: HashSet::new(),
+                pending: String::new(),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
         }
-        let mut child = cmd.spawn()?;
-        let tell = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no pipe"))?;
-        // SAFETY: fcntl on a descriptor this process owns; it only changes its flags.
-        unsafe {
-            let fd = tell.as_raw_fd();
-            libc::fcntl(
-                fd,
-                libc::F_SETFL,
-                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
-            );
+    }
+
+    fn note(&mut self, op: char, pgid: u32) {
+        let _ = writeln!(self.pending, "{op} {pgid}");
+        if op == '+' {
+            self.live.insert(pgid);
+        } else {
+            self.live.remove(&pgid);
         }
-        Ok(Reaper {
-            child,
-            tell,
-            pending: String::new(),
-        })
+    }
+
+    /// Appends the pending lines; once the record has grown by [`COMPACT_AFTER`], writes the
+    /// live groups to a new file and renames it over the record.
+    fn write(&mut self) -> io::Result<()> {
+        if self.appended >= COMPACT_AFTER {
+            let path = self.dir.join("groups");
+            let next = self.dir.join("groups.next");
+            let mut text = String::with_capacity(self.live.len() * 12);
+            for g in &self.live {
+                let _ = writeln!(text, "+ {g}");
+            }
+            let mut file = File::create(&next)?;
+            file.write_all(text.as_bytes())?;
+            std::fs::rename(&next, &path)?;
+            self.record = file;
+            self.appended = 0;
+            self.pending.clear();
+            return Ok(());
+        }
+        self.record.write_all(self.pending.as_bytes())?;
+        self.appended += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        // The run is over and its jobs reaped: nothing is left for the reaper to kill.
-        self.child.kill().ok();
+        // The run is over and its jobs reaped: nothing is left for the reaper to kill. Its
+        // whole group goes (the shell and the `cat` it waits on).
+        if let Ok(pgid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory is
+            // involved.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         self.child.wait().ok();
+        // Only now may the pipe close: a reaper still alive would act on the record.
+        drop(self.alive.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -112,7 +188,7 @@ impl Launcher {
             })?;
         let reaper = Reaper::start()
             .inspect_err(|e| {
-                warn!(error = %e, "cannot start the reaper (awk): jobs may outlive a killed runner");
+                warn!(error = %e, "cannot start the reaper (sh, awk, a temporary directory): jobs may outlive a killed runner");
             })
             .ok();
         Ok(Launcher {
@@ -146,8 +222,7 @@ impl Launcher {
         let Some(r) = reaper.as_mut() else {
             return;
         };
-        use std::fmt::Write as _;
-        let _ = writeln!(r.pending, "{op} {pgid}");
+        r.note(op, pgid);
         if now {
             Self::write(&mut reaper);
         }
@@ -157,10 +232,8 @@ impl Launcher {
         let Some(r) = reaper.as_mut() else {
             return;
         };
-        let result = r.tell.write_all(r.pending.as_bytes());
-        r.pending.clear();
-        if let Err(e) = result {
-            warn!(error = %e, "the reaper does not listen: jobs may outlive a killed runner");
+        if let Err(e) = r.write() {
+            warn!(error = %e, "cannot keep the reaper's record: jobs may outlive a killed runner");
             *reaper = None;
         }
     }
@@ -216,5 +289,69 @@ fn die_with_parent(cmd: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// The groups the record lists, read as the reaper reads it.
+    fn listed(reaper: &Reaper) -> HashSet<u32> {
+        let text = std::fs::read_to_string(reaper.dir.join("groups")).unwrap();
+        let mut held = HashSet::new();
+        for line in text.lines() {
+            let (op, g) = line.split_once(' ').unwrap();
+            let g: u32 = g.parse().unwrap();
+            if op == "+" {
+                held.insert(g);
+            } else {
+                held.remove(&g);
+            }
+        }
+        held
+    }
+
+    #[test]
+    fn the_record_lists_the_live_groups_and_is_rewritten_as_it_grows() {
+        let mut r = Reaper::start().unwrap();
+        // Ten groups stay; two hundred thousand come and go, well past a rewrite.
+        for g in 1..=10 {
+            r.note('+', g);
+        }
+        r.write().unwrap();
+        for g in 1_000..201_000 {
+            r.note('+', g);
+            r.write().unwrap();
+            r.note('-', g);
+        }
+        r.write().unwrap();
+        assert_eq!(listed(&r), (1..=10).collect());
+        let size = std::fs::metadata(r.dir.join("groups")).unwrap().len();
+        assert!(size < COMPACT_AFTER + 4096, "the record is {size} bytes");
+        let dir = r.dir.clone();
+        drop(r);
+        assert!(!dir.exists(), "the record's directory outlived the run");
+    }
+
+    #[test]
+    fn when_the_runner_is_gone_the_reaper_kills_the_listed_groups() {
+        let mut r = Reaper::start().unwrap();
+        let mut job = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        r.note('+', job.id());
+        r.write().unwrap();
+        // What a runner's death does to the reaper: its end of the pipe closes.
+        drop(r.alive.take());
+        let status = job.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        // And it cleans up after itself.
+        let dir = r.dir.clone();
+        r.child.wait().unwrap();
+        assert!(!dir.exists());
     }
 }
