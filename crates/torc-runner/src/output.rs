@@ -19,12 +19,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tracing::warn;
 
 /// Bytes copied per read: what a default pipe holds.
 const CHUNK: usize = 64 * 1024;
+
+/// How long a job's pipes wait before the output thread watches them (see [`Relays::watch`]).
+pub(crate) const WATCH_AFTER: Duration = Duration::from_millis(2);
 
 /// Reads per turn: 1 MiB, the most a pipe can be made to hold without privileges, so one turn
 /// empties a pipe whose writers have gone; a writer that never pauses cannot hold the sink (and
@@ -46,6 +50,7 @@ enum Left {
 /// run, when every job's exit has been drained).
 pub(crate) struct Relays {
     handle: tokio::runtime::Handle,
+    pending: Mutex<Waiting>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -66,6 +71,7 @@ impl Relays {
             })?;
         Ok(Relays {
             handle,
+            pending: Mutex::default(),
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -107,15 +113,43 @@ impl Relays {
         Ok((write, Stream(sink)))
     }
 
-    /// Starts copying `streams` (a job's, made by [`Relays::stream`]) on the output thread:
-    /// one wake-up of that thread for all of them.
+    /// Has `streams` (a job's, made by [`Relays::stream`]) copied on the output thread from
+    /// [`WATCH_AFTER`] on: the event loop hands what waits to the thread in one go
+    /// ([`Relays::flush`]). A job that is over by then was drained at its exit and never costs
+    /// the thread a wake-up; one that writes more than its pipes hold waits that long at most.
     pub(crate) fn watch(&self, streams: &[Stream]) {
         if streams.is_empty() {
             return;
         }
-        let sinks: Vec<_> = streams.iter().map(|s| Arc::clone(&s.0)).collect();
+        let mut pending = lock(&self.pending);
+        pending
+            .sinks
+            .extend(streams.iter().map(|s| Arc::clone(&s.0)));
+        pending.since.get_or_insert_with(Instant::now);
+    }
+
+    /// When the streams waiting are due on the output thread, if any wait.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        lock(&self.pending).since.map(|since| since + WATCH_AFTER)
+    }
+
+    /// Hands the waiting streams to the output thread once the oldest is due (all of them, in
+    /// one task: one wake-up), leaving out those drained to their end already.
+    pub(crate) fn flush(&self, now: Instant) {
+        let sinks = {
+            let mut pending = lock(&self.pending);
+            if pending.since.is_none_or(|since| now < since + WATCH_AFTER) {
+                return;
+            }
+            pending.since = None;
+            std::mem::take(&mut pending.sinks)
+        };
+        let open: Vec<_> = sinks.into_iter().filter(|s| !lock(s).eof).collect();
+        if open.is_empty() {
+            return;
+        }
         self.handle.spawn(async move {
-            for sink in sinks {
+            for sink in open {
                 tokio::spawn(pump(sink));
             }
         });
@@ -129,6 +163,14 @@ impl Drop for Relays {
             let _ = thread.join();
         }
     }
+}
+
+/// Streams given to [`Relays::watch`] and not handed to the thread yet, and since when the
+/// oldest has waited.
+#[derive(Default)]
+struct Waiting {
+    sinks: Vec<Arc<Mutex<Sink>>>,
+    since: Option<Instant>,
 }
 
 /// The runner's handle on one stream of a job.
@@ -154,9 +196,12 @@ impl Stream {
     }
 }
 
-fn lock(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
-    // A panic while copying leaves the sink as consistent as the bytes it had copied.
-    sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while copying leaves a sink as consistent as the bytes it had copied, and the
+    // waiting list as it was.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Sink {

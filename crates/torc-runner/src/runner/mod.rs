@@ -406,8 +406,10 @@ impl<C: Coordinator> EventLoop<C> {
             if let Some(outcome) = self.outcome() {
                 return outcome;
             }
-            // The groups that ended this turn and were not followed by a start.
+            // The groups that ended this turn and were not followed by a start; the output
+            // pipes due on the output thread.
             self.ctx.launcher.flush();
+            self.ctx.relays.flush(now.into_std());
             let wake = self.next_wake(now);
             tokio::select! {
                 Some(exit) = self.exits.next(), if !self.exits.is_empty() => {
@@ -536,6 +538,7 @@ impl<C: Coordinator> EventLoop<C> {
         if let (Some(left), false) = (self.cfg.time_left, self.idle_expired) {
             earliest(&mut wake, now, Some(after(self.started, left)));
         }
+        earliest(&mut wake, now, self.ctx.relays.due().map(Instant::from_std));
         wake
     }
 
