@@ -24,7 +24,6 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 use tokio::process::{Child, Command};
@@ -39,6 +38,9 @@ END { groups = ""; for (g in held) groups = groups " -" g
 /// The reaper: wait for the pipe to close (the runner gone), then act on the record, then
 /// remove its directory. `$0` is the record's program, `$1` the record, `$2` the directory.
 const REAPER: &str = r#"cat >/dev/null; awk "$0" "$1"; rm -rf "$2""#;
+
+/// The record's name in the reaper's directory.
+const RECORD: &str = "groups";
 
 /// The record is rewritten once this much has been appended since it last was.
 const COMPACT_AFTER: u64 = 1 << 20;
@@ -57,85 +59,69 @@ struct Reaper {
     child: std::process::Child,
     /// Held open, never written: its closing is what tells the reaper the runner is gone.
     alive: Option<std::process::ChildStdin>,
-    dir: PathBuf,
+    /// Removed when the reaper is dropped; a reaper that outlives its runner removes it itself.
+    dir: tempfile::TempDir,
     /// The record, appended to.
     record: File,
     /// Bytes appended since the record was last rewritten.
     appended: u64,
     /// The groups listed now: what a rewrite writes.
     live: HashSet<u32>,
-    /// Lines not written yet: ended groups wait for the next start, or the end of the event
-    /// loop's turn (see [`Launcher::flush`]), and go in the same write.
-    pending: String,
 }
 
 impl Reaper {
     fn start() -> io::Result<Reaper> {
-        let dir = tempfile::Builder::new()
-            .prefix("torc-reaper-")
-            .tempdir()?
-            .keep();
-        let path = dir.join("groups");
-        let started = File::create(&path).and_then(|record| {
-            let mut cmd = std::process::Command::new("sh");
-            cmd.arg("-c")
-                .arg(REAPER)
-                .arg(KILL_LISTED)
-                .arg(&path)
-                .arg(&dir)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .process_group(0);
-            // SAFETY: between fork and exec the closure only calls signal(2), which is
-            // async-signal-safe. Ignored signals stay ignored across exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                        libc::signal(sig, libc::SIG_IGN);
-                    }
-                    Ok(())
-                });
-            }
-            let mut child = cmd.spawn()?;
-            let alive = child
-                .stdin
-                .take()
-                .ok_or_else(|| io::Error::other("no pipe"))?;
-            Ok((child, alive, record))
-        });
-        match started {
-            Ok((child, alive, record)) => Ok(Reaper {
-                child,
-                alive: Some(alive),
-                dir,
-                record,
-                appended: 0,
-                live: HashSet::new(),
-                pending: String::new(),
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                Err(e)
-            }
+        // On an error below, dropping `dir` removes it.
+        let dir = tempfile::Builder::new().prefix("torc-reaper-").tempdir()?;
+        let path = dir.path().join(RECORD);
+        let record = File::create(&path)?;
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(REAPER)
+            .arg(KILL_LISTED)
+            .arg(&path)
+            .arg(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        // SAFETY: between fork and exec the closure only calls signal(2), which is
+        // async-signal-safe. Ignored signals stay ignored across exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                Ok(())
+            });
         }
+        let mut child = cmd.spawn()?;
+        let alive = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("no pipe"))?;
+        Ok(Reaper {
+            child,
+            alive: Some(alive),
+            dir,
+            record,
+            appended: 0,
+            live: HashSet::new(),
+        })
     }
 
-    fn note(&mut self, op: char, pgid: u32) {
-        let _ = writeln!(self.pending, "{op} {pgid}");
+    /// Records that the group `pgid` started (`+`) or ended (`-`); once the record has grown
+    /// by [`COMPACT_AFTER`], writes the live groups to a new file and renames it over the
+    /// record.
+    fn tell(&mut self, op: char, pgid: u32) -> io::Result<()> {
         if op == '+' {
             self.live.insert(pgid);
         } else {
             self.live.remove(&pgid);
         }
-    }
-
-    /// Appends the pending lines; once the record has grown by [`COMPACT_AFTER`], writes the
-    /// live groups to a new file and renames it over the record.
-    fn write(&mut self) -> io::Result<()> {
         if self.appended >= COMPACT_AFTER {
-            let path = self.dir.join("groups");
-            let next = self.dir.join("groups.next");
+            let path = self.dir.path().join(RECORD);
+            let next = self.dir.path().join("groups.next");
             let mut text = String::with_capacity(self.live.len() * 12);
             for g in &self.live {
                 let _ = writeln!(text, "+ {g}");
@@ -145,12 +131,11 @@ impl Reaper {
             std::fs::rename(&next, &path)?;
             self.record = file;
             self.appended = 0;
-            self.pending.clear();
             return Ok(());
         }
-        self.record.write_all(self.pending.as_bytes())?;
-        self.appended += self.pending.len() as u64;
-        self.pending.clear();
+        let line = format!("{op} {pgid}\n");
+        self.record.write_all(line.as_bytes())?;
+        self.appended += line.len() as u64;
         Ok(())
     }
 }
@@ -167,9 +152,9 @@ impl Drop for Reaper {
             }
         }
         self.child.wait().ok();
-        // Only now may the pipe close: a reaper still alive would act on the record.
+        // Only now may the pipe close (and the directory go, as the fields drop): a reaper
+        // still alive would act on the record.
         drop(self.alive.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -198,41 +183,19 @@ impl Launcher {
         })
     }
 
-    /// Tells the reaper that the group `pgid` has ended (its leader was reaped). The line goes
-    /// with the next start or [`Launcher::flush`], whichever comes first: until then the reaper
-    /// would only kill a group that is gone (group ids are not reused within a turn).
+    /// Tells the reaper that the group `pgid` has ended (its leader was reaped).
     pub(crate) fn ended(&self, pgid: u32) {
-        self.tell('-', pgid, false);
+        self.tell('-', pgid);
     }
 
-    /// Writes what [`Launcher::ended`] left pending; the event loop calls it once a turn.
-    pub(crate) fn flush(&self) {
-        let Ok(mut reaper) = self.reaper.lock() else {
-            return;
-        };
-        if reaper.as_ref().is_some_and(|r| !r.pending.is_empty()) {
-            Self::write(&mut reaper);
-        }
-    }
-
-    fn tell(&self, op: char, pgid: u32, now: bool) {
+    fn tell(&self, op: char, pgid: u32) {
         let Ok(mut reaper) = self.reaper.lock() else {
             return;
         };
         let Some(r) = reaper.as_mut() else {
             return;
         };
-        r.note(op, pgid);
-        if now {
-            Self::write(&mut reaper);
-        }
-    }
-
-    fn write(reaper: &mut Option<Reaper>) {
-        let Some(r) = reaper.as_mut() else {
-            return;
-        };
-        if let Err(e) = r.write() {
+        if let Err(e) = r.tell(op, pgid) {
             warn!(error = %e, "cannot keep the reaper's record: jobs may outlive a killed runner");
             *reaper = None;
         }
@@ -256,7 +219,7 @@ impl Launcher {
             cmd.spawn()?
         };
         if let Some(pgid) = child.id() {
-            self.tell('+', pgid, true);
+            self.tell('+', pgid);
         }
         Ok(child)
     }
@@ -299,7 +262,7 @@ mod tests {
 
     /// The groups the record lists, read as the reaper reads it.
     fn listed(reaper: &Reaper) -> HashSet<u32> {
-        let text = std::fs::read_to_string(reaper.dir.join("groups")).unwrap();
+        let text = std::fs::read_to_string(reaper.dir.path().join(RECORD)).unwrap();
         let mut held = HashSet::new();
         for line in text.lines() {
             let (op, g) = line.split_once(' ').unwrap();
@@ -318,19 +281,16 @@ mod tests {
         let mut r = Reaper::start().unwrap();
         // Ten groups stay; two hundred thousand come and go, well past a rewrite.
         for g in 1..=10 {
-            r.note('+', g);
+            r.tell('+', g).unwrap();
         }
-        r.write().unwrap();
         for g in 1_000..201_000 {
-            r.note('+', g);
-            r.write().unwrap();
-            r.note('-', g);
+            r.tell('+', g).unwrap();
+            r.tell('-', g).unwrap();
         }
-        r.write().unwrap();
         assert_eq!(listed(&r), (1..=10).collect());
-        let size = std::fs::metadata(r.dir.join("groups")).unwrap().len();
+        let size = std::fs::metadata(r.dir.path().join(RECORD)).unwrap().len();
         assert!(size < COMPACT_AFTER + 4096, "the record is {size} bytes");
-        let dir = r.dir.clone();
+        let dir = r.dir.path().to_path_buf();
         drop(r);
         assert!(!dir.exists(), "the record's directory outlived the run");
     }
@@ -343,14 +303,13 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap();
-        r.note('+', job.id());
-        r.write().unwrap();
+        r.tell('+', job.id()).unwrap();
         // What a runner's death does to the reaper: its end of the pipe closes.
         drop(r.alive.take());
         let status = job.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
         // And it cleans up after itself.
-        let dir = r.dir.clone();
+        let dir = r.dir.path().to_path_buf();
         r.child.wait().unwrap();
         assert!(!dir.exists());
     }

@@ -313,14 +313,7 @@ impl AsRawFd for ReadEnd {
 
 /// Copies the pipe's contents whenever it is readable, until every writer closed it.
 async fn pump(sink: Arc<Mutex<Sink>>) {
-    let fd = {
-        let sink = lock(&sink);
-        if sink.eof {
-            // Drained to its end already: the job was over before the thread came to it.
-            return;
-        }
-        sink.fd.as_raw_fd()
-    };
+    let fd = lock(&sink).fd.as_raw_fd();
     let end = ReadEnd { sink, fd };
     // SAFETY: `end` owns a reference to the sink that owns the open descriptor `fd`, which the
     // sink never closes or replaces while it lives; `as_raw_fd` always returns that `fd`.

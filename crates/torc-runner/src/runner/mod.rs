@@ -406,9 +406,7 @@ impl<C: Coordinator> EventLoop<C> {
             if let Some(outcome) = self.outcome() {
                 return outcome;
             }
-            // The groups that ended this turn and were not followed by a start; the output
-            // pipes due on the output thread.
-            self.ctx.launcher.flush();
+            // The output pipes due on the output thread.
             self.ctx.relays.flush(now.into_std());
             let wake = self.next_wake(now);
             tokio::select! {
